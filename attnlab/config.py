@@ -1,0 +1,248 @@
+"""Typed configuration: the dataclass schemas behind `conf/` and their validation.
+
+The YAML files in `conf/` extend these schemas (registered in Hydra's ConfigStore), so a
+misspelled key or a wrong type fails when Hydra composes the config. Range checks that a
+type cannot express live in `validate()`, which names the key, the value and what is
+allowed, and runs before any training starts.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig
+
+MODEL_VARIANTS = ("dense", "double", "lstm")
+ATTENTION_POSITIONS = ("before", "after")
+KEY_ENCODINGS = ("raw", "scaled")
+
+
+class ConfigError(ValueError):
+    """A config value outside its allowed range; the message is one line."""
+
+
+def _require(ok: bool, key: str, value: Any, allowed: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}={value!r} is not allowed: {allowed}")
+
+
+@dataclass
+class DataConfig:
+    # Number of input features (columns); one of them carries the label.
+    features: int = 32
+    # Number of classes; the label is uniform in [0, classes).
+    classes: int = 2
+    # The column (for sequence data: the time step) that equals the label.
+    attention_column: int = 1
+    # Samples drawn per seed; validation_split of them are held out for validation.
+    samples: int = 10000
+    # Fresh samples, drawn from a stream independent of training, to read attention on.
+    probe_samples: int = 1000
+    # Sequence length for model=lstm (x has shape (samples, time_steps, features)).
+    time_steps: int = 20
+    # How the label is written into the key: raw = class index, scaled = index mapped to [-1, 1].
+    key_encoding: str = "raw"
+
+    def key_axis_size(self, sequence: bool) -> int:
+        """Length of the axis the key lives on: time steps for sequences, else features."""
+        return self.time_steps if sequence else self.features
+
+    def validate(self, sequence: bool = False) -> None:
+        _require(self.features >= 2, "data.features", self.features, "an integer >= 2")
+        _require(self.classes >= 2, "data.classes", self.classes, "an integer >= 2")
+        _require(self.time_steps >= 2, "data.time_steps", self.time_steps, "an integer >= 2")
+        size = self.key_axis_size(sequence)
+        axis = "data.time_steps" if sequence else "data.features"
+        _require(
+            0 <= self.attention_column < size,
+            "data.attention_column",
+            self.attention_column,
+            f"an integer in [0, {axis}={size})",
+        )
+        _require(
+            self.probe_samples >= 1, "data.probe_samples", self.probe_samples, "an integer >= 1"
+        )
+        _require(
+            self.key_encoding in KEY_ENCODINGS,
+            "data.key_encoding",
+            self.key_encoding,
+            f"one of {', '.join(KEY_ENCODINGS)}",
+        )
+
+
+@dataclass
+class ModelConfig:
+    # Architecture: dense (the seed), double (attention on inputs and on hidden units), lstm.
+    variant: str = "dense"
+    # Depth of the attention branch: 1 = one Dense(features, softmax); n adds n-1 Dense before it.
+    attn_layers: int = 1
+    # Activation of the extra attention-branch layers (attn_layers > 1).
+    attn_activation: str = "linear"
+    # Width of the Dense layer after the attention multiply (double: the gated hidden units).
+    hidden: int = 64
+    # Activation of that Dense layer (the seed's is linear).
+    hidden_activation: str = "linear"
+    # model=lstm only: apply attention over time steps before or after the LSTM.
+    attention_position: str = "after"
+    # model=lstm only: LSTM units.
+    lstm_units: int = 32
+
+    @property
+    def sequence(self) -> bool:
+        return self.variant == "lstm"
+
+    def validate(self) -> None:
+        _require(
+            self.variant in MODEL_VARIANTS,
+            "model.variant",
+            self.variant,
+            f"one of {', '.join(MODEL_VARIANTS)}",
+        )
+        _require(self.attn_layers >= 1, "model.attn_layers", self.attn_layers, "an integer >= 1")
+        _require(self.hidden >= 1, "model.hidden", self.hidden, "an integer >= 1")
+        _require(self.lstm_units >= 1, "model.lstm_units", self.lstm_units, "an integer >= 1")
+        _require(
+            self.attention_position in ATTENTION_POSITIONS,
+            "model.attention_position",
+            self.attention_position,
+            f"one of {', '.join(ATTENTION_POSITIONS)}",
+        )
+
+    def validate_activations(self) -> None:
+        """Checked last: it imports Keras (and TensorFlow, ~2 s)."""
+        for key in ("attn_activation", "hidden_activation"):
+            value = getattr(self, key)
+            _require(_is_activation(value), f"model.{key}", value, "a Keras activation name")
+
+
+@dataclass
+class TrainerConfig:
+    # Passes over the training split.
+    epochs: int = 20
+    # Samples per gradient step (per seed: every seed sees batches of this size).
+    batch_size: int = 64
+    # Adam's learning rate.
+    learning_rate: float = 0.001
+    # Share of each seed's samples held out (the last ones, as Keras' validation_split).
+    validation_split: float = 0.2
+    # 0 = quiet, 1 = log every epoch's mean loss.
+    verbose: int = 0
+    # TensorFlow CPU threads for this job; 0 = all cores (divided by n_jobs under joblib).
+    threads: int = 0
+
+    def validate(self, samples: int) -> None:
+        _require(self.epochs >= 1, "trainer.epochs", self.epochs, "an integer >= 1")
+        _require(self.batch_size >= 1, "trainer.batch_size", self.batch_size, "an integer >= 1")
+        _require(
+            math.isfinite(self.learning_rate) and self.learning_rate > 0,
+            "trainer.learning_rate",
+            self.learning_rate,
+            "a number > 0",
+        )
+        _require(
+            0 < self.validation_split < 1,
+            "trainer.validation_split",
+            self.validation_split,
+            "a number in (0, 1)",
+        )
+        _require(self.threads >= 0, "trainer.threads", self.threads, "an integer >= 0")
+        n_val, n_train = split_sizes(samples, self.validation_split)
+        _require(
+            n_val >= 1 and n_train >= self.batch_size,
+            "data.samples",
+            samples,
+            f"enough for one training batch (trainer.batch_size={self.batch_size}) and one "
+            f"validation sample at trainer.validation_split={self.validation_split}",
+        )
+
+
+@dataclass
+class ExperimentConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    # One model per seed; seed s drives its data draw and initialisation.
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
+
+    def validate(self) -> None:
+        self.model.validate()
+        self.data.validate(sequence=self.model.sequence)
+        self.trainer.validate(self.data.samples)
+        _require(len(self.seeds) >= 1, "seeds", self.seeds, "a non-empty list of integers")
+        _require(
+            len(set(self.seeds)) == len(self.seeds),
+            "seeds",
+            self.seeds,
+            "a list of integers without duplicates",
+        )
+        _require(min(self.seeds) >= 0, "seeds", self.seeds, "integers >= 0")
+        self.model.validate_activations()
+
+
+def split_sizes(samples: int, validation_split: float) -> tuple[int, int]:
+    """(validation, training) sample counts, split as Keras' fit(validation_split=...) does."""
+    n_train = int(samples * (1.0 - validation_split))
+    return samples - n_train, n_train
+
+
+def _is_activation(name: str) -> bool:
+    import keras  # deferred: importing Keras loads TensorFlow (~2 s)
+
+    try:
+        keras.activations.get(name)
+    except (ValueError, TypeError):
+        return False
+    return True
+
+
+def from_hydra(cfg: DictConfig) -> ExperimentConfig:
+    """Convert the composed Hydra config (hydra node excluded) into typed dataclasses.
+
+    The schemas reject unknown keys at compose time, except ones added with `+key=...`
+    (Hydra's force-add), which are caught here.
+    """
+    groups = {"data": DataConfig, "model": ModelConfig, "trainer": TrainerConfig}
+    for key in cfg:
+        _require(
+            key in (*groups, "seeds"),
+            str(key),
+            cfg[key],
+            "not a config key (allowed: data, model, trainer, seeds)",
+        )
+    for group, schema in groups.items():
+        allowed = [f.name for f in fields(schema)]
+        for key in cfg[group]:
+            _require(
+                key in allowed,
+                f"{group}.{key}",
+                cfg[group][key],
+                f"not a key of {group} (allowed: {', '.join(allowed)})",
+            )
+    return ExperimentConfig(
+        data=DataConfig(**cfg.data),
+        model=ModelConfig(**cfg.model),
+        trainer=TrainerConfig(**cfg.trainer),
+        seeds=list(cfg.seeds),
+    )
+
+
+def flatten(cfg: ExperimentConfig) -> dict[str, Any]:
+    """Dotted key -> value for every config value, e.g. {"data.classes": 20, "seeds": [0, 1]}."""
+    out: dict[str, Any] = {}
+    for group in ("data", "model", "trainer"):
+        for key, value in vars(getattr(cfg, group)).items():
+            out[f"{group}.{key}"] = value
+    out["seeds"] = list(cfg.seeds)
+    return out
+
+
+def register_configs() -> None:
+    """Register the schemas that conf/*.yaml extend."""
+    cs = ConfigStore.instance()
+    cs.store(name="base_config", node=ExperimentConfig)
+    cs.store(group="data", name="base_data", node=DataConfig)
+    cs.store(group="model", name="base_model", node=ModelConfig)
+    cs.store(group="trainer", name="base_trainer", node=TrainerConfig)

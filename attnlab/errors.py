@@ -1,0 +1,68 @@
+"""One-line messages for bad input: the key, the value and what is allowed."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+from hydra.errors import ConfigCompositionException, OverrideParseException
+from omegaconf.errors import OmegaConfBaseException
+
+from attnlab.config import ConfigError
+
+
+class SweepFailed(RuntimeError):
+    """Some jobs of a sweep failed; the report was written all the same."""
+
+
+def is_config_error(err: BaseException) -> bool:
+    kinds = (
+        ConfigError,
+        ConfigCompositionException,
+        OverrideParseException,
+        OmegaConfBaseException,
+    )
+    return isinstance(err, kinds + (SweepFailed,))
+
+
+def config_error_line(err: BaseException, argv: Sequence[str] = ()) -> str:
+    """Fold a ConfigError, a Hydra compose error or an OmegaConf error into one line."""
+    if isinstance(err, ConfigError | SweepFailed):
+        return str(err)
+    cause = err.__cause__ if isinstance(err.__cause__, OmegaConfBaseException) else err
+    key = getattr(cause, "full_key", None)
+    if not key:
+        return _first_lines(err)
+    value = _value_from_argv(key, argv)
+    reason = str(getattr(cause, "msg", cause)).splitlines()[0]
+    allowed = _allowed_keys(cause)
+    where = f"{key}={value}" if value is not None else key
+    return f"{where}: {reason}" + (f" (allowed keys: {allowed})" if allowed else "")
+
+
+def _first_lines(err: BaseException) -> str:
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    cause = err.__cause__
+    if cause is not None:
+        lines += [line.strip() for line in str(cause).splitlines()[:1] if line.strip()]
+    return "; ".join(lines[:2])
+
+
+def _value_from_argv(key: str, argv: Sequence[str]) -> str | None:
+    for arg in argv:
+        name, sep, value = arg.lstrip("+~").partition("=")
+        if sep and name == key:
+            return value
+    return None
+
+
+def _allowed_keys(cause: BaseException) -> str:
+    """For an unknown key: the keys the schema has."""
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError
+
+    schema = getattr(cause, "object_type", None)
+    if not isinstance(cause, ConfigAttributeError | ConfigKeyError):
+        return ""
+    if schema is None or not dataclasses.is_dataclass(schema):
+        return ""
+    return ", ".join(f.name for f in dataclasses.fields(schema))

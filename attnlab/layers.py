@@ -1,0 +1,171 @@
+"""Keras 3 layers whose weights carry a leading replica axis: one independent model per seed.
+
+Inputs are (batch, replicas, ...): replica r only ever touches weight slice r, so training
+the sum of per-replica losses gives each replica exactly its own gradients and Adam state.
+Each slice is initialised from its own seed's stream, so a replica's start does not depend
+on which other seeds train beside it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import numpy as np
+from keras import ops
+
+from attnlab.data import INIT_STREAM, rng_for
+
+
+class ReplicaInitializer(keras.initializers.Initializer):
+    """Glorot-uniform, orthogonal, zeros or ones, drawn per replica from that replica's seed.
+
+    `salt` tells apart the weights of one model (layer and weight index), so that two
+    layers of the same shape do not start equal.
+    """
+
+    def __init__(self, seeds: list[int], salt: int, kind: str = "glorot_uniform") -> None:
+        self.seeds = list(seeds)
+        self.salt = salt
+        self.kind = kind
+
+    def __call__(self, shape: Any, dtype: Any = None) -> Any:
+        slices = [self._one(seed, tuple(shape[1:])) for seed in self.seeds]
+        return ops.convert_to_tensor(np.stack(slices), dtype=dtype or "float32")
+
+    def _one(self, seed: int, shape: tuple[int, ...]) -> np.ndarray:
+        if self.kind == "zeros":
+            return np.zeros(shape, np.float32)
+        if self.kind == "ones":
+            return np.ones(shape, np.float32)
+        rng = rng_for(seed, INIT_STREAM, self.salt)
+        fan_in, fan_out = (shape[0], shape[-1]) if len(shape) > 1 else (shape[0], shape[0])
+        if self.kind == "orthogonal":
+            q, r = np.linalg.qr(rng.standard_normal((max(shape), min(shape))))
+            q = q * np.sign(np.diag(r))  # make the draw unique, as Keras' Orthogonal does
+            return (q if shape[0] >= shape[1] else q.T).astype(np.float32)
+        limit = np.sqrt(6.0 / (fan_in + fan_out))
+        return rng.uniform(-limit, limit, size=shape).astype(np.float32)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"seeds": self.seeds, "salt": self.salt, "kind": self.kind}
+
+
+@keras.saving.register_keras_serializable(package="attnlab")
+class ReplicaDense(keras.layers.Layer):
+    """Dense over the last axis with one kernel per replica.
+
+    Input (batch, replicas, ..., in) -> output (batch, replicas, ..., units).
+    """
+
+    def __init__(
+        self,
+        units: int,
+        seeds: list[int],
+        salt: int,
+        activation: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.units = units
+        self.seeds = list(seeds)
+        self.salt = salt
+        self.activation = keras.activations.get(activation)
+
+    def build(self, input_shape: tuple[int | None, ...]) -> None:
+        replicas, fan_in = len(self.seeds), int(input_shape[-1])  # type: ignore[arg-type]
+        self.kernel = self.add_weight(
+            name="kernel",
+            shape=(replicas, fan_in, self.units),
+            initializer=ReplicaInitializer(self.seeds, 2 * self.salt),
+        )
+        self.bias = self.add_weight(
+            name="bias",
+            shape=(replicas, self.units),
+            initializer=ReplicaInitializer(self.seeds, 2 * self.salt + 1, "zeros"),
+        )
+        # Subscripts for the ranks we use: (b, r, i) and (b, r, x, i).
+        self._equation = "bri,riu->bru" if len(input_shape) == 3 else "brxi,riu->brxu"
+
+    def call(self, x: Any) -> Any:
+        y = ops.einsum(self._equation, x, self.kernel)
+        bias = self.bias if len(x.shape) == 3 else self.bias[:, None, :]
+        return self.activation(y + bias)
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "units": self.units,
+            "seeds": self.seeds,
+            "salt": self.salt,
+            "activation": keras.activations.serialize(self.activation),
+        }
+
+
+@keras.saving.register_keras_serializable(package="attnlab")
+class ReplicaLSTM(keras.layers.Layer):
+    """An LSTM (Keras' default gates and initialisers) with one set of weights per replica.
+
+    Input (batch, replicas, time, in) -> (batch, replicas, time, units) if return_sequences,
+    else the last state (batch, replicas, units). The loop over time steps is unrolled:
+    sequences here are short (time_steps ~ 20).
+    """
+
+    def __init__(
+        self,
+        units: int,
+        seeds: list[int],
+        salt: int,
+        return_sequences: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.units = units
+        self.seeds = list(seeds)
+        self.salt = salt
+        self.return_sequences = return_sequences
+
+    def build(self, input_shape: tuple[int | None, ...]) -> None:
+        replicas, fan_in, u = len(self.seeds), int(input_shape[-1]), self.units  # type: ignore[arg-type]
+        salt = 3 * self.salt
+        self.kernel = self.add_weight(
+            name="kernel",
+            shape=(replicas, fan_in, 4 * u),
+            initializer=ReplicaInitializer(self.seeds, salt),
+        )
+        self.recurrent_kernel = self.add_weight(
+            name="recurrent_kernel",
+            shape=(replicas, u, 4 * u),
+            initializer=ReplicaInitializer(self.seeds, salt + 1, "orthogonal"),
+        )
+        # Keras' unit_forget_bias: the forget gate starts at 1, the rest at 0.
+        bias0 = np.concatenate([np.zeros(u), np.ones(u), np.zeros(2 * u)]).astype(np.float32)
+        self.bias = self.add_weight(
+            name="bias",
+            shape=(replicas, 4 * u),
+            initializer=keras.initializers.Constant(np.tile(bias0, (replicas, 1))),
+        )
+
+    def call(self, x: Any) -> Any:
+        steps = x.shape[2]
+        h = c = ops.tile(
+            ops.zeros_like(x[:, :, 0, :1]), [1, 1, self.units]
+        )  # (batch, replicas, units)
+        outputs = []
+        for t in range(steps):
+            z = ops.einsum("bri,riu->bru", x[:, :, t, :], self.kernel)
+            z = z + ops.einsum("bru,ruv->brv", h, self.recurrent_kernel) + self.bias
+            i, f, g, o = ops.split(z, 4, axis=-1)
+            c = ops.sigmoid(f) * c + ops.sigmoid(i) * ops.tanh(g)
+            h = ops.sigmoid(o) * ops.tanh(c)
+            outputs.append(h)
+        return ops.stack(outputs, axis=2) if self.return_sequences else h
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "units": self.units,
+            "seeds": self.seeds,
+            "salt": self.salt,
+            "return_sequences": self.return_sequences,
+        }

@@ -1,0 +1,68 @@
+"""Pure functions from attention matrices and predictions to the numbers in metrics.json."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+ATTENTION_METRICS = (
+    "attn_key_weight",
+    "attn_peak_column",
+    "attn_peak_weight",
+    "attn_focused",
+    "attn_hit_rate",
+    "attn_key_rank",
+    "attn_entropy",
+    "attn_margin",
+)
+
+
+def attention_metrics(alpha: np.ndarray, key: int) -> dict[str, float | int | bool]:
+    """Focus metrics of one model's attention on a probe set.
+
+    Args:
+        alpha: (samples, columns) softmax attention, each row summing to 1.
+        key: the column that carries the label.
+    """
+    alpha = np.asarray(alpha, dtype=np.float64)
+    columns = alpha.shape[1]
+    mean = alpha.mean(axis=0)  # (columns,)
+    peak = int(mean.argmax())
+    others = np.delete(mean, key)
+    # Entropy normalised by its maximum, log(columns); 0 log 0 = 0.
+    plogp = np.where(alpha > 0, alpha * np.log(np.where(alpha > 0, alpha, 1.0)), 0.0)
+    entropy = -plogp.sum(axis=1) / math.log(columns)
+    return {
+        "attn_key_weight": float(mean[key]),
+        "attn_peak_column": peak,
+        "attn_peak_weight": float(mean[peak]),
+        "attn_focused": peak == key,
+        "attn_hit_rate": float((alpha.argmax(axis=1) == key).mean()),
+        "attn_key_rank": int(1 + (mean > mean[key]).sum()),
+        "attn_entropy": float(entropy.mean()),
+        "attn_margin": float(mean[key] - others.max()),
+    }
+
+
+def nan_attention_metrics() -> dict[str, float]:
+    """The attention metrics of a diverged model: all NaN."""
+    return {name: math.nan for name in ATTENTION_METRICS}
+
+
+def accuracy(probs: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Per-replica accuracy from probabilities (n, replicas, classes) and labels (n, replicas)."""
+    return (probs.argmax(axis=-1) == y).mean(axis=0)
+
+
+def shuffle_column(
+    x: np.ndarray, columns: np.ndarray, rngs: list[np.random.Generator]
+) -> np.ndarray:
+    """Copy of x (n, replicas, key_axis, ...) with, per replica r, column columns[r] (for
+    sequences: that time step) permuted across samples by rngs[r]: the column's marginal is
+    kept, its link to the label is cut."""
+    out = x.copy()
+    n = x.shape[0]
+    for r, (column, rng) in enumerate(zip(columns, rngs, strict=True)):
+        out[:, r, column] = x[rng.permutation(n), r, column]
+    return out

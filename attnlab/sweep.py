@@ -1,0 +1,193 @@
+"""What wraps each job of a run or sweep: resume from cache, failure records, progress, report.
+
+Hydra skips on_multirun_end when a job raises, and its joblib/submitit launchers run job
+callbacks in worker processes, so a job never raises in a sweep: it writes its own
+metrics.json (completed, cached or failed), and the parent builds the report from the
+job dirs on disk.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from attnlab.config import ExperimentConfig, flatten, from_hydra
+from attnlab.errors import SweepFailed
+from attnlab.experiment import ATTENTION_CSV, ATTENTION_PNG, METRICS_FILE, run_experiment
+from attnlab.files import write_json
+
+log = logging.getLogger(__name__)
+
+SWEEP_STATE = ".sweep.json"
+
+
+def run_job(cfg: DictConfig) -> None:
+    """Run one job: reuse a finished identical cell, else train; record any failure."""
+    hc = HydraConfig.get()
+    out_dir = Path(hc.runtime.output_dir)
+    multirun = hc.mode == RunMode.MULTIRUN
+    start = time.perf_counter()
+    try:
+        exp = from_hydra(cfg)
+        exp.validate()  # before any training, and before any cache look-up
+        doc = reuse_cached(Path(hc.sweep.dir), out_dir, exp) if multirun else None
+        if doc is None:
+            doc = run_experiment(exp, out_dir)
+    except Exception as err:
+        if not multirun:
+            _fail_single_run(err)
+        doc = failure_doc(cfg, err)
+        write_json(out_dir / METRICS_FILE, doc)
+        log.error("job failed: %s", doc["error"])
+    if multirun:
+        log.info(progress_line(Path(hc.sweep.dir), hc.job.override_dirname, doc, start))
+
+
+def _fail_single_run(err: Exception) -> None:
+    """A single run with bad input exits 2 with one line; other errors keep their traceback."""
+    from attnlab.errors import config_error_line, is_config_error
+
+    if not is_config_error(err):
+        raise err
+    print(f"attnlab: error: {config_error_line(err)}", file=sys.stderr)
+    sys.exit(2)
+
+
+def failure_doc(cfg: DictConfig, err: BaseException) -> dict[str, Any]:
+    """metrics.json of a job that failed: its config, no runs, the error in one line."""
+    from attnlab.errors import config_error_line
+
+    container = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(container, dict)
+    config = {
+        k: v for k, v in _dotted({str(k): v for k, v in container.items()}).items() if k != "seeds"
+    }
+    config["seeds"] = container.get("seeds", [])
+    message = config_error_line(err) if not isinstance(err, KeyError) else repr(err)
+    return {"config": config, "runs": [], "status": "failed", "error": message}
+
+
+def _dotted(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_dotted(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def reuse_cached(sweep_dir: Path, out_dir: Path, exp: ExperimentConfig) -> dict[str, Any] | None:
+    """If any job dir of this sweep holds a finished run of exactly this config, copy it.
+
+    A cell's identity is its full resolved config (seeds included), never its job number
+    or dir. Reused runs get status `cached` (diverged ones stay `diverged`); numbers are
+    unchanged.
+    """
+    config = json.loads(json.dumps(flatten(exp)))  # as it reads back from JSON
+    for path in sorted(sweep_dir.glob(f"*/{METRICS_FILE}")):
+        doc = _read(path)
+        if doc is None or doc.get("config") != config or doc.get("status") == "failed":
+            continue
+        runs = [
+            {**run, "status": "diverged" if run["status"] == "diverged" else "cached"}
+            for run in doc.get("runs", [])
+        ]
+        if path.parent.resolve() != out_dir.resolve():
+            for name in (ATTENTION_CSV, ATTENTION_PNG):
+                if (path.parent / name).exists():
+                    shutil.copyfile(path.parent / name, out_dir / name)
+        cached = {"config": doc["config"], "runs": runs}
+        write_json(out_dir / METRICS_FILE, cached)
+        log.info("reusing finished cell from %s", path.parent.name)
+        return cached
+    return None
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def progress_line(sweep_dir: Path, cell: str, doc: dict[str, Any], start: float) -> str:
+    """`[3/6] data.classes=20 model.attn_layers=1: val_acc 0.71 ± 0.05, focused 4/5 seeds,
+    8.1 s, ~40 s left`."""
+    state = _read(sweep_dir / SWEEP_STATE) or {}
+    total, began = state.get("total", 0), state.get("started", time.time())
+    done = sum(1 for p in sweep_dir.glob(f"*/{METRICS_FILE}") if p.stat().st_mtime >= began)
+    seconds = time.perf_counter() - start
+    left = (time.time() - began) / max(done, 1) * max(total - done, 0)
+    head = f"[{done}/{total}] {cell.replace(',', ' ') or '(defaults)'}:"
+    if doc.get("status") == "failed":
+        return f"{head} FAILED: {doc['error']}, {seconds:.1f} s, ~{left:.0f} s left"
+    accs = [r["val_accuracy"] for r in doc["runs"] if _finite(r.get("val_accuracy"))]
+    mean = sum(accs) / len(accs) if accs else math.nan
+    sd = math.sqrt(sum((a - mean) ** 2 for a in accs) / (len(accs) - 1)) if len(accs) > 1 else 0.0
+    focused = sum(1 for r in doc["runs"] if r.get("attn_focused") is True)
+    cached = " (cached)" if any(r["status"] == "cached" for r in doc["runs"]) else ""
+    return (
+        f"{head} val_acc {mean:.2f} ± {sd:.2f}, focused {focused}/{len(doc['runs'])} seeds, "
+        f"{seconds:.1f} s{cached}, ~{left:.0f} s left"
+    )
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value)
+
+
+def count_jobs(config: DictConfig) -> int:
+    """How many jobs the basic sweeper will make of this multirun's overrides."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    params = config.hydra.sweeper.get("params") or {}
+    lines = [f"{k}={v}" for k, v in params.items()] + list(config.hydra.overrides.task)
+    overrides = OverridesParser.create().parse_overrides(lines)
+    return len(BasicSweeper.split_arguments(overrides, None)[0])
+
+
+class SweepCallback(Callback):
+    """Progress at start, the report at the end (in the parent process, from disk)."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        try:
+            total = count_jobs(config)
+        except Exception:  # a sweeper other than the basic one: progress shows no total
+            total = 0
+        write_json(sweep_dir / SWEEP_STATE, {"total": total, "started": time.time()})
+        log.info("sweep of %d jobs into %s", total, sweep_dir)
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        hc = config.hydra
+        if hc.mode == RunMode.MULTIRUN:
+            state = _read(Path(hc.sweep.dir) / SWEEP_STATE) or {}
+            cell = hc.job.override_dirname.replace(",", " ") or "(defaults)"
+            log.info("[job %d of %s] %s: started", hc.job.num + 1, state.get("total", "?"), cell)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from attnlab.report import write_report
+
+        sweep_dir = Path(config.hydra.sweep.dir)
+        report = write_report(sweep_dir)
+        log.info("report: %s", sweep_dir / "report.csv")
+        failed = report[report["status"] == "failed"]["job"].unique()
+        if len(failed):
+            raise SweepFailed(
+                f"{len(failed)} job(s) failed ({', '.join(failed)}); the others finished and "
+                f"{sweep_dir / 'report.md'} lists the errors"
+            )

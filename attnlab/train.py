@@ -1,0 +1,147 @@
+"""Training every seed's replica at once: one compiled TensorFlow function per epoch.
+
+One cell of the study is tiny (a few GFLOP), so a Keras `fit` per model spends nearly all
+its time in per-step overhead. Here the replicas share each step, and a whole epoch's
+batches run inside one `tf.function` call, so the overhead is paid once per epoch.
+
+The loss is the sum of per-replica mean losses, so replica r's gradients, and hence its
+Adam moments (elementwise), are exactly its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from attnlab.config import TrainerConfig
+from attnlab.data import SHUFFLE_STREAM, ReplicaData, rng_for
+
+log = logging.getLogger(__name__)
+
+_threads_set = False
+
+
+def configure_tensorflow(threads: int) -> None:
+    """Deterministic ops, and the CPU thread count (0 = TensorFlow's default: all cores).
+
+    TensorFlow fixes its thread pools when it first runs an op, so only the first call in a
+    process can set them; later jobs in the same process keep them.
+    """
+    global _threads_set
+    tf.config.experimental.enable_op_determinism()
+    if threads > 0 and not _threads_set:
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(min(threads, 2))
+        except RuntimeError:
+            log.warning("trainer.threads=%d ignored: TensorFlow already started", threads)
+        os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    _threads_set = True
+
+
+@dataclass
+class History:
+    """Per-replica outcome of training."""
+
+    loss: np.ndarray  # (epochs, replicas) mean training loss per epoch
+    epochs_run: np.ndarray  # (replicas,) epochs until the loss turned non-finite, or all
+    diverged: np.ndarray  # (replicas,) bool
+
+
+def shuffled_indices(seeds: list[int], n: int, epochs: int) -> np.ndarray:
+    """Each replica's own sample order for every epoch: (epochs, n, replicas) int32."""
+    orders = np.empty((epochs, n, len(seeds)), np.int32)
+    for r, seed in enumerate(seeds):
+        rng = rng_for(seed, SHUFFLE_STREAM)
+        for e in range(epochs):
+            orders[e, :, r] = rng.permutation(n)
+    return orders
+
+
+def fit(model: keras.Model, data: ReplicaData, seeds: list[int], cfg: TrainerConfig) -> History:
+    """Train all replicas for cfg.epochs with Adam; stop early only if every replica diverged."""
+    n, replicas = data.y_train.shape
+    optimizer = keras.optimizers.Adam(learning_rate=cfg.learning_rate)
+    optimizer.build(model.trainable_variables)
+    x = tf.constant(data.x_train)  # (n, replicas, ...)
+    y = tf.constant(data.y_train)  # (n, replicas)
+    epoch_fn = _make_epoch_fn(model, optimizer, x, y, cfg.batch_size)
+    orders = shuffled_indices(seeds, n, cfg.epochs)
+
+    losses = np.full((cfg.epochs, replicas), np.nan)
+    for epoch in range(cfg.epochs):
+        losses[epoch] = epoch_fn(tf.constant(orders[epoch])).numpy()
+        if cfg.verbose:
+            log.info("epoch %d/%d: loss %s", epoch + 1, cfg.epochs, np.round(losses[epoch], 4))
+        if blown_up(losses[: epoch + 1], int(model.output.shape[-1])).any(axis=0).all():
+            break
+    bad = blown_up(losses, classes=int(model.output.shape[-1]))
+    diverged = bad.any(axis=0) | ~_finite_weights(model, replicas)
+    first_bad = np.where(bad.any(axis=0), bad.argmax(axis=0) + 1, cfg.epochs)
+    return History(loss=losses, epochs_run=first_bad, diverged=diverged)
+
+
+def blown_up(losses: np.ndarray, classes: int) -> np.ndarray:
+    """(epochs, replicas) bool: the epoch's loss is NaN/inf, or far above a uniform guess.
+
+    A uniform guess scores log(classes); a model still ten times above it has not learned
+    but blown up (Adam at learning_rate=1000 ends near 1e7 with finite weights, because the
+    softmax saturates before anything overflows).
+    """
+    with np.errstate(invalid="ignore"):
+        return ~np.isfinite(losses) | (losses > 10 * np.log(classes))
+
+
+def _make_epoch_fn(
+    model: keras.Model, optimizer: Any, x: tf.Tensor, y: tf.Tensor, batch_size: int
+) -> Any:
+    """A tf.function running one epoch of minibatch steps; returns the mean loss per replica."""
+    n = int(x.shape[0])
+    steps = -(-n // batch_size)  # the last, partial batch counts, as in Keras' fit
+    cols = tf.range(tf.shape(y)[1])
+    weights = model.trainable_variables
+
+    @tf.function(jit_compile=False, reduce_retracing=True)
+    def run_epoch(order):  # order: (n, replicas) sample index per replica
+        total = tf.zeros(tf.shape(y)[1:2], tf.float32)
+        for step in tf.range(steps):
+            rows = order[step * batch_size : (step + 1) * batch_size]  # (batch, replicas)
+            idx = tf.stack([rows, tf.broadcast_to(cols, tf.shape(rows))], axis=-1)
+            xb = tf.gather_nd(x, idx)  # (batch, replicas, ...)
+            yb = tf.gather_nd(y, idx)  # (batch, replicas)
+            with tf.GradientTape() as tape:
+                probs = model(xb, training=True)  # (batch, replicas, classes)
+                per_sample = keras.losses.sparse_categorical_crossentropy(yb, probs)
+                per_replica = tf.reduce_mean(per_sample, axis=0)  # (replicas,)
+                loss = tf.reduce_sum(per_replica)
+            grads = tape.gradient(loss, weights)
+            optimizer.apply_gradients(zip(grads, weights, strict=True))
+            total += per_replica * tf.cast(tf.shape(rows)[0], tf.float32)
+        return total / n
+
+    return run_epoch
+
+
+def _finite_weights(model: keras.Model, replicas: int) -> np.ndarray:
+    """(replicas,) bool: every weight slice of the replica is finite."""
+    ok = np.ones(replicas, bool)
+    for w in model.weights:
+        values = np.asarray(w.numpy()).reshape(replicas, -1)
+        ok &= np.isfinite(values).all(axis=1)
+    return ok
+
+
+def predict(model: keras.Model, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+    """Outputs of model on x (n, replicas, ...), in inference mode, in batches.
+
+    A direct call per batch: Keras' predict() builds a tf.data pipeline, slower for arrays
+    this small.
+    """
+    parts = [model(x[i : i + batch_size], training=False) for i in range(0, len(x), batch_size)]
+    return np.concatenate([np.asarray(p) for p in parts], axis=0)

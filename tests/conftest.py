@@ -1,0 +1,49 @@
+"""Shared fixtures: the real configs, composed with Hydra's compose API and shrunk."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_module
+from omegaconf import DictConfig
+
+from attnlab.config import ExperimentConfig, from_hydra, register_configs
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+register_configs()
+
+# Small enough to train in a second or two, big enough for the binary case to converge.
+TINY = ["data.samples=2000", "data.probe_samples=300", "trainer.epochs=4", "seeds=[0,1]"]
+
+
+def compose_config(overrides: list[str]) -> DictConfig:
+    with initialize_config_module(config_module="attnlab.conf", version_base="1.3"):
+        return compose(config_name="config", overrides=overrides)
+
+
+@pytest.fixture
+def make_config() -> Callable[..., ExperimentConfig]:
+    """The real config with the TINY shrink plus the test's overrides, as dataclasses."""
+
+    def make(*overrides: str, tiny: bool = True) -> ExperimentConfig:
+        return from_hydra(compose_config([*(TINY if tiny else []), *overrides]))
+
+    return make
+
+
+def run_cli(args: list[str], cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """`python -m attnlab ARGS` in a subprocess, from cwd (not the checkout)."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    return subprocess.run(
+        [sys.executable, "-m", "attnlab", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
