@@ -1,7 +1,12 @@
 """Keras 3 layers whose weights carry a leading replica axis: one independent model per seed.
 
-Inputs are (batch, replicas, ...): replica r only ever touches weight slice r, so training
-the sum of per-replica losses gives each replica exactly its own gradients and Adam state.
+Inside a model, tensors are replica-major, (replicas, batch, ...): a replica's matmul is then
+one slice of a batched matmul, about twice as fast on CPU as an einsum over (batch,
+replicas, ...), which TensorFlow transposes on every call. `SwapBatchReplica` converts at
+the model's edges, so users feed and read (batch, replicas, ...).
+
+Replica r only ever touches weight slice r, so training the sum of per-replica losses
+gives each replica exactly its own gradients and Adam state.
 Each slice is initialised from its own seed's stream, so a replica's start does not depend
 on which other seeds train beside it.
 """
@@ -55,7 +60,7 @@ class ReplicaInitializer(keras.initializers.Initializer):
 class ReplicaDense(keras.layers.Layer):
     """Dense over the last axis with one kernel per replica.
 
-    Input (batch, replicas, ..., in) -> output (batch, replicas, ..., units).
+    Input (replicas, batch, ..., in) -> output (replicas, batch, ..., units).
     """
 
     def __init__(
@@ -84,13 +89,14 @@ class ReplicaDense(keras.layers.Layer):
             shape=(replicas, self.units),
             initializer=ReplicaInitializer(self.seeds, 2 * self.salt + 1, "zeros"),
         )
-        # Subscripts for the ranks we use: (b, r, i) and (b, r, x, i).
-        self._equation = "bri,riu->bru" if len(input_shape) == 3 else "brxi,riu->brxu"
 
     def call(self, x: Any) -> Any:
-        y = ops.einsum(self._equation, x, self.kernel)
-        bias = self.bias if len(x.shape) == 3 else self.bias[:, None, :]
-        return self.activation(y + bias)
+        extra = len(x.shape) - 3  # axes between batch and features: 0, or 1 for (time)
+        kernel = ops.reshape(
+            self.kernel, (self.kernel.shape[0],) + (1,) * extra + self.kernel.shape[1:]
+        )
+        bias = ops.reshape(self.bias, (self.bias.shape[0],) + (1,) * (extra + 1) + (self.units,))
+        return self.activation(ops.matmul(x, kernel) + bias)
 
     def get_config(self) -> dict[str, Any]:
         return {
@@ -106,8 +112,8 @@ class ReplicaDense(keras.layers.Layer):
 class ReplicaLSTM(keras.layers.Layer):
     """An LSTM (Keras' default gates and initialisers) with one set of weights per replica.
 
-    Input (batch, replicas, time, in) -> (batch, replicas, time, units) if return_sequences,
-    else the last state (batch, replicas, units). The loop over time steps is unrolled:
+    Input (replicas, batch, time, in) -> (replicas, batch, time, units) if return_sequences,
+    else the last state (replicas, batch, units). The loop over time steps is unrolled:
     sequences here are short (time_steps ~ 20).
     """
 
@@ -147,14 +153,15 @@ class ReplicaLSTM(keras.layers.Layer):
         )
 
     def call(self, x: Any) -> Any:
-        steps = x.shape[2]
-        h = c = ops.tile(
-            ops.zeros_like(x[:, :, 0, :1]), [1, 1, self.units]
-        )  # (batch, replicas, units)
+        replicas, steps, u = x.shape[0], x.shape[2], self.units
+        h = c = ops.tile(ops.zeros_like(x[:, :, 0, :1]), [1, 1, u])  # (replicas, batch, units)
+        # The input projection of every time step in one batched matmul.
+        projected = ops.matmul(ops.reshape(x, (replicas, -1, x.shape[-1])), self.kernel)
+        projected = ops.reshape(projected, (replicas, -1, steps, 4 * u))
+        bias = self.bias[:, None, :]
         outputs = []
         for t in range(steps):
-            z = ops.einsum("bri,riu->bru", x[:, :, t, :], self.kernel)
-            z = z + ops.einsum("bru,ruv->brv", h, self.recurrent_kernel) + self.bias
+            z = projected[:, :, t, :] + ops.matmul(h, self.recurrent_kernel) + bias
             i, f, g, o = ops.split(z, 4, axis=-1)
             c = ops.sigmoid(f) * c + ops.sigmoid(i) * ops.tanh(g)
             h = ops.sigmoid(o) * ops.tanh(c)
@@ -169,3 +176,25 @@ class ReplicaLSTM(keras.layers.Layer):
             "salt": self.salt,
             "return_sequences": self.return_sequences,
         }
+
+
+@keras.saving.register_keras_serializable(package="attnlab")
+class SwapBatchReplica(keras.layers.Layer):
+    """(batch, replicas, ...) <-> (replicas, batch, ...): the model's edges."""
+
+    def call(self, x: Any) -> Any:
+        return ops.swapaxes(x, 0, 1)
+
+    def compute_output_shape(self, input_shape: tuple[Any, ...]) -> tuple[Any, ...]:
+        return (input_shape[1], input_shape[0], *input_shape[2:])
+
+
+@keras.saving.register_keras_serializable(package="attnlab")
+class MergeLastAxes(keras.layers.Layer):
+    """(replicas, batch, a, b) -> (replicas, batch, a * b): a per-replica Flatten."""
+
+    def call(self, x: Any) -> Any:
+        return ops.reshape(x, (x.shape[0], -1, x.shape[2] * x.shape[3]))
+
+    def compute_output_shape(self, input_shape: tuple[Any, ...]) -> tuple[Any, ...]:
+        return (input_shape[0], input_shape[1], input_shape[2] * input_shape[3])

@@ -15,25 +15,39 @@ Every variant names the softmax attention that multiplies the known key's axis
 from __future__ import annotations
 
 import keras
-from keras import layers, ops
+from keras import KerasTensor, layers, ops
 
 from attnlab.config import DataConfig, ModelConfig
-from attnlab.layers import ReplicaDense, ReplicaLSTM
+from attnlab.layers import MergeLastAxes, ReplicaDense, ReplicaLSTM, SwapBatchReplica
 
 ATTENTION_LAYER = "attention_vec"
+LOGITS_LAYER = "logits"
 
 
 def build_model(model_cfg: ModelConfig, data_cfg: DataConfig, seeds: list[int]) -> keras.Model:
-    """The model for every seed at once: (batch, replicas, ...) -> (batch, replicas, classes)."""
+    """The model for every seed at once: (batch, replicas, ...) -> (batch, replicas, classes).
+
+    Inside, tensors are replica-major (replicas, batch, ...); see attnlab.layers.
+    """
     builders = {"dense": _dense, "double": _double, "lstm": _lstm}
-    return builders[model_cfg.variant](model_cfg, data_cfg, list(seeds))
+    seeds = list(seeds)
+    sample_shape = (data_cfg.time_steps,) if model_cfg.sequence else ()
+    inputs = keras.Input(shape=(len(seeds), *sample_shape, data_cfg.features), name="inputs")
+    x = SwapBatchReplica(name="to_replica_major")(inputs)  # (replicas, batch, ...)
+    hidden = builders[model_cfg.variant](x, model_cfg, data_cfg, seeds)
+    logits = ReplicaDense(data_cfg.classes, seeds, salt=2, name="head")(hidden)
+    logits = SwapBatchReplica(name=LOGITS_LAYER)(logits)  # (batch, replicas, classes)
+    outputs = layers.Softmax(name="output")(logits)
+    return keras.Model(inputs, outputs, name=f"{model_cfg.variant}_attention")
 
 
-def _dense(m: ModelConfig, d: DataConfig, seeds: list[int]) -> keras.Model:
-    inputs = keras.Input(
-        shape=(len(seeds), d.features), name="inputs"
-    )  # (batch, replicas, features)
-    h = inputs
+def logits_model(model: keras.Model) -> keras.Model:
+    """The same model up to the logits, for a numerically stable training loss."""
+    return keras.Model(model.inputs, model.get_layer(LOGITS_LAYER).output, name="logits")
+
+
+def _dense(x: KerasTensor, m: ModelConfig, d: DataConfig, seeds: list[int]) -> KerasTensor:
+    h = x  # (replicas, batch, features)
     for i in range(m.attn_layers - 1):
         h = ReplicaDense(
             d.features,
@@ -43,58 +57,47 @@ def _dense(m: ModelConfig, d: DataConfig, seeds: list[int]) -> keras.Model:
             name=f"attention_dense_{i + 1}",
         )(h)
     probs = ReplicaDense(d.features, seeds, salt=0, activation="softmax", name=ATTENTION_LAYER)(h)
-    gated = layers.Multiply(name="attention_mul")([inputs, probs])
-    hidden = ReplicaDense(m.hidden, seeds, salt=1, activation=m.hidden_activation, name="hidden")(
+    gated = layers.Multiply(name="attention_mul")([x, probs])
+    return ReplicaDense(m.hidden, seeds, salt=1, activation=m.hidden_activation, name="hidden")(
         gated
     )
-    outputs = ReplicaDense(d.classes, seeds, salt=2, activation="softmax", name="output")(hidden)
-    return keras.Model(inputs, outputs, name="dense_attention")
 
 
-def _double(m: ModelConfig, d: DataConfig, seeds: list[int]) -> keras.Model:
-    inputs = keras.Input(
-        shape=(len(seeds), d.features), name="inputs"
-    )  # (batch, replicas, features)
-    probs = ReplicaDense(d.features, seeds, salt=0, activation="softmax", name=ATTENTION_LAYER)(
-        inputs
-    )
-    gated = layers.Multiply(name="attention_mul")([inputs, probs])
+def _double(x: KerasTensor, m: ModelConfig, d: DataConfig, seeds: list[int]) -> KerasTensor:
+    probs = ReplicaDense(d.features, seeds, salt=0, activation="softmax", name=ATTENTION_LAYER)(x)
+    gated = layers.Multiply(name="attention_mul")([x, probs])
     hidden = ReplicaDense(m.hidden, seeds, salt=1, activation=m.hidden_activation, name="hidden")(
         gated
     )
     probs2 = ReplicaDense(m.hidden, seeds, salt=3, activation="softmax", name="attention_vec_2")(
         hidden
     )
-    gated2 = layers.Multiply(name="attention_mul_2")([hidden, probs2])
-    outputs = ReplicaDense(d.classes, seeds, salt=2, activation="softmax", name="output")(gated2)
-    return keras.Model(inputs, outputs, name="double_attention")
+    return layers.Multiply(name="attention_mul_2")([hidden, probs2])
 
 
-def _time_attention(x: keras.KerasTensor, seeds: list[int], name: str) -> keras.KerasTensor:
-    """Softmax over time steps, one per channel: (batch, replicas, time, ch) -> same shape."""
+def _time_attention(x: KerasTensor, seeds: list[int]) -> KerasTensor:
+    """Softmax over time steps, one per channel (the source's attention_3d_block).
+
+    (replicas, batch, time, channels) -> x * probs, same shape; probs is `attention_vec`.
+    """
     steps = x.shape[2]
-    by_channel = layers.Permute((1, 3, 2))(x)  # (batch, replicas, channels, time)
-    probs = ReplicaDense(steps, seeds, salt=0, activation="softmax", name=f"{name}_by_channel")(
+    by_channel = layers.Permute((1, 3, 2))(x)  # (replicas, batch, channels, time)
+    probs = ReplicaDense(steps, seeds, salt=0, activation="softmax", name="attention_by_channel")(
         by_channel
     )
-    probs = layers.Permute((1, 3, 2), name=name)(probs)  # (batch, replicas, time, channels)
+    probs = layers.Permute((1, 3, 2), name=ATTENTION_LAYER)(
+        probs
+    )  # (replicas, batch, time, channels)
     return layers.Multiply(name="attention_mul")([x, probs])
 
 
-def _lstm(m: ModelConfig, d: DataConfig, seeds: list[int]) -> keras.Model:
-    shape = (len(seeds), d.time_steps, d.features)
-    inputs = keras.Input(shape=shape, name="inputs")  # (batch, replicas, time, features)
+def _lstm(x: KerasTensor, m: ModelConfig, d: DataConfig, seeds: list[int]) -> KerasTensor:
     if m.attention_position == "before":
-        gated = _time_attention(inputs, seeds, ATTENTION_LAYER)
-        hidden = ReplicaLSTM(m.lstm_units, seeds, salt=4, name="lstm")(gated)
-    else:
-        seq = ReplicaLSTM(m.lstm_units, seeds, salt=4, return_sequences=True, name="lstm")(inputs)
-        gated = _time_attention(seq, seeds, ATTENTION_LAYER)
-        hidden = layers.Reshape((len(seeds), -1), name="flatten")(
-            gated
-        )  # (batch, replicas, time*units)
-    outputs = ReplicaDense(d.classes, seeds, salt=2, activation="softmax", name="output")(hidden)
-    return keras.Model(inputs, outputs, name=f"lstm_attention_{m.attention_position}")
+        return ReplicaLSTM(m.lstm_units, seeds, salt=4, name="lstm")(_time_attention(x, seeds))
+    seq = ReplicaLSTM(m.lstm_units, seeds, salt=4, return_sequences=True, name="lstm")(x)
+    return MergeLastAxes(name="flatten")(
+        _time_attention(seq, seeds)
+    )  # (replicas, batch, time*units)
 
 
 def attention_model(model: keras.Model) -> keras.Model:
@@ -103,7 +106,7 @@ def attention_model(model: keras.Model) -> keras.Model:
     Output (batch, replicas, key_axis): for lstm the per-channel time attention is averaged
     over channels, giving one distribution over time steps per sample.
     """
-    probs = model.get_layer(ATTENTION_LAYER).output
+    probs = model.get_layer(ATTENTION_LAYER).output  # (replicas, batch, key_axis[, channels])
     if len(probs.shape) == 4:
         probs = layers.Lambda(lambda p: ops.mean(p, axis=-1), name="time_attention")(probs)
-    return keras.Model(model.inputs, probs, name="attention")
+    return keras.Model(model.inputs, SwapBatchReplica(name="attention")(probs), name="attention")
