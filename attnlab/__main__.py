@@ -38,6 +38,15 @@ def main() -> None:
             raise
         print(f"attnlab: error: {config_error_line(err, sys.argv[1:])}", file=sys.stderr)
         sys.exit(2)
+    from attnlab.sweep import failed_jobs
+
+    if failed_jobs:
+        print(
+            f"attnlab: error: {len(failed_jobs)} job(s) of the sweep failed; "
+            "its report.md lists them, the other jobs' results are kept",
+            file=sys.stderr,
+        )
+        sys.exit(1)
 
 
 if __name__ == "__main__":

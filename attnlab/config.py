@@ -239,6 +239,17 @@ def flatten(cfg: ExperimentConfig) -> dict[str, Any]:
     return out
 
 
+def dotted(tree: dict[Any, Any], prefix: str = "") -> dict[str, Any]:
+    """{"data": {"classes": 5}, "seeds": [0]} -> {"data.classes": 5, "seeds": [0]}."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(dotted(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
 def register_configs() -> None:
     """Register the schemas that conf/*.yaml extend."""
     cs = ConfigStore.instance()

@@ -11,10 +11,6 @@ from omegaconf.errors import OmegaConfBaseException
 from attnlab.config import ConfigError
 
 
-class SweepFailed(RuntimeError):
-    """Some jobs of a sweep failed; the report was written all the same."""
-
-
 def is_config_error(err: BaseException) -> bool:
     kinds = (
         ConfigError,
@@ -22,12 +18,12 @@ def is_config_error(err: BaseException) -> bool:
         OverrideParseException,
         OmegaConfBaseException,
     )
-    return isinstance(err, kinds + (SweepFailed,))
+    return isinstance(err, kinds)
 
 
 def config_error_line(err: BaseException, argv: Sequence[str] = ()) -> str:
     """Fold a ConfigError, a Hydra compose error or an OmegaConf error into one line."""
-    if isinstance(err, ConfigError | SweepFailed):
+    if isinstance(err, ConfigError):
         return str(err)
     cause = err.__cause__ if isinstance(err.__cause__, OmegaConfBaseException) else err
     key = getattr(cause, "full_key", None)

@@ -17,6 +17,17 @@ ATTENTION_METRICS = (
     "attn_margin",
 )
 
+# Every number of a run record after seed and status, in metrics.json and report.csv order.
+RUN_METRICS = (
+    "val_accuracy",
+    "probe_accuracy",
+    *ATTENTION_METRICS,
+    "key_ablation_drop",
+    "peak_ablation_drop",
+    "train_seconds",
+    "epochs_run",
+)
+
 
 def attention_metrics(alpha: np.ndarray, key: int) -> dict[str, float | int | bool]:
     """Focus metrics of one model's attention on a probe set.

@@ -43,7 +43,7 @@ def build_model(model_cfg: ModelConfig, data_cfg: DataConfig, seeds: list[int]) 
 
 def logits_model(model: keras.Model) -> keras.Model:
     """The same model up to the logits, for a numerically stable training loss."""
-    return keras.Model(model.inputs, model.get_layer(LOGITS_LAYER).output, name="logits")
+    return keras.Model(model.input, model.get_layer(LOGITS_LAYER).output, name="logits")
 
 
 def _dense(x: KerasTensor, m: ModelConfig, d: DataConfig, seeds: list[int]) -> KerasTensor:
@@ -109,4 +109,4 @@ def attention_model(model: keras.Model) -> keras.Model:
     probs = model.get_layer(ATTENTION_LAYER).output  # (replicas, batch, key_axis[, channels])
     if len(probs.shape) == 4:
         probs = layers.Lambda(lambda p: ops.mean(p, axis=-1), name="time_attention")(probs)
-    return keras.Model(model.inputs, SwapBatchReplica(name="attention")(probs), name="attention")
+    return keras.Model(model.input, SwapBatchReplica(name="attention")(probs), name="attention")

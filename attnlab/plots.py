@@ -51,3 +51,58 @@ def attention_figure(attention: pd.DataFrame, key: int, title: str) -> Figure:
     draw_attention_bars(ax, attention, key, f"{title} (mean ± sd over {n_seeds} seeds)")
     fig.tight_layout()
     return fig
+
+
+def heatmap_data(summary: pd.DataFrame, value: str, rows: str | None, cols: str) -> pd.DataFrame:
+    """Mean of `value` per (rows, cols) cell, averaged over any other swept axis."""
+    if rows is None:
+        return summary.groupby(cols)[value].mean().to_frame().T.rename(index={value: ""})
+    return summary.pivot_table(index=rows, columns=cols, values=value, aggfunc="mean")
+
+
+def heatmap_figure(grid: pd.DataFrame, title: str) -> Figure:
+    fig, ax = plt.subplots(figsize=(1.1 * grid.shape[1] + 2.5, 0.6 * grid.shape[0] + 2))
+    sns.heatmap(grid, annot=True, fmt=".2f", vmin=0, vmax=1, cmap="viridis", ax=ax)
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def metric_lines_figure(runs: pd.DataFrame, x: str, metric: str, hue: str | None) -> Figure:
+    """Metric against x, one line per value of hue, mean with a 95% bootstrap band over seeds."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    data = runs.assign(**{metric: runs[metric].astype(float)})
+    if hue is not None:
+        data[hue] = data[hue].astype(str)
+    sns.lineplot(
+        data=data,
+        x=x,
+        y=metric,
+        hue=hue,
+        marker="o",
+        errorbar=("ci", 95),
+        ax=ax,
+        err_kws={"alpha": 0.2},
+    )
+    if (
+        pd.api.types.is_numeric_dtype(data[x])
+        and data[x].min() > 0
+        and data[x].max() / data[x].min() >= 20
+    ):
+        ax.set_xscale("log")
+    ax.set_title(f"{metric} vs {x} (mean, 95% CI over seeds)")
+    fig.tight_layout()
+    return fig
+
+
+def attention_grid_figure(cells: list[tuple[str, pd.DataFrame, int]]) -> Figure:
+    """Each cell's attention bar chart, in a grid."""
+    ncols = min(3, len(cells))
+    nrows = -(-len(cells) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5 * ncols, 2.8 * nrows), squeeze=False)
+    for ax, (title, attention, key) in zip(axes.flat, cells, strict=False):
+        draw_attention_bars(ax, attention, key, title)
+    for ax in axes.flat[len(cells) :]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    return fig

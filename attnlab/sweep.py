@@ -22,14 +22,16 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from attnlab.config import ExperimentConfig, flatten, from_hydra
-from attnlab.errors import SweepFailed
+from attnlab.config import ExperimentConfig, dotted, flatten, from_hydra
 from attnlab.experiment import ATTENTION_CSV, ATTENTION_PNG, METRICS_FILE, run_experiment
 from attnlab.files import write_json
 
 log = logging.getLogger(__name__)
 
 SWEEP_STATE = ".sweep.json"
+
+# Jobs of the last multirun of this process that failed: the CLI exits non-zero on them.
+failed_jobs: list[str] = []
 
 
 def run_job(cfg: DictConfig) -> None:
@@ -71,21 +73,11 @@ def failure_doc(cfg: DictConfig, err: BaseException) -> dict[str, Any]:
     container = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(container, dict)
     config = {
-        k: v for k, v in _dotted({str(k): v for k, v in container.items()}).items() if k != "seeds"
+        k: v for k, v in dotted({str(k): v for k, v in container.items()}).items() if k != "seeds"
     }
     config["seeds"] = container.get("seeds", [])
     message = config_error_line(err) if not isinstance(err, KeyError) else repr(err)
     return {"config": config, "runs": [], "status": "failed", "error": message}
-
-
-def _dotted(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            out.update(_dotted(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 def reuse_cached(sweep_dir: Path, out_dir: Path, exp: ExperimentConfig) -> dict[str, Any] | None:
@@ -145,6 +137,10 @@ def progress_line(sweep_dir: Path, cell: str, doc: dict[str, Any], start: float)
     )
 
 
+def _mtime(path: Path) -> float:
+    return path.stat().st_mtime if path.exists() else -1.0
+
+
 def _finite(value: Any) -> bool:
     return isinstance(value, int | float) and math.isfinite(value)
 
@@ -180,14 +176,19 @@ class SweepCallback(Callback):
             log.info("[job %d of %s] %s: started", hc.job.num + 1, state.get("total", "?"), cell)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        from attnlab.report import write_report
+        from attnlab.report import job_dirs, write_report
 
         sweep_dir = Path(config.hydra.sweep.dir)
         report = write_report(sweep_dir)
         log.info("report: %s", sweep_dir / "report.csv")
-        failed = report[report["status"] == "failed"]["job"].unique()
-        if len(failed):
-            raise SweepFailed(
-                f"{len(failed)} job(s) failed ({', '.join(failed)}); the others finished and "
-                f"{sweep_dir / 'report.md'} lists the errors"
-            )
+        # Only this run's jobs decide the exit status; cells left by an earlier run into the
+        # same dir stay in the report. Hydra rewrites .hydra/config.yaml as a job starts.
+        started = (_read(sweep_dir / SWEEP_STATE) or {}).get("started", 0.0)
+        ours = {
+            d.name for d in job_dirs(sweep_dir) if _mtime(d / ".hydra" / "config.yaml") >= started
+        }
+        failed = sorted(set(report.loc[report["status"] == "failed", "job"]) & ours)
+        # Hydra turns an exception raised here into a warning, so the CLI reads this instead.
+        failed_jobs[:] = failed
+        if failed:
+            log.error("%d job(s) failed; %s lists the errors", len(failed), sweep_dir / "report.md")

@@ -66,3 +66,16 @@ def test_cli_bad_input_exits_nonzero_with_one_line(tmp_path, override, named):
     lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("attnlab: error:")]
     assert len(lines) == 1 and named in lines[0], proc.stderr
     assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_capacity_experiment_declares_its_grid():
+    from hydra import compose, initialize_config_module
+
+    from attnlab.sweep import count_jobs
+
+    with initialize_config_module(config_module="attnlab.conf", version_base="1.3"):
+        cfg = compose("config", overrides=["+experiment=capacity"], return_hydra_config=True)
+    params = cfg.hydra.sweeper.params
+    assert params["data.classes"] == "2,5,20,30,50,100"
+    assert params["model.attn_layers"] == "1,2,3"
+    assert count_jobs(cfg) == 18

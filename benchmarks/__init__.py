@@ -1,0 +1,1 @@
+"""Benchmarks: stand-alone scripts, run by hand (not part of the test suite)."""

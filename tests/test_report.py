@@ -1,0 +1,124 @@
+"""The report from job dirs on disk: statistics by hand, corrupt and missing job dirs."""
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from attnlab.metrics import RUN_METRICS
+from attnlab.report import bootstrap_ci, collect_runs, main, summarize
+
+
+def _run(seed, acc, key_weight, focused, status="completed"):
+    record = dict.fromkeys(RUN_METRICS, 0.5)
+    record.update(val_accuracy=acc, attn_key_weight=key_weight, attn_focused=focused)
+    return {"seed": seed, "status": status, **record}
+
+
+def _write_job(sweep, name, classes, runs, seeds):
+    job = sweep / name
+    (job / ".hydra").mkdir(parents=True)
+    (job / ".hydra" / "config.yaml").write_text(
+        f"data:\n  classes: {classes}\nmodel:\n  attn_layers: 1\nseeds: {seeds}\n"
+    )
+    config = {"data.classes": classes, "model.attn_layers": 1, "seeds": seeds}
+    (job / "metrics.json").write_text(json.dumps({"config": config, "runs": runs}))
+    return job
+
+
+@pytest.fixture
+def sweep(tmp_path):
+    """Two finished cells, one with a diverged seed, plus a corrupt and an unfinished job."""
+    _write_job(
+        tmp_path,
+        "a",
+        5,
+        [
+            _run(0, 0.9, 0.3, True),
+            _run(1, 0.7, 0.1, False),
+            _run(2, 0.8, 0.2, True, status="cached"),
+        ],
+        [0, 1, 2],
+    )
+    diverged = {**_run(1, math.nan, math.nan, None), "status": "diverged"}
+    _write_job(tmp_path, "b", 20, [_run(0, 1.0, 0.4, True), diverged], [0, 1])
+    corrupt = _write_job(tmp_path, "c", 50, [], [0, 1])
+    (corrupt / "metrics.json").write_text('{"config": {"data.cla')  # killed mid-write
+    killed = tmp_path / "d"
+    (killed / ".hydra").mkdir(parents=True)
+    (killed / ".hydra" / "config.yaml").write_text(
+        "data:\n  classes: 100\nmodel:\n  attn_layers: 1\nseeds: [0, 1, 2]\n"
+    )
+    (tmp_path / "figures").mkdir()  # not a job dir
+    return tmp_path
+
+
+def test_report_has_one_row_per_job_and_seed(sweep):
+    report = collect_runs(sweep)
+    assert list(report.columns[:4]) == ["job", "data.classes", "model.attn_layers", "seeds"]
+    assert list(report.columns[4:7]) == ["seed", "status", "error"]
+    assert list(report.columns[7:]) == list(RUN_METRICS)
+    assert report.groupby("job").size().to_dict() == {"a": 3, "b": 2, "c": 2, "d": 3}
+    assert report.set_index(["job", "seed"]).loc[("b", 1), "status"] == "diverged"
+    failed = report[report["status"] == "failed"]
+    assert set(failed["job"]) == {"c", "d"}
+    assert failed[failed["job"] == "c"]["error"].str.contains("corrupt").all()
+    assert failed[failed["job"] == "d"]["error"].str.contains("missing").all()
+    assert (failed[failed["job"] == "d"]["data.classes"] == 100).all()  # from .hydra/config.yaml
+
+
+def test_summary_matches_hand_computation(sweep):
+    summary = summarize(collect_runs(sweep)).set_index("job")
+    a = summary.loc["a"]
+    assert a["n_seeds"] == 3 and a["n_diverged"] == 0
+    assert a["focus_rate"] == pytest.approx(2 / 3)
+    assert a["val_accuracy_mean"] == pytest.approx(0.8)
+    assert a["val_accuracy_std"] == pytest.approx(0.1)  # sqrt(((.1)^2 + (.1)^2 + 0) / 2)
+    assert a["attn_key_weight_mean"] == pytest.approx(0.2)
+    assert a["val_accuracy_ci_low"] <= 0.8 <= a["val_accuracy_ci_high"]
+    assert a["val_accuracy_ci_low"] >= 0.7 - 1e-9 and a["val_accuracy_ci_high"] <= 0.9 + 1e-9
+    b = summary.loc["b"]  # the diverged seed does not count
+    assert b["n_seeds"] == 1 and b["n_diverged"] == 1 and b["focus_rate"] == 1.0
+    assert b["val_accuracy_mean"] == 1.0 and math.isnan(b["val_accuracy_std"])
+    assert math.isnan(b["val_accuracy_ci_low"])
+    for job in ("c", "d"):
+        assert summary.loc[job, "n_seeds"] == 0 and summary.loc[job, "n_failed"] > 0
+
+
+def test_bootstrap_interval_by_hand():
+    # Resampled means of [0, 1] are 0, 0.5, 1 with probability 1/4, 1/2, 1/4: the 2.5th and
+    # 97.5th percentiles are 0 and 1.
+    assert bootstrap_ci(np.array([0.0, 1.0])) == pytest.approx((0.0, 1.0))
+    assert bootstrap_ci(np.array([0.3, 0.3, 0.3])) == (0.3, 0.3)
+    assert all(math.isnan(v) for v in bootstrap_ci(np.array([0.3])))
+    low, high = bootstrap_ci(np.arange(100.0))
+    assert low == pytest.approx(49.5 - 1.96 * 2.886, abs=0.8)
+    assert high == pytest.approx(49.5 + 1.96 * 2.886, abs=0.8)
+
+
+def test_report_command_rebuilds_files(sweep, capsys):
+    assert main([str(sweep)]) == 0
+    report = pd.read_csv(sweep / "report.csv")
+    assert len(report) == 10
+    summary = pd.read_csv(sweep / "summary.csv")
+    for metric in (
+        "val_accuracy",
+        "probe_accuracy",
+        "attn_key_weight",
+        "attn_hit_rate",
+        "attn_entropy",
+    ):
+        for stat in ("mean", "std", "ci_low", "ci_high"):
+            assert f"{metric}_{stat}" in summary.columns
+    md = (sweep / "report.md").read_text()
+    assert "## Failed cells" in md and "`c`" in md and "corrupt" in md
+    assert (sweep / "figures" / "heatmap_val_accuracy_mean.png").exists()
+    assert (sweep / "figures" / "attn_key_weight_vs_data.classes.png").exists()
+    assert "4 jobs" in capsys.readouterr().out
+
+
+def test_report_command_rejects_missing_dir(tmp_path, capsys):
+    assert main([str(tmp_path / "nope")]) == 2
+    assert "sweep_dir=" in capsys.readouterr().err
