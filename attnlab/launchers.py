@@ -2,8 +2,8 @@
 
 `trainer.threads=0` means "a fair share of the cores": all of them when jobs run one after
 another (Hydra's basic launcher), an equal split when joblib runs n_jobs at once, and the
-job's own allocation under submitit. The functions here are pure apart from reading the
-worker's CPU count, so the rule is testable without starting a sweep.
+job's own allocation under submitit. The rule is pure (default_threads, resolve_threads),
+so it is testable without starting a sweep; apply_threads hands its result to TensorFlow.
 
 The resolved count is only handed to TensorFlow, never written back into the config: the
 config is a cell's identity (the resume cache key and the report's columns), and it must not
@@ -12,9 +12,12 @@ depend on which launcher ran the cell.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 JOBLIB_TARGET = "JoblibLauncher"
 SUBMITIT_TARGET = "hydra_submitit_launcher"
@@ -63,3 +66,17 @@ def resolve_threads(trainer_threads: int, hydra_cfg: Any | None) -> int:
         return trainer_threads
     launcher = hydra_cfg.get("launcher") if hydra_cfg is not None else None
     return default_threads(launcher, available_cpus())
+
+
+def apply_threads(trainer_threads: int, hydra_cfg: Any | None) -> int:
+    """Size TensorFlow's thread pools for this process by resolve_threads; return the count.
+
+    Call in the job, before it trains: only the first call of a process takes effect (loky
+    reuses its workers across jobs, but every job of a sweep resolves to the same count).
+    """
+    from attnlab.train import configure_tensorflow  # deferred: TensorFlow loads only to train
+
+    threads = resolve_threads(trainer_threads, hydra_cfg)
+    configure_tensorflow(threads)
+    log.info("TensorFlow threads: %d", threads)
+    return threads

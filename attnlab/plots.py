@@ -72,13 +72,16 @@ def metric_lines_figure(runs: pd.DataFrame, x: str, metric: str, hue: str | None
     """Metric against x, one line per value of hue, mean with a 95% bootstrap band over seeds."""
     fig, ax = plt.subplots(figsize=(6, 4))
     data = runs.assign(**{metric: runs[metric].astype(float)})
-    if hue is not None:
+    hue_order = None
+    if hue is not None:  # categorical lines, in the values' own (numeric) order
+        hue_order = [str(v) for v in sorted(data[hue].unique())]
         data[hue] = data[hue].astype(str)
     sns.lineplot(
         data=data,
         x=x,
         y=metric,
         hue=hue,
+        hue_order=hue_order,
         marker="o",
         errorbar=("ci", 95),
         ax=ax,

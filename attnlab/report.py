@@ -91,7 +91,7 @@ def collect_runs(sweep_dir: Path) -> pd.DataFrame:
         rows += [{"job": job_dir.name, **config, **run} for run in runs]
     columns = ["job", *config_keys, "seed", "status", "error", *RUN_METRICS]
     frame = pd.DataFrame(rows, columns=columns)
-    frame["error"] = frame["error"].fillna("")
+    frame["error"] = [e if isinstance(e, str) else "" for e in frame["error"]]
     return frame.sort_values(["job", "seed"], kind="stable", ignore_index=True)
 
 
@@ -156,7 +156,8 @@ def summarize(report: pd.DataFrame) -> pd.DataFrame:
             row[f"{metric}_std"] = float(np.std(values, ddof=1)) if len(values) > 1 else math.nan
             row[f"{metric}_ci_low"], row[f"{metric}_ci_high"] = bootstrap_ci(values)
         rows.append(row)
-    return pd.DataFrame(rows)
+    # Cells in the order of their config values (2, 5, 20, ... not the job names' 100, 2, 20).
+    return pd.DataFrame(rows).sort_values([*config, "job"], kind="stable", ignore_index=True)
 
 
 def markdown(summary: pd.DataFrame, report: pd.DataFrame) -> str:

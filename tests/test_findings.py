@@ -6,7 +6,7 @@ import pandas as pd
 
 from attnlab.findings import main, render
 
-METRICS = ("val_accuracy", "attn_key_weight", "key_ablation_drop")
+METRICS = ("val_accuracy", "attn_key_weight", "key_ablation_drop", "peak_ablation_drop")
 
 
 def _summary():
@@ -23,7 +23,7 @@ def _summary():
             "n_seeds": 10,
             "focus_rate": focus,
         }
-        for metric, mean in zip(METRICS, (acc, 0.2 + classes / 1000, 0.4), strict=True):
+        for metric, mean in zip(METRICS, (acc, 0.2 + classes / 1000, 0.4, 0.0), strict=True):
             row |= {
                 f"{metric}_mean": mean,
                 f"{metric}_ci_low": mean - 0.02,
@@ -47,6 +47,7 @@ def test_verdicts_follow_focus_rates_and_intervals():
     assert "- Depth 2 at 50 classes, accuracy vs depth 1: higher" in page
     assert "- 128 features at 50 classes, accuracy vs 32 features: indistinguishable" in page
     assert "## Raw vs scaled key" in page
+    assert "attention peaks on the key in 1/10 seeds" in page  # 50 classes: focus_rate 0.1
 
 
 def test_findings_command_copies_summaries_and_regenerates(tmp_path):
