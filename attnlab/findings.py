@@ -12,7 +12,6 @@ copies; with no sweep dirs it regenerates the page from the committed copies.
 from __future__ import annotations
 
 import argparse
-import math
 import shutil
 import sys
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from attnlab.files import write_text
+from attnlab.report import interval
 
 DOCS = Path("docs")
 RAW, SCALED = "blog_all_summary.csv", "blog_all_scaled_summary.csv"
@@ -76,13 +76,6 @@ def focus_verdict(row: pd.Series, claimed_focused: bool) -> str:
     if rate <= SCATTERED:
         return f"fails: focused in {k}/{n} seeds" if claimed_focused else "holds"
     return f"depends on the seed: focused in {k}/{n}"
-
-
-def interval(row: pd.Series, metric: str) -> str:
-    mean, low, high = (row[f"{metric}_{s}"] for s in ("mean", "ci_low", "ci_high"))
-    if not math.isfinite(mean):
-        return "–"
-    return f"{mean:.3f} [{low:.3f}, {high:.3f}]"
 
 
 def above(a: pd.Series, b: pd.Series, metric: str) -> str:

@@ -177,8 +177,8 @@ def markdown(summary: pd.DataFrame, report: pd.DataFrame) -> str:
         cells = [str(row[c]) for c in swept] + [
             f"{row['n_seeds']}" + (f" ({row['n_diverged']} diverged)" if row["n_diverged"] else ""),
             _fmt(row["focus_rate"]),
-            _interval(row, "val_accuracy"),
-            _interval(row, "attn_key_weight"),
+            interval(row, "val_accuracy"),
+            interval(row, "attn_key_weight"),
             _fmt(row["key_ablation_drop_mean"]),
         ]
         lines.append("| " + " | ".join(cells) + " |")
@@ -193,7 +193,8 @@ def _fmt(value: float) -> str:
     return "–" if not np.isfinite(value) else f"{value:.3f}"
 
 
-def _interval(row: pd.Series, metric: str) -> str:
+def interval(row: pd.Series, metric: str) -> str:
+    """`mean [ci_low, ci_high]` of a summary row's metric, to 3 decimals."""
     mean, low, high = (row[f"{metric}_{k}"] for k in ("mean", "ci_low", "ci_high"))
     if not np.isfinite(mean):
         return "–"
