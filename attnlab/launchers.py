@@ -2,8 +2,9 @@
 
 `trainer.threads=0` means "a fair share of the cores": all of them when jobs run one after
 another (Hydra's basic launcher), an equal split when joblib runs n_jobs at once, and the
-job's own allocation under submitit. The rule is pure (default_threads, resolve_threads),
-so it is testable without starting a sweep; apply_threads hands its result to TensorFlow.
+job's own allocation under submitit (cpus_per_task) and Ray (ray.remote.num_cpus). The rule
+is pure (default_threads, resolve_threads), so it is testable without starting a sweep;
+apply_threads hands its result to TensorFlow.
 
 The resolved count is only handed to TensorFlow, never written back into the config: the
 config is a cell's identity (the resume cache key and the report's columns), and it must not
@@ -21,6 +22,7 @@ log = logging.getLogger(__name__)
 
 JOBLIB_TARGET = "JoblibLauncher"
 SUBMITIT_TARGET = "hydra_submitit_launcher"
+RAY_TARGET = "hydra_ray_launcher"
 
 
 def default_threads(launcher_cfg: Mapping[str, Any] | None, cpu_count: int) -> int:
@@ -38,6 +40,11 @@ def default_threads(launcher_cfg: Mapping[str, Any] | None, cpu_count: int) -> i
         per_task = cfg.get("cpus_per_task")
         # submitit_local does not pin jobs to cores, so never ask for more than exist.
         return min(int(per_task), cores) if per_task else cores
+    if RAY_TARGET in target:
+        # Ray reserves ray.remote.num_cpus per job (1 if unset) and runs as many at once as
+        # its CPUs allow, so that reservation is the job's share.
+        remote = (cfg.get("ray") or {}).get("remote") or {}
+        return max(1, min(int(remote.get("num_cpus") or 1), cores))
     return cores
 
 

@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from attnlab.config import ExperimentConfig, dotted, flatten, from_hydra
 from attnlab.experiment import ATTENTION_CSV, ATTENTION_PNG, METRICS_FILE, run_experiment
 from attnlab.files import write_json
+from attnlab.launchers import apply_threads
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ def run_job(cfg: DictConfig) -> None:
         exp.validate()  # before any training, and before any cache look-up
         doc = reuse_cached(Path(hc.sweep.dir), out_dir, exp) if multirun else None
         if doc is None:
+            apply_threads(exp.trainer.threads, hc)  # TensorFlow only: the config stays as written
             doc = run_experiment(exp, out_dir)
     except Exception as err:
         if not multirun:

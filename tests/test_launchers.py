@@ -30,6 +30,7 @@ COMPARED = [m for m in RUN_METRICS if m != "train_seconds"]
 
 JOBLIB = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
 SLURM = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+RAY = "hydra_plugins.hydra_ray_launcher.ray_launcher.RayLauncher"
 BASIC = "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
 
 
@@ -117,6 +118,8 @@ def test_joblib_failure_stays_local_and_finished_cells_are_reused(sweeps, tmp_pa
         ({"_target_": SLURM, "cpus_per_task": 2}, 64, 2),
         ({"_target_": SLURM, "cpus_per_task": 16}, 4, 4),  # never more than the job can use
         ({"_target_": SLURM, "cpus_per_task": None}, 3, 3),
+        ({"_target_": RAY, "ray": {"init": {}, "remote": {}}}, 8, 1),  # Ray's default: 1 CPU
+        ({"_target_": RAY, "ray": {"remote": {"num_cpus": 4}}}, 8, 4),
         ({"_target_": BASIC}, 0, 1),
     ],
 )
