@@ -122,3 +122,15 @@ def test_report_command_rebuilds_files(sweep, capsys):
 def test_report_command_rejects_missing_dir(tmp_path, capsys):
     assert main([str(tmp_path / "nope")]) == 2
     assert "sweep_dir=" in capsys.readouterr().err
+
+
+def test_attention_bars_mean_and_sd_by_hand():
+    from attnlab.plots import attention_bars
+
+    attention = pd.DataFrame(
+        {"seed": [0, 0, 1, 1], "column": [0, 1, 0, 1], "weight": [0.2, 0.8, 0.4, 0.6]}
+    )
+    bars = attention_bars(attention)
+    assert list(bars["column"]) == [0, 1]
+    np.testing.assert_allclose(bars["mean"], [0.3, 0.7])
+    np.testing.assert_allclose(bars["sd"], [0.1414214, 0.1414214], rtol=1e-6)  # ddof 1
