@@ -23,6 +23,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from attnlab.config import ExperimentConfig, dotted, flatten, from_hydra
+from attnlab.errors import config_error_line, is_config_error
 from attnlab.experiment import ATTENTION_CSV, ATTENTION_PNG, METRICS_FILE, run_experiment
 from attnlab.files import write_json
 from attnlab.launchers import apply_threads
@@ -53,15 +54,14 @@ def run_job(cfg: DictConfig) -> None:
             _fail_single_run(err)
         doc = failure_doc(cfg, err)
         write_json(out_dir / METRICS_FILE, doc)
-        log.error("job failed: %s", doc["error"])
+        # A crash (not bad input) keeps its traceback in the job's log.
+        log.error("job failed: %s", doc["error"], exc_info=not is_config_error(err))
     if multirun:
         log.info(progress_line(Path(hc.sweep.dir), hc.job.override_dirname, doc, start))
 
 
 def _fail_single_run(err: Exception) -> None:
     """A single run with bad input exits 2 with one line; other errors keep their traceback."""
-    from attnlab.errors import config_error_line, is_config_error
-
     if not is_config_error(err):
         raise err
     print(f"attnlab: error: {config_error_line(err)}", file=sys.stderr)
@@ -70,16 +70,12 @@ def _fail_single_run(err: Exception) -> None:
 
 def failure_doc(cfg: DictConfig, err: BaseException) -> dict[str, Any]:
     """metrics.json of a job that failed: its config, no runs, the error in one line."""
-    from attnlab.errors import config_error_line
-
     container = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(container, dict)
-    config = {
-        k: v for k, v in dotted({str(k): v for k, v in container.items()}).items() if k != "seeds"
-    }
-    config["seeds"] = container.get("seeds", [])
-    message = config_error_line(err) if not isinstance(err, KeyError) else repr(err)
-    return {"config": config, "runs": [], "status": "failed", "error": message}
+    config = dotted(container)  # data.*, model.*, trainer.*, seeds: flatten()'s order
+    message = config_error_line(err) if is_config_error(err) else f"{type(err).__name__}: {err}"
+    error = " ".join(message.split())[:500]  # one line; a TensorFlow error can run long
+    return {"config": config, "runs": [], "status": "failed", "error": error}
 
 
 def reuse_cached(sweep_dir: Path, out_dir: Path, exp: ExperimentConfig) -> dict[str, Any] | None:

@@ -51,7 +51,7 @@ class History:
     """Per-replica outcome of training."""
 
     loss: np.ndarray  # (epochs, replicas) mean training loss per epoch
-    epochs_run: np.ndarray  # (replicas,) epochs until the loss turned non-finite, or all
+    epochs_run: np.ndarray  # (replicas,) epochs until the loss blew up (see blown_up), or all
     diverged: np.ndarray  # (replicas,) bool
 
 
