@@ -73,10 +73,10 @@ def train_and_measure(cfg: ExperimentConfig) -> tuple[list[dict[str, Any]], pd.D
             "epochs_run": int(history.epochs_run[r]),
         }
         records.append(_nan_if_diverged(record))
+        # A diverged seed's attention means nothing, as its metrics: NaN, left out of plots.
+        weight = np.full(alpha.shape[2], np.nan) if history.diverged[r] else alpha[:, r].mean(0)
         frames.append(
-            pd.DataFrame(
-                {"seed": seed, "column": range(alpha.shape[2]), "weight": alpha[:, r].mean(0)}
-            )
+            pd.DataFrame({"seed": seed, "column": range(alpha.shape[2]), "weight": weight})
         )
         _log_record(record, cfg.data.attention_column)
     return records, pd.concat(frames, ignore_index=True)
@@ -135,7 +135,7 @@ def _nan_if_diverged(record: dict[str, Any]) -> dict[str, Any]:
 def _log_record(record: dict[str, Any], key: int) -> None:
     if record["status"] == "diverged":
         log.info(
-            "seed %d: diverged after %d epochs (loss not finite)",
+            "seed %d: diverged in epoch %d (loss NaN/inf or > 10 log(classes))",
             record["seed"],
             record["epochs_run"],
         )

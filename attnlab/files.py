@@ -10,11 +10,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+# The process umask, read once: mkstemp makes files 0600, which a plain open() would not.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 def write_atomic(path: Path, write: Callable[[Path], object]) -> None:
     """Call write(tmp) on a temp file beside path, then rename it over path."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    os.fchmod(fd, 0o666 & ~_UMASK)  # readable by collaborators, as any file the user writes
     os.close(fd)
     try:
         write(Path(tmp))

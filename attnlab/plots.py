@@ -23,7 +23,7 @@ def attention_bars(attention: pd.DataFrame) -> pd.DataFrame:
 
     attention: tidy columns seed, column, weight (one mean vector per seed).
     """
-    stats = attention.groupby("column")["weight"].agg(["mean", "std"]).fillna(0.0)
+    stats = attention.dropna().groupby("column")["weight"].agg(["mean", "std"]).fillna(0.0)
     return stats.rename(columns={"std": "sd"}).reset_index()
 
 
@@ -58,7 +58,7 @@ def draw_attention_bars(ax: Axes, attention: pd.DataFrame, key: int, title: str)
 
 def attention_figure(attention: pd.DataFrame, key: int, title: str) -> Figure:
     """The blog's bar chart of attention per input column, over all seeds of one experiment."""
-    n_seeds = attention["seed"].nunique()
+    n_seeds = attention.dropna()["seed"].nunique()  # diverged seeds have NaN weights
     fig, ax = plt.subplots(figsize=(8, 3.5))
     draw_attention_bars(ax, attention, key, f"{title} (mean ± sd over {n_seeds} seeds)")
     fig.tight_layout()

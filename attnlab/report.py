@@ -23,12 +23,12 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 from attnlab.config import dotted
+from attnlab.experiment import ATTENTION_CSV, METRICS_FILE
 from attnlab.files import write_csv, write_figure, write_text
 from attnlab.metrics import RUN_METRICS
 
 log = logging.getLogger(__name__)
 
-METRICS_FILE = "metrics.json"
 SUMMARY_METRICS = (
     "val_accuracy",
     "probe_accuracy",
@@ -148,16 +148,21 @@ def summarize(report: pd.DataFrame) -> pd.DataFrame:
         row["n_seeds"] = len(usable)
         row["n_diverged"] = int((group["status"] == "diverged").sum())
         row["n_failed"] = int((group["status"] == "failed").sum())
-        focused = usable["attn_focused"].astype(float)
-        row["focus_rate"] = float(focused.mean()) if len(usable) else math.nan
+        row["focus_rate"] = _finite_mean(usable["attn_focused"].astype(float).to_numpy())
         for metric in SUMMARY_METRICS:
             values = usable[metric].astype(float).to_numpy()
-            row[f"{metric}_mean"] = float(np.mean(values)) if len(values) else math.nan
+            values = values[np.isfinite(values)]  # mean, sd and CI over the same seeds
+            row[f"{metric}_mean"] = _finite_mean(values)
             row[f"{metric}_std"] = float(np.std(values, ddof=1)) if len(values) > 1 else math.nan
             row[f"{metric}_ci_low"], row[f"{metric}_ci_high"] = bootstrap_ci(values)
         rows.append(row)
     # Cells in the order of their config values (2, 5, 20, ... not the job names' 100, 2, 20).
     return pd.DataFrame(rows).sort_values([*config, "job"], kind="stable", ignore_index=True)
+
+
+def _finite_mean(values: np.ndarray) -> float:
+    values = values[np.isfinite(values)]
+    return float(values.mean()) if len(values) else math.nan
 
 
 def markdown(summary: pd.DataFrame, report: pd.DataFrame) -> str:
@@ -166,7 +171,7 @@ def markdown(summary: pd.DataFrame, report: pd.DataFrame) -> str:
     lines = ["# Sweep report", "", f"{len(summary)} cells, {len(report)} runs.", ""]
     head = [
         *swept,
-        "seeds",
+        "n_seeds",
         "focus rate",
         "val_accuracy [95% CI]",
         "attn_key_weight [95% CI]",
@@ -244,7 +249,7 @@ def attention_cells(
     """(title, attention.csv frame, key column) for each cell that has an attention.csv."""
     cells = []
     for _, row in summary.iterrows():
-        path = sweep_dir / str(row["job"]) / "attention.csv"
+        path = sweep_dir / str(row["job"]) / ATTENTION_CSV
         if not path.exists() or row["n_seeds"] == 0:
             continue
         try:
@@ -266,6 +271,13 @@ def main(argv: list[str] | None = None) -> int:
     if not args.sweep_dir.is_dir():
         print(
             f"attnlab.report: error: sweep_dir={args.sweep_dir} is not a directory", file=sys.stderr
+        )
+        return 2
+    if not job_dirs(args.sweep_dir):
+        print(
+            f"attnlab.report: error: sweep_dir={args.sweep_dir} holds no job dirs "
+            "(sub-directories with .hydra/ or metrics.json)",
+            file=sys.stderr,
         )
         return 2
     report = write_report(args.sweep_dir)

@@ -11,9 +11,11 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import shutil
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +27,15 @@ from omegaconf import DictConfig, OmegaConf
 from attnlab.config import ExperimentConfig, dotted, flatten, from_hydra
 from attnlab.errors import config_error_line, is_config_error
 from attnlab.experiment import ATTENTION_CSV, ATTENTION_PNG, METRICS_FILE, run_experiment
-from attnlab.files import write_json
+from attnlab.files import write_atomic, write_json
 from attnlab.launchers import apply_threads
 
 log = logging.getLogger(__name__)
 
 SWEEP_STATE = ".sweep.json"
+
+# Config keys that cannot change a cell's numbers: not part of its identity.
+NOT_IDENTITY = frozenset({"trainer.verbose", "trainer.threads"})
 
 # Jobs of the last multirun of this process that failed: the CLI exits non-zero on them.
 failed_jobs: list[str] = []
@@ -47,12 +52,16 @@ def run_job(cfg: DictConfig) -> None:
         exp.validate()  # before any training, and before any cache look-up
         doc = reuse_cached(Path(hc.sweep.dir), out_dir, exp) if multirun else None
         if doc is None:
+            if multirun:
+                set_aside_other_cell(out_dir, exp)
             apply_threads(exp.trainer.threads, hc)  # TensorFlow only: the config stays as written
             doc = run_experiment(exp, out_dir)
     except Exception as err:
         if not multirun:
             _fail_single_run(err)
         doc = failure_doc(cfg, err)
+        # Tags the failure with this sweep's run, which alone decides the exit status.
+        doc["run_id"] = (_read(Path(hc.sweep.dir) / SWEEP_STATE) or {}).get("run_id")
         write_json(out_dir / METRICS_FILE, doc)
         # A crash (not bad input) keeps its traceback in the job's log.
         log.error("job failed: %s", doc["error"], exc_info=not is_config_error(err))
@@ -78,6 +87,35 @@ def failure_doc(cfg: DictConfig, err: BaseException) -> dict[str, Any]:
     return {"config": config, "runs": [], "status": "failed", "error": error}
 
 
+def cell_identity(config: dict[str, Any]) -> dict[str, Any]:
+    """The config values that make a cell: all but those that cannot change its numbers."""
+    return {k: v for k, v in config.items() if k not in NOT_IDENTITY}
+
+
+def set_aside_other_cell(out_dir: Path, exp: ExperimentConfig) -> None:
+    """Move a finished run of another config out of this job dir before training into it.
+
+    Dir names leave out keys like `seeds`, so a later run with other seeds lands in the same
+    dir; its predecessor's files go to <dir>/replaced/<time>/ instead of being overwritten.
+    """
+    doc = _read(out_dir / METRICS_FILE)
+    if doc is None or doc.get("status") == "failed":
+        return
+    if cell_identity(doc.get("config", {})) == cell_identity(_as_json(flatten(exp))):
+        return
+    aside = out_dir / "replaced" / time.strftime("%Y-%m-%d_%H-%M-%S")
+    aside.mkdir(parents=True, exist_ok=True)
+    for name in (METRICS_FILE, ATTENTION_CSV, ATTENTION_PNG):  # metrics.json first: see report
+        if (out_dir / name).exists():
+            os.replace(out_dir / name, aside / name)
+    log.warning("%s held another config's results: moved to %s", out_dir.name, aside)
+
+
+def _as_json(value: Any) -> Any:
+    """value as it reads back from metrics.json (tuples become lists, and so on)."""
+    return json.loads(json.dumps(value))
+
+
 def reuse_cached(sweep_dir: Path, out_dir: Path, exp: ExperimentConfig) -> dict[str, Any] | None:
     """If any job dir of this sweep holds a finished run of exactly this config, copy it.
 
@@ -85,10 +123,12 @@ def reuse_cached(sweep_dir: Path, out_dir: Path, exp: ExperimentConfig) -> dict[
     or dir. Reused runs get status `cached` (diverged ones stay `diverged`); numbers are
     unchanged.
     """
-    config = json.loads(json.dumps(flatten(exp)))  # as it reads back from JSON
+    identity = cell_identity(_as_json(flatten(exp)))
     for path in sorted(sweep_dir.glob(f"*/{METRICS_FILE}")):
         doc = _read(path)
-        if doc is None or doc.get("config") != config or doc.get("status") == "failed":
+        if doc is None or doc.get("status") == "failed":
+            continue
+        if cell_identity(doc.get("config", {})) != identity:
             continue
         runs = [
             {**run, "status": "diverged" if run["status"] == "diverged" else "cached"}
@@ -97,12 +137,16 @@ def reuse_cached(sweep_dir: Path, out_dir: Path, exp: ExperimentConfig) -> dict[
         if path.parent.resolve() != out_dir.resolve():
             for name in (ATTENTION_CSV, ATTENTION_PNG):
                 if (path.parent / name).exists():
-                    shutil.copyfile(path.parent / name, out_dir / name)
-        cached = {"config": doc["config"], "runs": runs}
+                    _copy_atomic(path.parent / name, out_dir / name)
+        cached = {"config": _as_json(flatten(exp)), "runs": runs}
         write_json(out_dir / METRICS_FILE, cached)
         log.info("reusing finished cell from %s", path.parent.name)
         return cached
     return None
+
+
+def _copy_atomic(source: Path, target: Path) -> None:
+    write_atomic(target, lambda tmp: shutil.copyfile(source, tmp))
 
 
 def _read(path: Path) -> dict[str, Any] | None:
@@ -135,10 +179,6 @@ def progress_line(sweep_dir: Path, cell: str, doc: dict[str, Any], start: float)
     )
 
 
-def _mtime(path: Path) -> float:
-    return path.stat().st_mtime if path.exists() else -1.0
-
-
 def _finite(value: Any) -> bool:
     return isinstance(value, int | float) and math.isfinite(value)
 
@@ -163,7 +203,8 @@ class SweepCallback(Callback):
             total = count_jobs(config)
         except Exception:  # a sweeper other than the basic one: progress shows no total
             total = 0
-        write_json(sweep_dir / SWEEP_STATE, {"total": total, "started": time.time()})
+        state = {"total": total, "started": time.time(), "run_id": uuid.uuid4().hex}
+        write_json(sweep_dir / SWEEP_STATE, state)
         log.info("sweep of %d jobs into %s", total, sweep_dir)
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
@@ -174,19 +215,25 @@ class SweepCallback(Callback):
             log.info("[job %d of %s] %s: started", hc.job.num + 1, state.get("total", "?"), cell)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        from attnlab.report import job_dirs, write_report
+        from attnlab.report import job_dirs, read_job, write_report
 
         sweep_dir = Path(config.hydra.sweep.dir)
-        report = write_report(sweep_dir)
-        log.info("report: %s", sweep_dir / "report.csv")
-        # Only this run's jobs decide the exit status; cells left by an earlier run into the
-        # same dir stay in the report. Hydra rewrites .hydra/config.yaml as a job starts.
-        started = (_read(sweep_dir / SWEEP_STATE) or {}).get("started", 0.0)
-        ours = {
-            d.name for d in job_dirs(sweep_dir) if _mtime(d / ".hydra" / "config.yaml") >= started
-        }
-        failed = sorted(set(report.loc[report["status"] == "failed", "job"]) & ours)
+        # Only this run's failures decide the exit status (cells left in the dir by earlier
+        # runs stay in the report); counted before anything is written, in case writing fails.
+        run_id = (_read(sweep_dir / SWEEP_STATE) or {}).get("run_id")
+        docs = {d.name: read_job(d) for d in job_dirs(sweep_dir)}
+        failed = sorted(
+            name
+            for name, doc in docs.items()
+            if doc.get("status") == "failed" and doc.get("run_id") == run_id
+        )
         # Hydra turns an exception raised here into a warning, so the CLI reads this instead.
         failed_jobs[:] = failed
+        try:
+            write_report(sweep_dir)
+            log.info("report: %s", sweep_dir / "report.csv")
+        except Exception:
+            log.exception("writing the report failed; rebuild it with python -m attnlab.report")
+            failed_jobs.append("(report)")
         if failed:
             log.error("%d job(s) failed; %s lists the errors", len(failed), sweep_dir / "report.md")

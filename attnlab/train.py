@@ -11,7 +11,6 @@ Adam moments (elementwise), are exactly its own.
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,7 +41,6 @@ def configure_tensorflow(threads: int) -> None:
             tf.config.threading.set_inter_op_parallelism_threads(min(threads, 2))
         except RuntimeError:
             log.warning("trainer.threads=%d ignored: TensorFlow already started", threads)
-        os.environ.setdefault("OMP_NUM_THREADS", str(threads))
     _threads_set = True
 
 

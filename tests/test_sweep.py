@@ -92,6 +92,17 @@ def test_cache_key_is_the_whole_config(tmp_path):
     report = pd.read_csv(sweep_dir / "report.csv")
     new = report[report["seeds"] == "[0, 1, 2]"]
     assert list(new["status"]) == ["completed"] * 3  # other seeds: another cell, retrained
+    # Seeds are not in dir names: the earlier cell's files were moved aside, not overwritten.
+    (old,) = sweep_dir.glob("*/replaced/*/metrics.json")
+    assert json.loads(old.read_text())["config"]["seeds"] == [0, 1]
+    assert len(report) == 3
+
+
+def test_log_settings_do_not_make_a_new_cell(tmp_path):
+    sweep(tmp_path, "data.classes=3")
+    proc, report, _ = sweep(tmp_path, "data.classes=3", "trainer.verbose=1")
+    assert proc.returncode == 0, proc.stderr
+    assert list(report["status"]) == ["cached", "cached"]
 
 
 def test_sigkill_mid_sweep_then_rerun_gives_each_cell_once(tmp_path):
