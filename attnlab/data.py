@@ -19,7 +19,11 @@ TRAIN_STREAM, PROBE_STREAM, INIT_STREAM, SHUFFLE_STREAM, ABLATION_STREAM = range
 
 
 def rng_for(seed: int, stream: int, *more: int) -> np.random.Generator:
-    """The generator of one seed's named stream (see the *_STREAM constants)."""
+    """The generator of one seed's named stream (see the *_STREAM constants).
+
+    SeedSequence ignores trailing zeros: rng_for(s, k, 0) is rng_for(s, k). No two streams
+    in use collide; salt new sub-streams from 1.
+    """
     return np.random.default_rng([seed, stream, *more])
 
 

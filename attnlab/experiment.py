@@ -161,11 +161,13 @@ def write_outputs(
     from attnlab.plots import attention_figure
 
     write_csv(out_dir / ATTENTION_CSV, attention)
-    title = (
-        f"{cfg.model.variant}: {cfg.data.classes} classes, {cfg.data.features} features, "
-        f"attn_layers {cfg.model.attn_layers}"
-    )
-    write_figure(
-        out_dir / ATTENTION_PNG, attention_figure(attention, cfg.data.attention_column, title)
-    )
+    d, m = cfg.data, cfg.model
+    if m.sequence:
+        title = f"lstm, attention {m.attention_position}: {d.classes} classes, {d.time_steps} steps"
+        axis = "time step"
+    else:
+        title = f"{m.variant}: {d.classes} classes, {d.features} features, depth {m.attn_layers}"
+        axis = "input column"
+    figure = attention_figure(attention, d.attention_column, title, axis)
+    write_figure(out_dir / ATTENTION_PNG, figure)
     write_json(out_dir / METRICS_FILE, doc)

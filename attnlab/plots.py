@@ -14,6 +14,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 KEY_COLOR, OTHER_COLOR = "#d62728", "#4c72b0"
 
@@ -27,7 +28,9 @@ def attention_bars(attention: pd.DataFrame) -> pd.DataFrame:
     return stats.rename(columns={"std": "sd"}).reset_index()
 
 
-def draw_attention_bars(ax: Axes, attention: pd.DataFrame, key: int, title: str) -> None:
+def draw_attention_bars(
+    ax: Axes, attention: pd.DataFrame, key: int, title: str, axis: str = "input column"
+) -> None:
     """The blog's bar chart: mean attention per column, sd across seeds as error bars.
 
     The statistics are computed once here: seaborn's own error bars re-aggregate per bar
@@ -50,17 +53,21 @@ def draw_attention_bars(ax: Axes, attention: pd.DataFrame, key: int, title: str)
         bars["column"], bars["mean"], yerr=bars["sd"], fmt="none", ecolor="#333333", elinewidth=1
     )
     ax.set_title(title, fontsize=9)
-    ax.set_xlabel("input column (key in red)")
+    ax.set_xlabel(f"{axis} (key in red)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("attention weight")
     ax.set_xlim(-0.6, len(bars) - 0.4)
     ax.set_ylim(bottom=0)
 
 
-def attention_figure(attention: pd.DataFrame, key: int, title: str) -> Figure:
-    """The blog's bar chart of attention per input column, over all seeds of one experiment."""
+def attention_figure(
+    attention: pd.DataFrame, key: int, title: str, axis: str = "input column"
+) -> Figure:
+    """The blog's bar chart of attention per input column (or time step), over all seeds of
+    one experiment."""
     n_seeds = attention.dropna()["seed"].nunique()  # diverged seeds have NaN weights
     fig, ax = plt.subplots(figsize=(8, 3.5))
-    draw_attention_bars(ax, attention, key, f"{title} (mean ± sd over {n_seeds} seeds)")
+    draw_attention_bars(ax, attention, key, f"{title} (mean ± sd over {n_seeds} seeds)", axis)
     fig.tight_layout()
     return fig
 
