@@ -18,6 +18,7 @@ import pandas as pd
 
 from attnlab.config import ExperimentConfig, flatten
 from attnlab.files import write_csv, write_figure, write_json
+from attnlab.metrics import accuracy, attention_metrics, nan_attention_metrics, shuffle_column
 
 log = logging.getLogger(__name__)
 
@@ -53,14 +54,14 @@ def train_and_measure(cfg: ExperimentConfig) -> tuple[list[dict[str, Any]], pd.D
     history = fit(model, data, seeds, cfg.trainer)
     train_seconds = (time.perf_counter() - start) / len(seeds)
 
-    val_acc = _accuracy(predict(model, data.x_val), data.y_val)
-    probe_acc = _accuracy(predict(model, data.x_probe), data.y_probe)
+    val_acc = accuracy(predict(model, data.x_val), data.y_val)
+    probe_acc = accuracy(predict(model, data.x_probe), data.y_probe)
     alpha = predict(attention_model(model), data.x_probe)  # (probe, replicas, key_axis)
     ablation = ablation_drops(model, data.x_probe, data.y_probe, alpha, cfg, probe_acc)
 
     records, frames = [], []
     for r, seed in enumerate(seeds):
-        record = measure_replica(alpha[:, r], cfg.data.attention_column, history.diverged[r])
+        record = measure_replica(alpha[:, r], cfg.data.attention_column)
         record = {
             "seed": seed,
             "status": "diverged" if history.diverged[r] else "completed",
@@ -82,11 +83,10 @@ def train_and_measure(cfg: ExperimentConfig) -> tuple[list[dict[str, Any]], pd.D
     return records, pd.concat(frames, ignore_index=True)
 
 
-def measure_replica(alpha: np.ndarray, key: int, diverged: bool) -> dict[str, Any]:
-    """Attention metrics of one replica, or NaNs if it diverged."""
-    from attnlab.metrics import attention_metrics, nan_attention_metrics
-
-    if diverged or not np.isfinite(alpha).all():
+def measure_replica(alpha: np.ndarray, key: int) -> dict[str, Any]:
+    """Attention metrics of one replica; NaNs if its attention is not finite (a diverged
+    replica's whole record is NaN-ed by _nan_if_diverged)."""
+    if not np.isfinite(alpha).all():
         return dict(nan_attention_metrics())
     return dict(attention_metrics(alpha, key))
 
@@ -102,7 +102,6 @@ def ablation_drops(
     """Probe accuracy lost when the key column, or the most-attended other column, is
     shuffled across probe samples (per replica, with that seed's own stream)."""
     from attnlab.data import ABLATION_STREAM, rng_for
-    from attnlab.metrics import shuffle_column
     from attnlab.train import predict
 
     key = cfg.data.attention_column
@@ -113,14 +112,8 @@ def ablation_drops(
     for name, cols in columns.items():
         rngs = [rng_for(s, ABLATION_STREAM, 0 if name == "key" else 1) for s in cfg.seeds]
         shuffled = shuffle_column(x_probe, cols, rngs)
-        drops[name] = probe_acc - _accuracy(predict(model, shuffled), y_probe)
+        drops[name] = probe_acc - accuracy(predict(model, shuffled), y_probe)
     return drops
-
-
-def _accuracy(probs: np.ndarray, y: np.ndarray) -> np.ndarray:
-    from attnlab.metrics import accuracy
-
-    return accuracy(probs, y)
 
 
 def _nan_if_diverged(record: dict[str, Any]) -> dict[str, Any]:

@@ -48,7 +48,6 @@ def configure_tensorflow(threads: int) -> None:
 class History:
     """Per-replica outcome of training."""
 
-    loss: np.ndarray  # (epochs, replicas) mean training loss per epoch
     epochs_run: np.ndarray  # (replicas,) epochs until the loss blew up (see blown_up), or all
     diverged: np.ndarray  # (replicas,) bool
 
@@ -83,7 +82,7 @@ def fit(model: keras.Model, data: ReplicaData, seeds: list[int], cfg: TrainerCon
     bad = blown_up(losses, classes=int(model.output.shape[-1]))
     diverged = bad.any(axis=0) | ~_finite_weights(model, replicas)
     first_bad = np.where(bad.any(axis=0), bad.argmax(axis=0) + 1, cfg.epochs)
-    return History(loss=losses, epochs_run=first_bad, diverged=diverged)
+    return History(epochs_run=first_bad, diverged=diverged)
 
 
 def blown_up(losses: np.ndarray, classes: int) -> np.ndarray:
