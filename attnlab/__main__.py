@@ -6,6 +6,7 @@ experiment in attnlab.experiment.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 
@@ -28,7 +29,8 @@ def _hydra_main(cfg: DictConfig) -> None:
     run_job(cfg)
 
 
-def main() -> None:
+def main() -> int:
+    """Run the CLI; return the exit status (2: bad input, 1: a job of the sweep failed)."""
     # Hydra would print a compose error over several lines; let it raise, print one line.
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
     try:
@@ -37,7 +39,7 @@ def main() -> None:
         if not is_config_error(err):
             raise
         print(f"attnlab: error: {config_error_line(err, sys.argv[1:])}", file=sys.stderr)
-        sys.exit(2)
+        return 2
     from attnlab.sweep import failed_jobs
 
     if failed_jobs:
@@ -46,8 +48,25 @@ def main() -> None:
             "its report.md lists them, the other jobs' results are kept",
             file=sys.stderr,
         )
-        sys.exit(1)
+        return 1
+    return 0
+
+
+def exit_now(status: int) -> None:
+    """Exit with status, skipping interpreter teardown if this process loaded TensorFlow.
+
+    TensorFlow's teardown takes ~0.8 s, a tenth of a single run. Every file is complete by
+    now (written atomically and closed), and the logs are flushed here. A process that only
+    launched workers (joblib, submitit, ray) never loads TensorFlow: it exits normally, so
+    its launcher's own clean-up still runs.
+    """
+    if "tensorflow" not in sys.modules:
+        sys.exit(status)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 if __name__ == "__main__":
-    main()
+    exit_now(main())
