@@ -18,8 +18,10 @@ from omegaconf import DictConfig
 
 from attnlab.config import register_configs
 from attnlab.errors import config_error_line, is_config_error
+from attnlab.launchers import register_packed_launcher
 
 register_configs()
+register_packed_launcher()
 
 
 @hydra.main(config_path="pkg://attnlab.conf", config_name="config", version_base="1.3")

@@ -239,6 +239,15 @@ def flatten(cfg: ExperimentConfig) -> dict[str, Any]:
     return out
 
 
+# Config keys that cannot change a cell's numbers: not part of its identity.
+NOT_IDENTITY = frozenset({"trainer.verbose", "trainer.threads"})
+
+
+def cell_identity(config: dict[str, Any]) -> dict[str, Any]:
+    """The flat config values that make a cell: all but those that cannot change its numbers."""
+    return {k: v for k, v in config.items() if k not in NOT_IDENTITY}
+
+
 def dotted(tree: dict[Any, Any], prefix: str = "") -> dict[str, Any]:
     """{"data": {"classes": 5}, "seeds": [0]} -> {"data.classes": 5, "seeds": [0]}."""
     out: dict[str, Any] = {}

@@ -62,16 +62,29 @@ class ReplicaData:
 
 
 def make_replica_data(
-    cfg: DataConfig, seeds: list[int], validation_split: float, sequence: bool = False
+    data: DataConfig | list[DataConfig],
+    seeds: list[int],
+    validation_split: float,
+    sequence: bool = False,
 ) -> ReplicaData:
     """Draw each seed's training and probe sets and stack them on the replica axis.
 
-    The validation split is the last samples of each draw, as in Keras' fit.
+    data is one config for every seed, or replica r's own config (cells trained together,
+    see attnlab.packing: their classes and key may differ, never their shapes). The
+    validation split is the last samples of each draw, as in Keras' fit.
     """
-    n_val, n_train = split_sizes(cfg.samples, validation_split)
-    train = [make_dataset(cfg, cfg.samples, rng_for(s, TRAIN_STREAM), sequence) for s in seeds]
+    configs = data if isinstance(data, list) else [data] * len(seeds)
+    first = configs[0]
+    shapes = {(c.samples, c.probe_samples, c.features, c.time_steps) for c in configs}
+    assert len(configs) == len(seeds) and len(shapes) == 1, "replicas need one data shape"
+    n_val, n_train = split_sizes(first.samples, validation_split)
+    train = [
+        make_dataset(c, c.samples, rng_for(s, TRAIN_STREAM), sequence)
+        for c, s in zip(configs, seeds, strict=True)
+    ]
     probe = [
-        make_dataset(cfg, cfg.probe_samples, rng_for(s, PROBE_STREAM), sequence) for s in seeds
+        make_dataset(c, c.probe_samples, rng_for(s, PROBE_STREAM), sequence)
+        for c, s in zip(configs, seeds, strict=True)
     ]
     x = np.stack([d[0] for d in train], axis=1)  # (samples, replicas, ...)
     y = np.stack([d[1] for d in train], axis=1)  # (samples, replicas)

@@ -27,10 +27,20 @@ ATTENTION_CSV = "attention.csv"
 ATTENTION_PNG = "attention.png"
 
 
-def run_experiment(cfg: ExperimentConfig, out_dir: Path) -> dict[str, Any]:
-    """Validate, train all seeds as replicas, measure, write the files; return metrics.json."""
+def run_experiment(
+    cfg: ExperimentConfig,
+    out_dir: Path,
+    trained: tuple[list[dict[str, Any]], pd.DataFrame] | None = None,
+) -> dict[str, Any]:
+    """Validate, train all seeds as replicas, measure, write the files; return metrics.json.
+
+    trained: this cell's records and attention if it was already trained together with
+    other cells (attnlab.packing); then only the files are written.
+    """
     cfg.validate()
-    records, attention = train_and_measure(cfg)
+    records, attention = trained or train_and_measure(cfg)
+    for record in records:
+        _log_record(record, cfg.data.attention_column)
     doc = {"config": flatten(cfg), "runs": records}
     write_outputs(out_dir, doc, attention, cfg)
     return doc
@@ -38,49 +48,71 @@ def run_experiment(cfg: ExperimentConfig, out_dir: Path) -> dict[str, Any]:
 
 def train_and_measure(cfg: ExperimentConfig) -> tuple[list[dict[str, Any]], pd.DataFrame]:
     """Train one replica per seed; return one record per seed and the tidy mean attention."""
+    return train_cells([cfg])[0]
+
+
+def train_cells(
+    cfgs: list[ExperimentConfig],
+) -> list[tuple[list[dict[str, Any]], pd.DataFrame]]:
+    """Train several cells as replicas of one model, one replica per (cell, seed); return
+    each cell's records and tidy mean attention, in order.
+
+    The cells may differ only in seeds, data.classes, data.attention_column and
+    data.key_encoding (attnlab.packing.pack_key): each replica has its own data, key and
+    class count, so it trains as it would alone.
+    """
     import keras  # deferred: TensorFlow loads only when a job really trains
 
     from attnlab.data import make_replica_data
     from attnlab.models import attention_model, build_model
     from attnlab.train import configure_tensorflow, fit, predict
 
-    configure_tensorflow(cfg.trainer.threads)
+    first = cfgs[0]
+    configure_tensorflow(first.trainer.threads)
     keras.backend.clear_session()  # jobs of a sweep share this process
-    seeds, sequence = list(cfg.seeds), cfg.model.sequence
-    data = make_replica_data(cfg.data, seeds, cfg.trainer.validation_split, sequence)
-    model = build_model(cfg.model, cfg.data, seeds)
+    seeds = [seed for cfg in cfgs for seed in cfg.seeds]
+    data_cfgs = [cfg.data for cfg in cfgs for _ in cfg.seeds]  # replica r's own
+    classes = np.array([d.classes for d in data_cfgs])
+    keys = np.array([d.attention_column for d in data_cfgs])
+    sequence = first.model.sequence
+    data = make_replica_data(data_cfgs, seeds, first.trainer.validation_split, sequence)
+    model = build_model(first.model, first.data, seeds, classes=classes.tolist())
 
     start = time.perf_counter()
-    history = fit(model, data, seeds, cfg.trainer)
+    history = fit(model, data, seeds, first.trainer, classes)
     train_seconds = (time.perf_counter() - start) / len(seeds)
 
     val_acc = accuracy(predict(model, data.x_val), data.y_val)
     probe_acc = accuracy(predict(model, data.x_probe), data.y_probe)
     alpha = predict(attention_model(model), data.x_probe)  # (probe, replicas, key_axis)
-    ablation = ablation_drops(model, data.x_probe, data.y_probe, alpha, cfg, probe_acc)
+    ablation = ablation_drops(model, data.x_probe, data.y_probe, alpha, keys, seeds, probe_acc)
 
-    records, frames = [], []
-    for r, seed in enumerate(seeds):
-        record = measure_replica(alpha[:, r], cfg.data.attention_column)
-        record = {
-            "seed": seed,
-            "status": "diverged" if history.diverged[r] else "completed",
-            "val_accuracy": val_acc[r],
-            "probe_accuracy": probe_acc[r],
-            **record,
-            "key_ablation_drop": ablation["key"][r],
-            "peak_ablation_drop": ablation["peak"][r],
-            "train_seconds": train_seconds,
-            "epochs_run": int(history.epochs_run[r]),
-        }
-        records.append(_nan_if_diverged(record))
-        # A diverged seed's attention means nothing, as its metrics: NaN, left out of plots.
-        weight = np.full(alpha.shape[2], np.nan) if history.diverged[r] else alpha[:, r].mean(0)
-        frames.append(
-            pd.DataFrame({"seed": seed, "column": range(alpha.shape[2]), "weight": weight})
-        )
-        _log_record(record, cfg.data.attention_column)
-    return records, pd.concat(frames, ignore_index=True)
+    results, first_replica = [], 0
+    for cfg in cfgs:
+        records, frames = [], []
+        for r, seed in enumerate(cfg.seeds, start=first_replica):
+            record = measure_replica(alpha[:, r], int(keys[r]))
+            record = {
+                "seed": seed,
+                "status": "diverged" if history.diverged[r] else "completed",
+                "val_accuracy": val_acc[r],
+                "probe_accuracy": probe_acc[r],
+                **record,
+                "key_ablation_drop": ablation["key"][r],
+                "peak_ablation_drop": ablation["peak"][r],
+                "train_seconds": train_seconds,
+                "epochs_run": int(history.epochs_run[r]),
+            }
+            records.append(_nan_if_diverged(record))
+            # A diverged seed's attention means nothing, as its metrics: NaN, left out of plots.
+            diverged = history.diverged[r]
+            weight = np.full(alpha.shape[2], np.nan) if diverged else alpha[:, r].mean(0)
+            frames.append(
+                pd.DataFrame({"seed": seed, "column": range(alpha.shape[2]), "weight": weight})
+            )
+        first_replica += len(cfg.seeds)
+        results.append((records, pd.concat(frames, ignore_index=True)))
+    return results
 
 
 def measure_replica(alpha: np.ndarray, key: int) -> dict[str, Any]:
@@ -96,21 +128,25 @@ def ablation_drops(
     x_probe: np.ndarray,
     y_probe: np.ndarray,
     alpha: np.ndarray,
-    cfg: ExperimentConfig,
+    keys: np.ndarray,
+    seeds: list[int],
     probe_acc: np.ndarray,
 ) -> dict[str, np.ndarray]:
     """Probe accuracy lost when the key column, or the most-attended other column, is
-    shuffled across probe samples (per replica, with that seed's own stream)."""
+    shuffled across probe samples (per replica, with that seed's own stream).
+
+    keys: (replicas,) each replica's key column (or time step).
+    """
     from attnlab.data import ABLATION_STREAM, rng_for
     from attnlab.train import predict
 
-    key = cfg.data.attention_column
+    replicas = np.arange(len(seeds))
     mean = np.nan_to_num(alpha.mean(axis=0), nan=-1.0)  # (replicas, columns)
-    mean[:, key] = -np.inf
-    columns = {"key": np.full(len(cfg.seeds), key), "peak": mean.argmax(axis=1)}
+    mean[replicas, keys] = -np.inf
+    columns = {"key": np.asarray(keys), "peak": mean.argmax(axis=1)}
     drops = {}
     for name, cols in columns.items():
-        rngs = [rng_for(s, ABLATION_STREAM, 0 if name == "key" else 1) for s in cfg.seeds]
+        rngs = [rng_for(s, ABLATION_STREAM, 0 if name == "key" else 1) for s in seeds]
         shuffled = shuffle_column(x_probe, cols, rngs)
         drops[name] = probe_acc - accuracy(predict(model, shuffled), y_probe)
     return drops

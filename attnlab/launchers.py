@@ -87,3 +87,16 @@ def apply_threads(trainer_threads: int, hydra_cfg: Any | None) -> int:
     configure_tensorflow(threads)
     log.info("TensorFlow threads: %d", threads)
     return threads
+
+
+def register_packed_launcher() -> None:
+    """Make attnlab's default launcher (hydra_plugins/attnlab_launcher) known to Hydra.
+
+    Hydra finds plugins by walking the hydra_plugins package, which misses ours in an
+    editable install (setuptools maps it through an import hook that the walk does not see).
+    """
+    from hydra.core.plugins import Plugins
+
+    from hydra_plugins.attnlab_launcher.packed_launcher import PackedLauncher
+
+    Plugins.instance().register(PackedLauncher)

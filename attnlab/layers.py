@@ -26,16 +26,29 @@ class ReplicaInitializer(keras.initializers.Initializer):
     """Glorot-uniform, orthogonal, zeros or ones, drawn per replica from that replica's seed.
 
     `salt` tells apart the weights of one model (layer and weight index), so that two
-    layers of the same shape do not start equal.
+    layers of the same shape do not start equal. `widths`, if given, is each replica's own
+    size of the last axis: its slice is drawn at that size (as it would be alone) and
+    zero-padded to the full shape.
     """
 
-    def __init__(self, seeds: list[int], salt: int, kind: str = "glorot_uniform") -> None:
+    def __init__(
+        self,
+        seeds: list[int],
+        salt: int,
+        kind: str = "glorot_uniform",
+        widths: list[int] | None = None,
+    ) -> None:
         self.seeds = list(seeds)
         self.salt = salt
         self.kind = kind
+        self.widths = None if widths is None else list(widths)
 
     def __call__(self, shape: Any, dtype: Any = None) -> Any:
-        slices = [self._one(seed, tuple(shape[1:])) for seed in self.seeds]
+        shape = tuple(shape[1:])
+        widths = self.widths or [shape[-1]] * len(self.seeds)
+        slices = [np.zeros(shape, np.float32) for _ in self.seeds]
+        for piece, seed, width in zip(slices, self.seeds, widths, strict=True):
+            piece[..., :width] = self._one(seed, (*shape[:-1], width))
         return ops.convert_to_tensor(np.stack(slices), dtype=dtype or "float32")
 
     def _one(self, seed: int, shape: tuple[int, ...]) -> np.ndarray:
@@ -53,7 +66,7 @@ class ReplicaInitializer(keras.initializers.Initializer):
         return rng.uniform(-limit, limit, size=shape).astype(np.float32)
 
     def get_config(self) -> dict[str, Any]:
-        return {"seeds": self.seeds, "salt": self.salt, "kind": self.kind}
+        return {"seeds": self.seeds, "salt": self.salt, "kind": self.kind, "widths": self.widths}
 
 
 @keras.saving.register_keras_serializable(package="attnlab")
@@ -61,6 +74,11 @@ class ReplicaDense(keras.layers.Layer):
     """Dense over the last axis with one kernel per replica.
 
     Input (replicas, batch, ..., in) -> output (replicas, batch, ..., units).
+
+    `valid_units` (one count per replica) gives replicas fewer outputs than `units`: a
+    classifier head shared by cells with different class counts. Replica r's outputs from
+    valid_units[r] on are pinned to -1e9, so a softmax gives them exactly 0, their weights
+    get zero gradients (and zero Adam steps), and the replica trains as it would alone.
     """
 
     def __init__(
@@ -69,6 +87,7 @@ class ReplicaDense(keras.layers.Layer):
         seeds: list[int],
         salt: int,
         activation: str | None = None,
+        valid_units: list[int] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -76,13 +95,18 @@ class ReplicaDense(keras.layers.Layer):
         self.seeds = list(seeds)
         self.salt = salt
         self.activation = keras.activations.get(activation)
+        self.valid_units = None if valid_units is None else [int(v) for v in valid_units]
+        self.padding: np.ndarray | None = None
+        if self.valid_units is not None:
+            masked = np.arange(units)[None, :] >= np.array(self.valid_units)[:, None]
+            self.padding = np.where(masked, -1e9, 0.0).astype(np.float32)  # (replicas, units)
 
     def build(self, input_shape: tuple[int | None, ...]) -> None:
         replicas, fan_in = len(self.seeds), int(input_shape[-1])  # type: ignore[arg-type]
         self.kernel = self.add_weight(
             name="kernel",
             shape=(replicas, fan_in, self.units),
-            initializer=ReplicaInitializer(self.seeds, 2 * self.salt),
+            initializer=ReplicaInitializer(self.seeds, 2 * self.salt, widths=self.valid_units),
         )
         self.bias = self.add_weight(
             name="bias",
@@ -96,7 +120,10 @@ class ReplicaDense(keras.layers.Layer):
             self.kernel, (self.kernel.shape[0],) + (1,) * extra + self.kernel.shape[1:]
         )
         bias = ops.reshape(self.bias, (self.bias.shape[0],) + (1,) * (extra + 1) + (self.units,))
-        return self.activation(ops.matmul(x, kernel) + bias)
+        out = ops.matmul(x, kernel) + bias
+        if self.padding is not None:
+            out = out + ops.reshape(self.padding, bias.shape)
+        return self.activation(out)
 
     def get_config(self) -> dict[str, Any]:
         return {
@@ -105,6 +132,7 @@ class ReplicaDense(keras.layers.Layer):
             "seeds": self.seeds,
             "salt": self.salt,
             "activation": keras.activations.serialize(self.activation),
+            "valid_units": self.valid_units,
         }
 
 

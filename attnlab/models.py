@@ -24,10 +24,17 @@ ATTENTION_LAYER = "attention_vec"
 LOGITS_LAYER = "logits"
 
 
-def build_model(model_cfg: ModelConfig, data_cfg: DataConfig, seeds: list[int]) -> keras.Model:
+def build_model(
+    model_cfg: ModelConfig,
+    data_cfg: DataConfig,
+    seeds: list[int],
+    classes: list[int] | None = None,
+) -> keras.Model:
     """The model for every seed at once: (batch, replicas, ...) -> (batch, replicas, classes).
 
-    Inside, tensors are replica-major (replicas, batch, ...); see attnlab.layers.
+    Inside, tensors are replica-major (replicas, batch, ...); see attnlab.layers. classes,
+    if given, is each replica's own class count (cells trained together, attnlab.packing):
+    the head is as wide as the largest, and narrower replicas' extra logits are masked out.
     """
     builders = {"dense": _dense, "double": _double, "lstm": _lstm}
     seeds = list(seeds)
@@ -35,7 +42,9 @@ def build_model(model_cfg: ModelConfig, data_cfg: DataConfig, seeds: list[int]) 
     inputs = keras.Input(shape=(len(seeds), *sample_shape, data_cfg.features), name="inputs")
     x = SwapBatchReplica(name="to_replica_major")(inputs)  # (replicas, batch, ...)
     hidden = builders[model_cfg.variant](x, model_cfg, data_cfg, seeds)
-    logits = ReplicaDense(data_cfg.classes, seeds, salt=2, name="head")(hidden)
+    widths = classes if classes is not None and len(set(classes)) > 1 else None
+    units = max(widths) if widths else data_cfg.classes
+    logits = ReplicaDense(units, seeds, salt=2, valid_units=widths, name="head")(hidden)
     logits = SwapBatchReplica(name=LOGITS_LAYER)(logits)  # (batch, replicas, classes)
     outputs = layers.Softmax(name="output")(logits)
     return keras.Model(inputs, outputs, name=f"{model_cfg.variant}_attention")

@@ -24,18 +24,16 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from attnlab.config import ExperimentConfig, dotted, flatten, from_hydra
+from attnlab.config import ExperimentConfig, cell_identity, dotted, flatten, from_hydra
 from attnlab.errors import config_error_line, is_config_error
 from attnlab.experiment import ATTENTION_CSV, ATTENTION_PNG, METRICS_FILE, run_experiment
 from attnlab.files import write_atomic, write_json
 from attnlab.launchers import apply_threads
+from attnlab.packing import take
 
 log = logging.getLogger(__name__)
 
 SWEEP_STATE = ".sweep.json"
-
-# Config keys that cannot change a cell's numbers: not part of its identity.
-NOT_IDENTITY = frozenset({"trainer.verbose", "trainer.threads"})
 
 # Jobs of the last multirun of this process that failed: the CLI exits non-zero on them.
 failed_jobs: list[str] = []
@@ -55,7 +53,7 @@ def run_job(cfg: DictConfig) -> None:
             if multirun:
                 set_aside_other_cell(out_dir, exp)
             apply_threads(exp.trainer.threads, hc)  # TensorFlow only: the config stays as written
-            doc = run_experiment(exp, out_dir)
+            doc = run_experiment(exp, out_dir, take(exp))  # take: trained in a pack, if so
     except Exception as err:
         if not multirun:
             _fail_single_run(err)
@@ -85,11 +83,6 @@ def failure_doc(cfg: DictConfig, err: BaseException) -> dict[str, Any]:
     message = config_error_line(err) if is_config_error(err) else f"{type(err).__name__}: {err}"
     error = " ".join(message.split())[:500]  # one line; a TensorFlow error can run long
     return {"config": config, "runs": [], "status": "failed", "error": error}
-
-
-def cell_identity(config: dict[str, Any]) -> dict[str, Any]:
-    """The config values that make a cell: all but those that cannot change its numbers."""
-    return {k: v for k, v in config.items() if k not in NOT_IDENTITY}
 
 
 def set_aside_other_cell(out_dir: Path, exp: ExperimentConfig) -> None:
@@ -123,25 +116,34 @@ def reuse_cached(sweep_dir: Path, out_dir: Path, exp: ExperimentConfig) -> dict[
     or dir. Reused runs get status `cached` (diverged ones stay `diverged`); numbers are
     unchanged.
     """
+    found = find_cached(sweep_dir, exp)
+    if found is None:
+        return None
+    path, doc = found
+    runs = [
+        {**run, "status": "diverged" if run["status"] == "diverged" else "cached"}
+        for run in doc.get("runs", [])
+    ]
+    if path.parent.resolve() != out_dir.resolve():
+        for name in (ATTENTION_CSV, ATTENTION_PNG):
+            if (path.parent / name).exists():
+                _copy_atomic(path.parent / name, out_dir / name)
+    cached = {"config": _as_json(flatten(exp)), "runs": runs}
+    write_json(out_dir / METRICS_FILE, cached)
+    log.info("reusing finished cell from %s", path.parent.name)
+    return cached
+
+
+def find_cached(sweep_dir: Path, exp: ExperimentConfig) -> tuple[Path, dict[str, Any]] | None:
+    """The metrics.json (path and contents) of a finished run of exactly this config in
+    any job dir of the sweep, if there is one."""
     identity = cell_identity(_as_json(flatten(exp)))
     for path in sorted(sweep_dir.glob(f"*/{METRICS_FILE}")):
         doc = _read(path)
         if doc is None or doc.get("status") == "failed":
             continue
-        if cell_identity(doc.get("config", {})) != identity:
-            continue
-        runs = [
-            {**run, "status": "diverged" if run["status"] == "diverged" else "cached"}
-            for run in doc.get("runs", [])
-        ]
-        if path.parent.resolve() != out_dir.resolve():
-            for name in (ATTENTION_CSV, ATTENTION_PNG):
-                if (path.parent / name).exists():
-                    _copy_atomic(path.parent / name, out_dir / name)
-        cached = {"config": _as_json(flatten(exp)), "runs": runs}
-        write_json(out_dir / METRICS_FILE, cached)
-        log.info("reusing finished cell from %s", path.parent.name)
-        return cached
+        if cell_identity(doc.get("config", {})) == identity:
+            return path, doc
     return None
 
 

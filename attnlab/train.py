@@ -62,8 +62,17 @@ def shuffled_indices(seeds: list[int], n: int, epochs: int) -> np.ndarray:
     return orders
 
 
-def fit(model: keras.Model, data: ReplicaData, seeds: list[int], cfg: TrainerConfig) -> History:
-    """Train all replicas for cfg.epochs with Adam; stop early only if every replica diverged."""
+def fit(
+    model: keras.Model,
+    data: ReplicaData,
+    seeds: list[int],
+    cfg: TrainerConfig,
+    classes: np.ndarray,
+) -> History:
+    """Train all replicas for cfg.epochs with Adam; stop early only if every replica diverged.
+
+    classes: (replicas,) each replica's class count, for its divergence threshold.
+    """
     n, replicas = data.y_train.shape
     optimizer = keras.optimizers.Adam(learning_rate=cfg.learning_rate)
     optimizer.build(model.trainable_variables)
@@ -77,16 +86,18 @@ def fit(model: keras.Model, data: ReplicaData, seeds: list[int], cfg: TrainerCon
         losses[epoch] = epoch_fn(tf.constant(orders[epoch])).numpy()
         if cfg.verbose:
             log.info("epoch %d/%d: loss %s", epoch + 1, cfg.epochs, np.round(losses[epoch], 4))
-        if blown_up(losses[: epoch + 1], int(model.output.shape[-1])).any(axis=0).all():
+        if blown_up(losses[: epoch + 1], classes).any(axis=0).all():
             break
-    bad = blown_up(losses, classes=int(model.output.shape[-1]))
+    bad = blown_up(losses, classes)
     diverged = bad.any(axis=0) | ~_finite_weights(model, replicas)
     first_bad = np.where(bad.any(axis=0), bad.argmax(axis=0) + 1, cfg.epochs)
     return History(epochs_run=first_bad, diverged=diverged)
 
 
-def blown_up(losses: np.ndarray, classes: int) -> np.ndarray:
+def blown_up(losses: np.ndarray, classes: int | np.ndarray) -> np.ndarray:
     """(epochs, replicas) bool: the epoch's loss is NaN/inf, or far above a uniform guess.
+
+    classes: the class count, or each replica's (replicas,).
 
     A uniform guess scores log(classes); a model still ten times above it has not learned
     but blown up (Adam at learning_rate=1000 ends near 1e7 with finite weights, because the

@@ -1,8 +1,8 @@
 """Hydra's launchers: the same sweep gives the same report whichever runs it, and the thread rule.
 
-The sweeps run once per module (basic, joblib, submitit_local) on the tiny grid of
-test_sweep.py; the report is built in the parent from the job dirs on disk, so it must not
-depend on where the jobs ran.
+The sweeps run once per module (attnlab's default, which packs cells, then Hydra's basic,
+joblib, submitit_local) on the tiny grid of test_sweep.py; the report is built in the
+parent from the job dirs on disk, so it must not depend on where the jobs ran.
 """
 
 import shutil
@@ -21,7 +21,8 @@ pytestmark = pytest.mark.slow
 TINY = ["data.samples=600", "data.probe_samples=100", "trainer.epochs=1", "seeds=[0,1]"]
 GRID = ["data.classes=2,5", "model.attn_layers=1,2"]
 LAUNCHERS = {
-    "basic": [],
+    "attnlab": [],
+    "basic": ["hydra/launcher=basic"],
     "joblib": ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
     "submitit_local": ["hydra/launcher=attnlab_local"],
 }
@@ -54,7 +55,7 @@ def sweeps(tmp_path_factory):
     return out
 
 
-@pytest.mark.parametrize("name", ["joblib", "submitit_local"])
+@pytest.mark.parametrize("name", ["attnlab", "joblib", "submitit_local"])
 def test_report_is_the_same_whichever_launcher_ran_the_jobs(sweeps, name):
     (ref_proc, ref_dir), (proc, sweep_dir) = sweeps["basic"], sweeps[name]
     assert ref_proc.returncode == 0, ref_proc.stderr
@@ -70,6 +71,13 @@ def test_report_is_the_same_whichever_launcher_ran_the_jobs(sweeps, name):
     pd.testing.assert_frame_equal(summary, ref_summary, check_exact=False, rtol=0, atol=1e-6)
     figures = {p.name for p in (sweep_dir / "figures").iterdir()}
     assert figures == {p.name for p in (ref_dir / "figures").iterdir()}
+
+
+def test_default_launcher_trains_cells_of_one_model_shape_together(sweeps):
+    proc, _ = sweeps["attnlab"]
+    # classes 2, 5 x attn_layers 1, 2: one pack per depth.
+    assert proc.stdout.count("training 2 cells as one model (4 seeds; classes 2, 5)") == 2
+    assert "as one model" not in sweeps["basic"][0].stdout
 
 
 def test_submitit_keeps_its_logs_in_a_hidden_dir_the_report_skips(sweeps):

@@ -113,6 +113,9 @@ def test_sigkill_mid_sweep_then_rerun_gives_each_cell_once(tmp_path):
         "attnlab",
         "-m",
         "data.classes=2,3,4",
+        # One cell after another, so the kill lands between cells (attnlab's default
+        # launcher would train all three as one model before writing any).
+        "hydra/launcher=basic",
         *TINY[:2],
         "trainer.epochs=3",
         "seeds=[0,1]",

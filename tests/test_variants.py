@@ -119,7 +119,8 @@ def test_ablation_drop_on_hand_built_models(make_config, column, key_drop):
     probe_acc = (probs.argmax(-1) == data.y_probe).mean(axis=0)
     alpha = np.full((4000, 2, 32), 0.01)
     alpha[:, :, 5] = 0.5  # the most-attended non-key column is 5
-    drops = ablation_drops(model, data.x_probe, data.y_probe, alpha, cfg, probe_acc)
+    keys = np.full(len(cfg.seeds), cfg.data.attention_column)
+    drops = ablation_drops(model, data.x_probe, data.y_probe, alpha, keys, cfg.seeds, probe_acc)
     if column == 1:  # depends only on the key: accuracy 1, drops to chance (0.5) when shuffled
         np.testing.assert_allclose(probe_acc, 1.0)
     np.testing.assert_allclose(drops["key"], key_drop, atol=0.03)
