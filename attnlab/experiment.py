@@ -64,11 +64,11 @@ def train_cells(
     import keras  # deferred: TensorFlow loads only when a job really trains
 
     from attnlab.data import make_replica_data
-    from attnlab.models import attention_model, build_model
-    from attnlab.train import configure_tensorflow, fit, predict
+    from attnlab.models import ShardedModel, build_model
+    from attnlab.train import configure_tensorflow, fit, predict, shard_slices
 
     first = cfgs[0]
-    configure_tensorflow(first.trainer.threads)
+    cores = configure_tensorflow(first.trainer.threads)
     keras.backend.clear_session()  # jobs of a sweep share this process
     seeds = [seed for cfg in cfgs for seed in cfg.seeds]
     data_cfgs = [cfg.data for cfg in cfgs for _ in cfg.seeds]  # replica r's own
@@ -76,7 +76,12 @@ def train_cells(
     keys = np.array([d.attention_column for d in data_cfgs])
     sequence = first.model.sequence
     data = make_replica_data(data_cfgs, seeds, first.trainer.validation_split, sequence)
-    model = build_model(first.model, first.data, seeds, classes=classes.tolist())
+    model = ShardedModel(
+        [
+            build_model(first.model, first.data, seeds[part], classes=classes[part].tolist())
+            for part in shard_slices(len(seeds), cores)
+        ]
+    )
 
     start = time.perf_counter()
     history = fit(model, data, seeds, first.trainer, classes)
@@ -84,7 +89,7 @@ def train_cells(
 
     val_acc = accuracy(predict(model, data.x_val), data.y_val)
     probe_acc = accuracy(predict(model, data.x_probe), data.y_probe)
-    alpha = predict(attention_model(model), data.x_probe)  # (probe, replicas, key_axis)
+    alpha = predict(model.attention(), data.x_probe)  # (probe, replicas, key_axis)
     ablation = ablation_drops(model, data.x_probe, data.y_probe, alpha, keys, seeds, probe_acc)
 
     results, first_replica = [], 0

@@ -83,9 +83,8 @@ def apply_threads(trainer_threads: int, hydra_cfg: Any | None) -> int:
     """
     from attnlab.train import configure_tensorflow  # deferred: TensorFlow loads only to train
 
-    threads = resolve_threads(trainer_threads, hydra_cfg)
-    configure_tensorflow(threads)
-    log.info("TensorFlow threads: %d", threads)
+    threads = configure_tensorflow(resolve_threads(trainer_threads, hydra_cfg))
+    log.info("training on %d core(s)", threads)
     return threads
 
 

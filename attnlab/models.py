@@ -14,7 +14,10 @@ Every variant names the softmax attention that multiplies the known key's axis
 
 from __future__ import annotations
 
+from typing import Any
+
 import keras
+import numpy as np
 from keras import KerasTensor, layers, ops
 
 from attnlab.config import DataConfig, ModelConfig
@@ -42,9 +45,9 @@ def build_model(
     inputs = keras.Input(shape=(len(seeds), *sample_shape, data_cfg.features), name="inputs")
     x = SwapBatchReplica(name="to_replica_major")(inputs)  # (replicas, batch, ...)
     hidden = builders[model_cfg.variant](x, model_cfg, data_cfg, seeds)
-    widths = classes if classes is not None and len(set(classes)) > 1 else None
-    units = max(widths) if widths else data_cfg.classes
-    logits = ReplicaDense(units, seeds, salt=2, valid_units=widths, name="head")(hidden)
+    classes = list(classes) if classes is not None else [data_cfg.classes] * len(seeds)
+    widths = classes if len(set(classes)) > 1 else None  # a mask only where widths differ
+    logits = ReplicaDense(max(classes), seeds, salt=2, valid_units=widths, name="head")(hidden)
     logits = SwapBatchReplica(name=LOGITS_LAYER)(logits)  # (batch, replicas, classes)
     outputs = layers.Softmax(name="output")(logits)
     return keras.Model(inputs, outputs, name=f"{model_cfg.variant}_attention")
@@ -119,3 +122,33 @@ def attention_model(model: keras.Model) -> keras.Model:
     if len(probs.shape) == 4:
         probs = layers.Lambda(lambda p: ops.mean(p, axis=-1), name="time_attention")(probs)
     return keras.Model(model.input, SwapBatchReplica(name="attention")(probs), name="attention")
+
+
+class ShardedModel:
+    """Replicas split over several models (shards: contiguous slices of the replica axis,
+    see attnlab.train), called like one model: (batch, replicas, ...) in, the shards'
+    outputs joined on the replica axis out.
+
+    Shards of cells with fewer classes have narrower heads: their outputs are padded with
+    zeros, the probability of a class those replicas do not have.
+    """
+
+    def __init__(self, models: list[keras.Model]) -> None:
+        self.models = models
+        self.slices, start = [], 0
+        for model in models:
+            self.slices.append(slice(start, start + int(model.input.shape[1])))
+            start = self.slices[-1].stop
+
+    def __call__(self, x: Any, training: bool = False) -> np.ndarray:
+        parts = [
+            np.asarray(m(x[:, s], training=training))
+            for m, s in zip(self.models, self.slices, strict=True)
+        ]
+        width = max(p.shape[-1] for p in parts)
+        pads = [[(0, 0)] * (p.ndim - 1) + [(0, width - p.shape[-1])] for p in parts]
+        return np.concatenate([np.pad(p, pad) for p, pad in zip(parts, pads, strict=True)], axis=1)
+
+    def attention(self) -> ShardedModel:
+        """The shards' attention sub-models (attention_model), joined the same way."""
+        return ShardedModel([attention_model(m) for m in self.models])

@@ -7,7 +7,7 @@ from attnlab import packing
 from attnlab.config import DataConfig, ModelConfig, TrainerConfig
 from attnlab.data import make_replica_data
 from attnlab.experiment import train_and_measure, train_cells
-from attnlab.models import build_model
+from attnlab.models import ShardedModel, build_model
 from attnlab.train import fit
 
 
@@ -38,7 +38,7 @@ def test_padded_logits_get_no_weight_and_no_probability():
     seeds = [0, 1]
     model = build_model(ModelConfig(), data_cfgs[0], seeds, classes=[2, 5])
     data = make_replica_data(data_cfgs, seeds, 0.2)
-    fit(model, data, seeds, TrainerConfig(epochs=2), np.array([2, 5]))
+    fit(ShardedModel([model]), data, seeds, TrainerConfig(epochs=2), np.array([2, 5]))
     kernel = model.get_layer("head").kernel.numpy()  # (replicas, hidden, 5)
     assert np.all(kernel[0, :, 2:] == 0.0)  # replica 0 has 2 classes: columns 2..4 unused
     assert np.any(kernel[1, :, 2:] != 0.0)
