@@ -1,10 +1,10 @@
-"""TensorFlow's thread count for one job, from the Hydra launcher that runs it.
+"""The cores one job trains on, from the Hydra launcher that runs it.
 
 `trainer.threads=0` means "a fair share of the cores": all of them when jobs run one after
 another (Hydra's basic launcher), an equal split when joblib runs n_jobs at once, and the
 job's own allocation under submitit (cpus_per_task) and Ray (ray.remote.num_cpus). The rule
 is pure (default_threads, resolve_threads), so it is testable without starting a sweep;
-apply_threads hands its result to TensorFlow.
+apply_threads hands its result to attnlab.train (one shard of replicas per core).
 
 The resolved count is only handed to TensorFlow, never written back into the config: the
 config is a cell's identity (the resume cache key and the report's columns), and it must not

@@ -61,13 +61,13 @@ def configure_tensorflow(threads: int) -> int:
 # Replicas a shard needs to be worth its own thread: a second shard costs its own trace and
 # XLA compile (measured, 20-class cell: 5 replicas train in 2.8 s as one shard, 3.5 s as
 # two; 16 break even; 32 take 6.2 s as two shards, 7.7 s as one).
-MIN_SHARD_REPLICAS = 16
+SHARD_REPLICAS = 16
 
 
 def shard_slices(replicas: int, cores: int) -> list[slice]:
-    """Contiguous slices of the replica axis, as equal as can be: one per core, but none
-    smaller than MIN_SHARD_REPLICAS (so fewer replicas are one shard)."""
-    shards = max(1, min(cores, replicas // MIN_SHARD_REPLICAS))
+    """Contiguous slices of the replica axis, as equal as can be: one per SHARD_REPLICAS
+    replicas (rounded; at least one), at most one per core."""
+    shards = max(1, min(cores, round(replicas / SHARD_REPLICAS)))
     bounds = np.linspace(0, replicas, shards + 1).round().astype(int)
     return [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 

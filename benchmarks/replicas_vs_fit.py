@@ -1,17 +1,19 @@
-"""Replica training vs one Keras `fit` per seed, on the 20-class cell, in one process.
+"""Replica training vs one Keras `fit` per seed, on the 20-class cell, side by side in one run.
 
 What it measures, on this machine, in one run:
 
 - A, "the seed's way": one plain Keras 3 functional model per seed and one `model.fit` per
   seed, sequentially, TensorFlow imported once. Reported: the median seconds per model
   (build + compile + fit; the per-seed data draw is not timed).
-- B, attnlab: `train_and_measure` with R seeds trained as replicas of one graph, for several
-  R. The whole call is timed (data draw, tracing, XLA compile, training, measuring), so R=1
-  shows the fixed cost and large R the throughput.
+- B, attnlab: `train_and_measure` with R seeds trained as replicas, for several R, each in a
+  fresh child process (attnlab sizes TensorFlow's thread pools when it first trains, and
+  this process has them fixed by A). The whole call is timed inside the child (data draw,
+  tracing, XLA compile, training, measuring; not the import), so R=1 shows the fixed cost
+  and large R the throughput.
 - The same R=32 cell through the CLI (`python -m attnlab ...`) as a subprocess, timed
   wall-clock: what a user waits for, Python and TensorFlow import included.
-- Memory: peak RSS after each B row, and the peak RSS of a child training 32 and 128 seeds
-  of the 100-class, 128-feature cell (1 epoch: memory, not time, is the point there).
+- Memory: each child's peak RSS, and that of a child training 32 and 128 seeds of the
+  100-class, 128-feature cell (1 epoch: memory, not time, is the point there).
 
 Why: one cell is tiny. Per sample, the forward pass is 32*32 + 32*64 + 64*20 = 4352
 multiply-adds; training is ~3x the forward (forward + 2x backward), 2 FLOP per MAC, over
@@ -156,22 +158,38 @@ def time_seed_fit(seed: int) -> tuple[float, Any]:
 # --- B: attnlab's replicas -----------------------------------------------------------------
 
 
-def time_replicas(replicas: int) -> float:
-    """Seconds of one train_and_measure call training `replicas` seeds of the cell."""
-    from attnlab.config import DataConfig, ExperimentConfig, ModelConfig, TrainerConfig
-    from attnlab.experiment import train_and_measure
+REPLICAS_SCRIPT = """
+import os, time
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import keras  # imported before the clock starts, as in the parent's A
+from attnlab.config import DataConfig, ExperimentConfig, ModelConfig, TrainerConfig
+from attnlab.experiment import train_and_measure
+cfg = ExperimentConfig(
+    data=DataConfig(classes={classes}),
+    model=ModelConfig(),
+    trainer=TrainerConfig(),
+    seeds=list(range({replicas})),
+)
+start = time.perf_counter()
+records, _ = train_and_measure(cfg)
+assert len(records) == {replicas}
+print(time.perf_counter() - start)
+"""
 
-    cfg = ExperimentConfig(
-        data=DataConfig(classes=CLASSES),
-        model=ModelConfig(),
-        trainer=TrainerConfig(),
-        seeds=list(range(replicas)),
-    )
-    start = time.perf_counter()
-    records, _ = train_and_measure(cfg)
-    seconds = time.perf_counter() - start
-    assert len(records) == replicas
-    return seconds
+
+def time_replicas(replicas: int) -> Child:
+    """One train_and_measure call training `replicas` seeds of the cell, in a fresh child:
+    attnlab sets TensorFlow's thread pools as it trains (one single-threaded shard per
+    core), and a process that already ran A has them fixed at TensorFlow's defaults.
+    Child.seconds is the call's own time, from the child; import is not counted."""
+    code = REPLICAS_SCRIPT.format(classes=CLASSES, replicas=replicas)
+    with tempfile.TemporaryDirectory(prefix="attnlab-replicas-") as tmp:
+        child = run_child([sys.executable, "-c", code], Path(tmp))
+        out = (Path(tmp) / "child.stdout").read_text().split()
+    if child.returncode != 0 or not out:
+        sys.exit(f"B at R={replicas} failed:\n{child.stderr_tail}")
+    child.seconds = float(out[-1])
+    return child
 
 
 def peak_rss_mb() -> float:
@@ -337,7 +355,7 @@ def main(argv: list[str] | None = None) -> None:
     command = shlex.join([sys.executable, *sys.argv])
     flops = training_flops()
     print(f"command: {command}")
-    print(f"cores: {os.cpu_count()}; tensorflow imported once for A and B")
+    print(f"cores: {os.cpu_count()}; A: TensorFlow imported once; B: each R in a fresh child")
 
     rate_start = matmul_gflops()
     print(f"float32 matmul 1024x1024: {rate_start:.1f} GFLOP/s (start)")
@@ -352,9 +370,9 @@ def main(argv: list[str] | None = None) -> None:
     rows = [Row("A: Keras fit per seed (median)", 1, a_seconds, peak_rss_mb())]
 
     for replicas in args.replicas:
-        seconds = time_replicas(replicas)
-        rows.append(Row("B: attnlab train_and_measure", replicas, seconds, peak_rss_mb()))
-        print(f"B: R={replicas}: {seconds:.2f} s, peak RSS {rows[-1].rss_mb:.0f} MB")
+        child = time_replicas(replicas)
+        rows.append(Row("B: attnlab train_and_measure", replicas, child.seconds, child.peak_rss_mb))
+        print(f"B: R={replicas}: {child.seconds:.2f} s, peak RSS {child.peak_rss_mb:.0f} MB")
 
     cli = cli_child(32)
     print(f"CLI: {shlex.join(cli.command)}\n  exit {cli.returncode}, {cli.seconds:.2f} s wall")
@@ -382,7 +400,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"A median: {a_seconds:.2f} s/model")
     print()
     print_table(rows, rows[0].models_per_s, limit_s)
-    print("(peak RSS: this process's ru_maxrss after the row, cumulative; CLI: the child's)")
+    print("(peak RSS: A, this process's ru_maxrss; B and the CLI, each child's own)")
 
     print()
     report_memory((32, 128))
