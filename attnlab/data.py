@@ -8,6 +8,7 @@ seeds train beside it.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -78,14 +79,17 @@ def make_replica_data(
     shapes = {(c.samples, c.probe_samples, c.features, c.time_steps) for c in configs}
     assert len(configs) == len(seeds) and len(shapes) == 1, "replicas need one data shape"
     n_val, n_train = split_sizes(first.samples, validation_split)
-    train = [
-        make_dataset(c, c.samples, rng_for(s, TRAIN_STREAM), sequence)
-        for c, s in zip(configs, seeds, strict=True)
-    ]
-    probe = [
-        make_dataset(c, c.probe_samples, rng_for(s, PROBE_STREAM), sequence)
-        for c, s in zip(configs, seeds, strict=True)
-    ]
+
+    def draw(c: DataConfig, seed: int) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+        return (
+            make_dataset(c, c.samples, rng_for(seed, TRAIN_STREAM), sequence),
+            make_dataset(c, c.probe_samples, rng_for(seed, PROBE_STREAM), sequence),
+        )
+
+    # numpy's generators release the GIL while they fill arrays, so seeds draw in parallel
+    # (each from its own streams: the same numbers in any order).
+    with ThreadPoolExecutor() as pool:
+        train, probe = zip(*pool.map(draw, configs, seeds), strict=True)
     x = np.stack([d[0] for d in train], axis=1)  # (samples, replicas, ...)
     y = np.stack([d[1] for d in train], axis=1)  # (samples, replicas)
     return ReplicaData(

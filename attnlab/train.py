@@ -133,10 +133,12 @@ def _prepare(
     y = tf.constant(data.y_train[:, part])  # (n, replicas)
     n, replicas = data.y_train[:, part].shape
     epoch_fn = _make_epoch_fn(logits_model(model), optimizer, x, y, cfg.batch_size)
-    orders = padded_orders(shuffled_indices(seeds, n, cfg.epochs), cfg.batch_size)
-    epoch_fn.get_concrete_function(tf.TensorSpec(orders.shape[1:], tf.int32))  # trace here
+    padded = n + (-n % cfg.batch_size)
+    epoch_fn.get_concrete_function(tf.TensorSpec((padded, replicas), tf.int32))  # trace here
 
     def run() -> np.ndarray:
+        # Drawn on the shard's thread (numpy's shuffles release the GIL).
+        orders = padded_orders(shuffled_indices(seeds, n, cfg.epochs), cfg.batch_size)
         losses = np.full((cfg.epochs, replicas), np.nan)
         for epoch in range(cfg.epochs):
             losses[epoch] = epoch_fn(tf.constant(orders[epoch])).numpy()
