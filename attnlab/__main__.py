@@ -6,6 +6,7 @@ experiment in attnlab.experiment.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -65,8 +66,9 @@ def exit_now(status: int) -> None:
     if "tensorflow" not in sys.modules:
         sys.exit(status)
     logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError):  # a closed pipe (`| head`): nothing left to say
+            stream.flush()
     os._exit(status)
 
 

@@ -130,7 +130,8 @@ class TrainerConfig:
     validation_split: float = 0.2
     # 0 = quiet, 1 = log every epoch's mean loss.
     verbose: int = 0
-    # TensorFlow CPU threads for this job; 0 = all cores (divided by n_jobs under joblib).
+    # Cores this job trains on (one shard of replicas each, attnlab/train.py); 0 = its
+    # launcher's share: all cores, divided by n_jobs under joblib (attnlab/launchers.py).
     threads: int = 0
 
     def validate(self, samples: int) -> None:

@@ -88,7 +88,9 @@ def make_replica_data(
 
     # numpy's generators release the GIL while they fill arrays, so seeds draw in parallel
     # (each from its own streams: the same numbers in any order).
-    with ThreadPoolExecutor() as pool:
+    from attnlab.launchers import available_cpus
+
+    with ThreadPoolExecutor(available_cpus()) as pool:
         train, probe = zip(*pool.map(draw, configs, seeds), strict=True)
     x = np.stack([d[0] for d in train], axis=1)  # (samples, replicas, ...)
     y = np.stack([d[1] for d in train], axis=1)  # (samples, replicas)

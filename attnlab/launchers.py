@@ -76,7 +76,7 @@ def resolve_threads(trainer_threads: int, hydra_cfg: Any | None) -> int:
 
 
 def apply_threads(trainer_threads: int, hydra_cfg: Any | None) -> int:
-    """Size TensorFlow's thread pools for this process by resolve_threads; return the count.
+    """Set the cores this process trains on by resolve_threads; return the count.
 
     Call in the job, before it trains: only the first call of a process takes effect (loky
     reuses its workers across jobs, but every job of a sweep resolves to the same count).
@@ -96,6 +96,9 @@ def register_packed_launcher() -> None:
     """
     from hydra.core.plugins import Plugins
 
-    from hydra_plugins.attnlab_launcher.packed_launcher import PackedLauncher
+    plugins = Plugins.instance()  # scans hydra_plugins first: a wheel install finds it there
+    name = "hydra_plugins.attnlab_launcher.packed_launcher.PackedLauncher"
+    if name not in plugins.class_name_to_class:
+        from hydra_plugins.attnlab_launcher.packed_launcher import PackedLauncher
 
-    Plugins.instance().register(PackedLauncher)
+        plugins.register(PackedLauncher)

@@ -71,34 +71,46 @@ def plan_packs(cfgs: list[ExperimentConfig], max_replicas: int) -> list[list[Exp
 
 
 def train_packs(cfgs: list[ExperimentConfig], max_replicas: int) -> None:
-    """Train every pack of two or more of these (valid, distinct) cells; keep each cell's
-    results for its job (see take).
+    """Train every pack of two or more of these cells (see train_pack); a single cell is
+    left to its job."""
+    for pack in plan_packs(unique(cfgs), max_replicas):
+        if len(pack) > 1:
+            train_pack(pack)
+
+
+def train_pack(pack: list[ExperimentConfig]) -> None:
+    """Train these cells as one model; keep each cell's results for its job (see take).
 
     A pack that fails is logged and left to its jobs: each of its cells then trains alone
-    in its own job, and fails or succeeds on its own. A single cell is left to its job too.
+    in its own job, and fails or succeeds on its own.
     """
     from attnlab.experiment import train_cells
 
-    for pack in plan_packs(cfgs, max_replicas):
-        if len(pack) < 2:
-            continue
-        seeds = sum(len(c.seeds) for c in pack)
-        classes = ", ".join(str(c.data.classes) for c in pack)
-        log.info("training %d cells as one model (%d seeds; classes %s)", len(pack), seeds, classes)
-        start = time.perf_counter()
-        try:
-            results = train_cells(pack)
-        except Exception:
-            log.exception("training the pack failed; its cells will train one by one")
-            continue
-        for cfg, result in zip(pack, results, strict=True):
-            _trained[_identity(cfg)] = result
-        log.info("trained %d cells in %.1f s", len(pack), time.perf_counter() - start)
+    seeds = sum(len(c.seeds) for c in pack)
+    classes = ", ".join(str(c.data.classes) for c in pack)
+    log.info("training %d cells as one model (%d seeds; classes %s)", len(pack), seeds, classes)
+    start = time.perf_counter()
+    try:
+        results = train_cells(pack)
+    except Exception:
+        log.exception("training the pack failed; its cells will train one by one")
+        return
+    for cfg, result in zip(pack, results, strict=True):
+        _trained[identity(cfg)] = result
+    log.info("trained %d cells in %.1f s", len(pack), time.perf_counter() - start)
+
+
+def unique(cfgs: list[ExperimentConfig]) -> list[ExperimentConfig]:
+    """The cells, each identity once (a sweep over trainer.verbose repeats a cell)."""
+    first: dict[str, ExperimentConfig] = {}
+    for cfg in cfgs:
+        first.setdefault(identity(cfg), cfg)
+    return list(first.values())
 
 
 def take(cfg: ExperimentConfig) -> Results | None:
     """This cell's results if a pack trained it, else None (the job trains it)."""
-    return _trained.get(_identity(cfg))
+    return _trained.get(identity(cfg))
 
 
 def forget() -> None:
@@ -106,5 +118,6 @@ def forget() -> None:
     _trained.clear()
 
 
-def _identity(cfg: ExperimentConfig) -> str:
+def identity(cfg: ExperimentConfig) -> str:
+    """The cell's identity (attnlab.config.cell_identity) as a string key."""
     return json.dumps(cell_identity(json.loads(json.dumps(flatten(cfg)))), sort_keys=True)

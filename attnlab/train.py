@@ -16,7 +16,8 @@ or two; two 16-replica shards side by side: ~0.8 ms).
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
@@ -108,8 +109,19 @@ def fit(
         _prepare(shard, data, part, seeds[part], cfg, classes[part])
         for shard, part in zip(model.models, model.slices, strict=True)
     ]
-    with ThreadPoolExecutor(len(runs)) as pool:
-        losses = np.concatenate(list(pool.map(lambda run: run(), runs)), axis=1)
+    stop = threading.Event()  # set: every shard stops at its next epoch
+    pool = ThreadPoolExecutor(len(runs))
+    try:
+        futures = [pool.submit(run, stop) for run in runs]
+        done, _ = wait(futures, return_when=FIRST_EXCEPTION)  # a failed shard, or all done
+        for future in done:
+            future.result()  # raises a failed shard's error before waiting on the others
+        losses = np.concatenate([f.result() for f in futures], axis=1)
+    except BaseException:  # a shard's error, or Ctrl-C: do not train the others on
+        stop.set()
+        raise
+    finally:
+        pool.shutdown(wait=True)
     bad = blown_up(losses, classes)
     finite = np.concatenate([_finite_weights(m, int(m.input.shape[1])) for m in model.models])
     diverged = bad.any(axis=0) | ~finite
@@ -125,8 +137,8 @@ def _prepare(
     cfg: TrainerConfig,
     classes: np.ndarray,
 ) -> Any:
-    """One shard's training, ready to run: a function returning its (epochs, replicas) mean
-    training losses (NaN after an early stop)."""
+    """One shard's training, ready to run: a function of a stop event returning the shard's
+    (epochs, replicas) mean training losses (NaN after an early stop)."""
     optimizer = keras.optimizers.Adam(learning_rate=cfg.learning_rate)
     optimizer.build(model.trainable_variables)
     x = tf.constant(data.x_train[:, part])  # (n, replicas, ...)
@@ -136,11 +148,13 @@ def _prepare(
     padded = n + (-n % cfg.batch_size)
     epoch_fn.get_concrete_function(tf.TensorSpec((padded, replicas), tf.int32))  # trace here
 
-    def run() -> np.ndarray:
+    def run(stop: threading.Event) -> np.ndarray:
         # Drawn on the shard's thread (numpy's shuffles release the GIL).
         orders = padded_orders(shuffled_indices(seeds, n, cfg.epochs), cfg.batch_size)
         losses = np.full((cfg.epochs, replicas), np.nan)
         for epoch in range(cfg.epochs):
+            if stop.is_set():
+                break
             losses[epoch] = epoch_fn(tf.constant(orders[epoch])).numpy()
             if cfg.verbose:
                 log.info("epoch %d/%d: loss %s", epoch + 1, cfg.epochs, np.round(losses[epoch], 4))

@@ -11,7 +11,11 @@ from attnlab.models import ShardedModel, build_model
 from attnlab.train import fit
 
 
-def test_cells_trained_together_give_the_numbers_they_give_alone(make_config):
+@pytest.mark.parametrize("shard_replicas", [16, 2])  # 2: shards mix cells and head widths
+def test_cells_trained_together_give_the_numbers_they_give_alone(
+    make_config, monkeypatch, shard_replicas
+):
+    monkeypatch.setattr("attnlab.train.SHARD_REPLICAS", shard_replicas)
     cells = [
         make_config("data.classes=2"),
         make_config("data.classes=7", "data.attention_column=4", "seeds=[0,5,9]"),
