@@ -8,6 +8,7 @@ allowed, and runs before any training starts.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -242,6 +243,11 @@ def flatten(cfg: ExperimentConfig) -> dict[str, Any]:
 
 # Config keys that cannot change a cell's numbers: not part of its identity.
 NOT_IDENTITY = frozenset({"trainer.verbose", "trainer.threads"})
+
+
+def as_json(value: Any) -> Any:
+    """value as it reads back from JSON (tuples become lists, and so on)."""
+    return json.loads(json.dumps(value))
 
 
 def cell_identity(config: dict[str, Any]) -> dict[str, Any]:

@@ -7,8 +7,9 @@ model: every (cell, seed) is a replica, each with its own data, initialisation a
 count (a narrower cell's extra logits are masked out, see attnlab.layers.ReplicaDense), so
 each replica trains as it would alone.
 
-attnlab's default launcher (hydra_plugins/attnlab_launcher) calls train_packs before a
-sweep's jobs run; each job then takes its cell's results from here and writes its files.
+attnlab's default launcher (hydra_plugins/attnlab_launcher) plans the packs, trains each
+(train_pack) and then runs its cells' jobs, which take their results from here (take) and
+write their files.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from attnlab.config import ExperimentConfig, cell_identity, flatten
+from attnlab.config import ExperimentConfig, as_json, cell_identity, flatten
 
 log = logging.getLogger(__name__)
 
@@ -70,14 +71,6 @@ def plan_packs(cfgs: list[ExperimentConfig], max_replicas: int) -> list[list[Exp
     return packs
 
 
-def train_packs(cfgs: list[ExperimentConfig], max_replicas: int) -> None:
-    """Train every pack of two or more of these cells (see train_pack); a single cell is
-    left to its job."""
-    for pack in plan_packs(unique(cfgs), max_replicas):
-        if len(pack) > 1:
-            train_pack(pack)
-
-
 def train_pack(pack: list[ExperimentConfig]) -> None:
     """Train these cells as one model; keep each cell's results for its job (see take).
 
@@ -120,4 +113,4 @@ def forget() -> None:
 
 def identity(cfg: ExperimentConfig) -> str:
     """The cell's identity (attnlab.config.cell_identity) as a string key."""
-    return json.dumps(cell_identity(json.loads(json.dumps(flatten(cfg)))), sort_keys=True)
+    return json.dumps(cell_identity(as_json(flatten(cfg))), sort_keys=True)

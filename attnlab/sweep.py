@@ -24,7 +24,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from attnlab.config import ExperimentConfig, cell_identity, dotted, flatten, from_hydra
+from attnlab.config import ExperimentConfig, as_json, cell_identity, dotted, flatten, from_hydra
 from attnlab.errors import config_error_line, is_config_error
 from attnlab.experiment import ATTENTION_CSV, ATTENTION_PNG, METRICS_FILE, run_experiment
 from attnlab.files import write_atomic, write_json
@@ -94,7 +94,7 @@ def set_aside_other_cell(out_dir: Path, exp: ExperimentConfig) -> None:
     doc = _read(out_dir / METRICS_FILE)
     if doc is None or doc.get("status") == "failed":
         return
-    if cell_identity(doc.get("config", {})) == cell_identity(_as_json(flatten(exp))):
+    if cell_identity(doc.get("config", {})) == cell_identity(as_json(flatten(exp))):
         return
     aside = out_dir / "replaced" / time.strftime("%Y-%m-%d_%H-%M-%S")
     aside.mkdir(parents=True, exist_ok=True)
@@ -102,11 +102,6 @@ def set_aside_other_cell(out_dir: Path, exp: ExperimentConfig) -> None:
         if (out_dir / name).exists():
             os.replace(out_dir / name, aside / name)
     log.warning("%s held another config's results: moved to %s", out_dir.name, aside)
-
-
-def _as_json(value: Any) -> Any:
-    """value as it reads back from metrics.json (tuples become lists, and so on)."""
-    return json.loads(json.dumps(value))
 
 
 def reuse_cached(sweep_dir: Path, out_dir: Path, exp: ExperimentConfig) -> dict[str, Any] | None:
@@ -128,7 +123,7 @@ def reuse_cached(sweep_dir: Path, out_dir: Path, exp: ExperimentConfig) -> dict[
         for name in (ATTENTION_CSV, ATTENTION_PNG):
             if (path.parent / name).exists():
                 _copy_atomic(path.parent / name, out_dir / name)
-    cached = {"config": _as_json(flatten(exp)), "runs": runs}
+    cached = {"config": as_json(flatten(exp)), "runs": runs}
     write_json(out_dir / METRICS_FILE, cached)
     log.info("reusing finished cell from %s", path.parent.name)
     return cached
@@ -137,7 +132,7 @@ def reuse_cached(sweep_dir: Path, out_dir: Path, exp: ExperimentConfig) -> dict[
 def find_cached(sweep_dir: Path, exp: ExperimentConfig) -> tuple[Path, dict[str, Any]] | None:
     """The metrics.json (path and contents) of a finished run of exactly this config in
     any job dir of the sweep, if there is one."""
-    identity = cell_identity(_as_json(flatten(exp)))
+    identity = cell_identity(as_json(flatten(exp)))
     for path in sorted(sweep_dir.glob(f"*/{METRICS_FILE}")):
         doc = _read(path)
         if doc is None or doc.get("status") == "failed":

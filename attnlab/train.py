@@ -143,7 +143,7 @@ def _prepare(
     optimizer.build(model.trainable_variables)
     x = tf.constant(data.x_train[:, part])  # (n, replicas, ...)
     y = tf.constant(data.y_train[:, part])  # (n, replicas)
-    n, replicas = data.y_train[:, part].shape
+    n, replicas = y.shape
     epoch_fn = _make_epoch_fn(logits_model(model), optimizer, x, y, cfg.batch_size)
     padded = n + (-n % cfg.batch_size)
     epoch_fn.get_concrete_function(tf.TensorSpec((padded, replicas), tf.int32))  # trace here

@@ -69,7 +69,7 @@ def test_a_pack_that_fails_leaves_its_cells_to_their_jobs(make_config, monkeypat
 
     monkeypatch.setattr("attnlab.experiment.train_cells", broken)
     cells = [make_config("data.classes=2"), make_config("data.classes=3")]
-    packing.train_packs(cells, max_replicas=128)
+    packing.train_pack(cells)
     assert packing.take(cells[0]) is None and packing.take(cells[1]) is None
     assert "training the pack failed" in caplog.text
 
@@ -77,7 +77,7 @@ def test_a_pack_that_fails_leaves_its_cells_to_their_jobs(make_config, monkeypat
 def test_take_finds_a_packed_cell_whatever_its_log_settings(make_config):
     cells = [make_config(f"data.classes={c}", "trainer.epochs=1") for c in (2, 3)]
     try:
-        packing.train_packs(cells, max_replicas=128)
+        packing.train_pack(cells)
         quiet = make_config("data.classes=2", "trainer.epochs=1", "trainer.verbose=1")
         records, _ = packing.take(quiet)
         assert [r["seed"] for r in records] == [0, 1]
