@@ -11,7 +11,7 @@ from attnlab.models import ShardedModel, build_model
 from attnlab.train import fit
 
 
-@pytest.mark.parametrize("shard_replicas", [16, 2])  # 2: shards mix cells and head widths
+@pytest.mark.parametrize("shard_replicas", [64, 2])  # 64: one shard; 2: shards mix cells
 def test_cells_trained_together_give_the_numbers_they_give_alone(
     make_config, monkeypatch, shard_replicas
 ):
