@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
@@ -148,7 +149,7 @@ def _prepare(
     y = tf.constant(data.y_train[:, part])  # (n, replicas)
     n, replicas = y.shape
     adam = FusedAdam(model.trainable_variables, cfg.learning_rate)
-    epoch_fn = _make_epoch_fn(logits_model(model), adam, x, y, cfg.batch_size)
+    epoch_fn = _make_epoch_fn(logits_model(model), adam.apply, x, y, cfg.batch_size)
     epoch_fn.get_concrete_function(tf.TensorSpec((n, replicas), tf.int32))  # trace here
 
     def run(stop: threading.Event) -> np.ndarray:
@@ -223,11 +224,18 @@ class FusedAdam:
 
 
 def _make_epoch_fn(
-    model: keras.Model, adam: FusedAdam, x: tf.Tensor, y: tf.Tensor, batch_size: int
+    model: keras.Model,
+    apply: Callable[[list[tf.Tensor]], Any],
+    x: tf.Tensor,
+    y: tf.Tensor,
+    batch_size: int,
+    jit_compile: bool = False,
 ) -> Any:
     """A tf.function running one epoch of minibatch steps; returns the mean loss per replica.
 
-    The last, partial batch counts, as in Keras' fit.
+    apply: the optimizer's update from the gradients (FusedAdam.apply). The last, partial
+    batch counts, as in Keras' fit. jit_compile=True XLA-compiles the step, for
+    benchmarks/train_step.py (slower here; and a partial last batch compiles it twice).
     """
     n, replicas = (int(d) for d in y.shape)
     steps = -(-n // batch_size)
@@ -240,8 +248,11 @@ def _make_epoch_fn(
             per_sample = tf.nn.sparse_softmax_cross_entropy_with_logits(yb, logits)
             per_replica = tf.reduce_mean(per_sample, axis=0)  # the batch's mean loss
             loss = tf.reduce_sum(per_replica)
-        adam.apply(tape.gradient(loss, weights))
+        apply(tape.gradient(loss, weights))
         return per_replica
+
+    if jit_compile:
+        train_step = tf.function(train_step, jit_compile=True)
 
     @tf.function
     def run_epoch(order):  # (n, replicas): each replica's sample order
