@@ -8,7 +8,7 @@ What it measures, on this machine, in one run:
 - B, attnlab: `train_and_measure` with R seeds trained as replicas, for several R, each in a
   fresh child process (attnlab sizes TensorFlow's thread pools when it first trains, and
   this process has them fixed by A). The whole call is timed inside the child (data draw,
-  tracing, XLA compile, training, measuring; not the import), so R=1 shows the fixed cost
+  tracing, training, measuring; not the import), so R=1 shows the fixed cost
   and large R the throughput.
 - The same R=32 cell through the CLI (`python -m attnlab ...`) as a subprocess, timed
   wall-clock: what a user waits for, Python and TensorFlow import included.

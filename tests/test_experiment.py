@@ -59,7 +59,8 @@ def test_seed_gives_same_numbers_alone_or_among_others(make_config, others):
     assert among["seed"] == alone["seed"] == 3
     assert among["val_accuracy"] == pytest.approx(alone["val_accuracy"], abs=0.005)
     assert among["attn_key_weight"] == pytest.approx(alone["attn_key_weight"], abs=0.005)
-    # In fact equal up to float32 rounding: XLA's step differs only in summation order.
+    # In fact bit for bit equal on this machine; allow for a matmul library that sums in
+    # another order for another number of replicas.
     assert among["attn_key_weight"] == pytest.approx(alone["attn_key_weight"], abs=1e-4)
     assert among["attn_peak_column"] == alone["attn_peak_column"]
 
