@@ -1,12 +1,12 @@
 """Cells of a sweep that share a model shape, trained together as replicas of one model.
 
 A cell of 5 seeds costs mostly fixed time: tracing its training step and TensorFlow's
-graph optimisation (~0.5 s), and a step too small to use the cores well (5 replicas: ~0.37 ms
-a step; 64: ~2.7 ms, under half the time per replica). Cells that differ only in their data's
-class count, key column or key encoding (and their seeds) therefore train faster as one
-model: every (cell, seed) is a replica, each with its own data, initialisation and class
-count (a narrower cell's extra logits are masked out, see attnlab.layers.ReplicaDense), so
-each replica trains as it would alone.
+graph optimisation (~0.5 s), and a step too small to use the cores well (5 replicas:
+~0.48 ms a step; 64: ~2.5 ms, 40% of the time per replica; benchmarks/train_step.py).
+Cells that differ only in their data's class count, key column or key encoding (and their
+seeds) therefore train faster as one model: every (cell, seed) is a replica, each with its
+own data, initialisation and class count (a narrower cell's extra logits are masked out,
+see attnlab.layers.ReplicaDense), so each replica trains as it would alone.
 
 attnlab's default launcher (hydra_plugins/attnlab_launcher) plans the packs, trains each
 (train_pack) and then runs its cells' jobs, which take their results from here (take) and

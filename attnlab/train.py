@@ -9,13 +9,14 @@ Adam moments (elementwise), are exactly its own.
 
 The replicas are split into shards, one per core, each a model of its own trained on its
 own thread with a single-threaded TensorFlow: on ops this small TensorFlow's intra-op
-thread pool costs more than it gains (one 32-replica model: ~1.7 ms a step with one thread
-or two; two 16-replica shards side by side: ~0.8 ms).
+thread pool costs more than it gains (20-class cell, one 32-replica model: ~2.1 ms a step
+with two intra-op threads, 1.2-1.8 ms with one; two 16-replica shards side by side:
+0.8-1.0 ms).
 
 The step is a plain TensorFlow graph, not XLA-compiled: single-threaded, oneDNN's batched
-matmuls beat XLA's on these shapes, and there is no XLA compile to wait for (measured, one
-64-replica shard of the 20-class cell: 2.2 ms a step against 3.5 ms, first epoch 0.6 s
-against 1.8 s; lstm and double cells gain as much).
+matmuls beat XLA's on these shapes, and there is no XLA compile to wait for (measured by
+benchmarks/train_step.py, one 64-replica shard of the 20-class cell: 2.5 ms a step against
+4.8 ms, first epoch 0.6 s against 2.1 s; double cells gain as much, lstm cells 1.2-1.3x).
 """
 
 from __future__ import annotations
@@ -187,7 +188,9 @@ class FusedAdam:
     fused TensorFlow op per weight (ResourceApplyAdam).
 
     Keras' own optimizer adds some ten small ops per weight to every step; fused, the step
-    of a 64-replica shard takes ~12% less (measured, 2.6 ms against 2.9 ms).
+    of a 64-replica shard takes 10-20% less (benchmarks/train_step.py: 2.5 ms against
+    3.1 ms). Unlike Keras' apply_gradients it takes a gradient for every weight (no None)
+    and applies no weight constraints: attnlab's models have neither.
     """
 
     def __init__(
