@@ -150,7 +150,7 @@ def _prepare(
     y = tf.constant(data.y_train[:, part])  # (n, replicas)
     n, replicas = y.shape
     adam = FusedAdam(model.trainable_variables, cfg.learning_rate)
-    epoch_fn = _make_epoch_fn(logits_model(model), adam.apply, x, y, cfg.batch_size)
+    epoch_fn = make_epoch_fn(logits_model(model), adam.apply, x, y, cfg.batch_size)
     epoch_fn.get_concrete_function(tf.TensorSpec((n, replicas), tf.int32))  # trace here
 
     def run(stop: threading.Event) -> np.ndarray:
@@ -226,7 +226,7 @@ class FusedAdam:
             )
 
 
-def _make_epoch_fn(
+def make_epoch_fn(
     model: keras.Model,
     apply: Callable[[list[tf.Tensor]], Any],
     x: tf.Tensor,

@@ -1,7 +1,7 @@
 """attnlab's training step three ways, side by side in one process: which one is faster.
 
 The ways differ only in how a step is executed; the epoch loop, the model and the data are
-attnlab's own (`attnlab.train._make_epoch_fn` on one shard's model):
+attnlab's own (`attnlab.train.make_epoch_fn` on one shard's model):
 
 - graph + fused Adam: a plain TensorFlow graph, one ResourceApplyAdam op per weight
   (what attnlab trains with);
@@ -36,7 +36,7 @@ import tensorflow as tf
 from attnlab.config import DataConfig, ModelConfig
 from attnlab.data import make_replica_data
 from attnlab.models import build_model, logits_model
-from attnlab.train import FusedAdam, _make_epoch_fn, shuffled_indices
+from attnlab.train import FusedAdam, make_epoch_fn, shuffled_indices
 
 MODELS = {
     "dense": ModelConfig(),
@@ -62,7 +62,7 @@ def epoch_fn(way: str, model_cfg: ModelConfig, seeds: list[int]) -> tuple[Any, t
         optimizer = keras.optimizers.Adam(LEARNING_RATE)
         optimizer.build(weights)
         apply = lambda grads: optimizer.apply_gradients(zip(grads, weights, strict=True))  # noqa: E731
-    fn = _make_epoch_fn(model, apply, x, y, BATCH_SIZE, jit_compile=way.startswith("XLA"))
+    fn = make_epoch_fn(model, apply, x, y, BATCH_SIZE, jit_compile=way.startswith("XLA"))
     orders = shuffled_indices(seeds, int(y.shape[0]), EPOCHS)
     return fn, orders
 

@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from attnlab.data import make_replica_data
 from attnlab.models import build_model, logits_model
-from attnlab.train import FusedAdam, _make_epoch_fn, shuffled_indices
+from attnlab.train import FusedAdam, make_epoch_fn, shuffled_indices
 
 
 @pytest.mark.parametrize("model", ["model=dense", "model=double", "model=lstm"])
@@ -30,7 +30,7 @@ def test_fused_adam_trains_as_keras_adam(make_config, model):
             optimizer = keras.optimizers.Adam(cfg.trainer.learning_rate)
             optimizer.build(weights)
             apply = lambda grads: optimizer.apply_gradients(zip(grads, weights, strict=True))  # noqa: E731
-        epoch = _make_epoch_fn(model, apply, x, y, batch_size=64)
+        epoch = make_epoch_fn(model, apply, x, y, batch_size=64)
         losses = [epoch(tf.constant(order)).numpy() for order in orders]
         return losses, [w.numpy() for w in weights]
 
