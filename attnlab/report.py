@@ -11,6 +11,7 @@ dir whose metrics.json is missing or unreadable becomes a `failed` row that says
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import logging
 import math
@@ -20,10 +21,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from omegaconf import OmegaConf
 
-from attnlab.config import dotted
-from attnlab.experiment import ATTENTION_CSV, METRICS_FILE
+from attnlab import records
 from attnlab.files import write_csv, write_figure, write_text
 from attnlab.metrics import RUN_METRICS
 
@@ -41,56 +40,32 @@ SUMMARY_METRICS = (
 USABLE = ("completed", "cached")  # statuses whose numbers enter the summary
 
 
-def job_dirs(sweep_dir: Path) -> list[Path]:
-    """Sub-directories that Hydra made for a job (they hold .hydra/) or hold a metrics.json."""
-    dirs = [p for p in sweep_dir.iterdir() if p.is_dir() and not p.name.startswith(".")]
-    return sorted(p for p in dirs if (p / ".hydra").is_dir() or (p / METRICS_FILE).exists())
-
-
-def read_job(job_dir: Path) -> dict[str, Any]:
-    """The job's metrics.json, or a `failed` stand-in saying why there is none."""
-    path = job_dir / METRICS_FILE
-    if not path.exists():
-        reason = "metrics.json is missing (the job was killed, is still running, or crashed)"
-        return _stand_in(job_dir, reason)
-    try:
-        doc = json.loads(path.read_text())
-        if not isinstance(doc, dict) or not isinstance(doc.get("runs"), list):
-            raise ValueError("no 'runs' list")
-    except (OSError, ValueError) as err:
-        return _stand_in(job_dir, f"metrics.json is corrupt ({err})")
-    return doc
-
-
-def _stand_in(job_dir: Path, error: str) -> dict[str, Any]:
-    config: dict[str, Any] = {}
-    hydra_cfg = job_dir / ".hydra" / "config.yaml"
-    if hydra_cfg.exists():
-        try:
-            container = OmegaConf.to_container(OmegaConf.load(hydra_cfg), resolve=True)
-            assert isinstance(container, dict)
-            config = dotted(container)
-        except Exception as err:  # an unreadable config must not crash the report
-            error += f"; .hydra/config.yaml unreadable ({err})"
-    return {"config": config, "runs": [], "status": "failed", "error": error}
-
-
 def collect_runs(sweep_dir: Path) -> pd.DataFrame:
-    """The tidy table: one row per (job, seed), columns job, config..., seed, status, error,
-    metrics...; a failed job gets one row per seed it was asked to train."""
+    """The tidy table: one row per (cell, seed), columns job, config..., seed, status, error,
+    metrics...; a failed cell gets one row per seed it was asked to train (attnlab.records
+    reads every cell dir, and makes anything unexpected a failed record saying why)."""
     rows, config_keys = [], {}
-    for job_dir in job_dirs(sweep_dir):
-        doc = read_job(job_dir)
-        config = {k: _cell(v) for k, v in doc.get("config", {}).items()}
+    for record in records.read_cells(sweep_dir):
+        config = {k: _cell(v) for k, v in record.config.items()}
         config_keys.update(dict.fromkeys(config))
-        if doc.get("status") == "failed":
-            seeds = doc.get("config", {}).get("seeds") or [math.nan]
-            runs = [{"seed": s, "status": "failed", "error": doc.get("error", "")} for s in seeds]
+        if record.finished:
+            status = "cached" if record.status == "cached" else None
+            runs = [
+                {
+                    **run,
+                    "status": status if status and run["status"] != "diverged" else run["status"],
+                }
+                for run in record.runs
+            ]
         else:
-            runs = doc["runs"]
-        rows += [{"job": job_dir.name, **config, **run} for run in runs]
+            seeds = record.config.get("seeds")
+            if not isinstance(seeds, list) or not seeds:
+                seeds = [math.nan]
+            runs = [{"seed": s, "status": "failed", "error": record.error} for s in seeds]
+        rows += [{"job": record.name, **config, **run} for run in runs]
     columns = ["job", *config_keys, "seed", "status", "error", *RUN_METRICS]
-    frame = pd.DataFrame(rows, columns=columns)
+    extra = sorted({k for row in rows for k in row} - set(columns))
+    frame = pd.DataFrame(rows, columns=[*columns, *extra])
     frame["error"] = [e if isinstance(e, str) else "" for e in frame["error"]]
     return frame.sort_values(["job", "seed"], kind="stable", ignore_index=True)
 
@@ -206,8 +181,14 @@ def interval(row: pd.Series, metric: str) -> str:
     return f"{mean:.3f} [{_fmt(low)}, {_fmt(high)}]"
 
 
-def write_report(sweep_dir: Path) -> pd.DataFrame:
-    """Write report.csv, summary.csv, report.md and figures/ into sweep_dir; return the report."""
+def write_report(sweep_dir: Path, command: str | None = None) -> pd.DataFrame:
+    """Write report.csv, summary.csv, report.md and figures/ into sweep_dir; return the report.
+
+    command: the sweep's command line for report.md (default: the one in .sweep.json).
+    """
+    figures = sweep_dir / records.FIGURES_DIR
+    if figures.is_symlink() or (figures.exists() and not figures.is_dir()):
+        raise records.RecordError(f"{figures} is not a directory of the sweep: not written through")
     report = collect_runs(sweep_dir)
     summary = summarize(report)
     write_csv(sweep_dir / "report.csv", report)
@@ -249,12 +230,14 @@ def attention_cells(
     """(title, attention.csv frame, key column) for each cell that has an attention.csv."""
     cells = []
     for _, row in summary.iterrows():
-        path = sweep_dir / str(row["job"]) / ATTENTION_CSV
+        path = sweep_dir / str(row["job"]) / records.ATTENTION_CSV
         if not path.exists() or row["n_seeds"] == 0:
             continue
         try:
-            frame = pd.read_csv(path)
-        except (OSError, ValueError):
+            frame = pd.read_csv(
+                io.BytesIO(records.read_bytes(path, sweep_dir, records.MAX_CSV_BYTES))
+            )
+        except (records.RecordError, ValueError):
             continue
         title = " ".join(f"{c.split('.')[-1]}={row[c]}" for c in swept) or str(row["job"])
         cells.append((title, frame, int(row.get("data.attention_column", 1))))
@@ -273,18 +256,41 @@ def main(argv: list[str] | None = None) -> int:
             f"attnlab.report: error: sweep_dir={args.sweep_dir} is not a directory", file=sys.stderr
         )
         return 2
-    if not job_dirs(args.sweep_dir):
+    if not records.cell_dirs(args.sweep_dir):
         print(
-            f"attnlab.report: error: sweep_dir={args.sweep_dir} holds no job dirs "
-            "(sub-directories with .hydra/ or metrics.json)",
+            f"attnlab.report: error: sweep_dir={args.sweep_dir} holds no cell dirs "
+            "(sub-directories with cell.json, metrics.json or .hydra/)",
             file=sys.stderr,
         )
         return 2
-    report = write_report(args.sweep_dir)
+    from filelock import FileLock, Timeout
+
+    try:
+        # The sweep running in the dir owns its files: rebuild the report once it is done.
+        with FileLock(str(args.sweep_dir / records.LOCK_FILE)).acquire(timeout=0):
+            report = write_report(args.sweep_dir)
+    except Timeout:
+        held = records.read_state(args.sweep_dir)
+        print(
+            f"attnlab.report: error: sweep_dir={args.sweep_dir} is in use by a running sweep "
+            f"(pid {held.get('pid', '?')}: {held.get('command', '?')}); run it again when "
+            "that sweep has ended",
+            file=sys.stderr,
+        )
+        return 1
+    except (OSError, records.RecordError) as err:
+        print(f"attnlab.report: error: {_os_error_line(err)}", file=sys.stderr)
+        return 1
     counts = report.drop_duplicates("job")["status"].value_counts().to_dict()
     jobs, md = report["job"].nunique(), args.sweep_dir / "report.md"
     print(f"{jobs} jobs, {len(report)} rows, job status {counts}: {md}")
     return 0
+
+
+def _os_error_line(err: Exception) -> str:
+    if isinstance(err, OSError) and err.strerror:
+        return f"{err.filename}: {err.strerror}" if err.filename else err.strerror
+    return str(err)
 
 
 if __name__ == "__main__":
