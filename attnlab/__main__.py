@@ -63,15 +63,16 @@ def main() -> int:
         name = "SIGINT" if isinstance(stop, KeyboardInterrupt) else "SIGTERM"
         _say(sweep.interrupted(name))
         return EXIT_SIGINT if name == "SIGINT" else EXIT_SIGTERM
-    except OSError as err:  # disk full, read-only dir, a path that is a file
+    except Exception as err:
+        if is_config_error(err):  # before OSError: Hydra's missing-option error is an IOError
+            _say(f"attnlab: error: {config_error_line(err, sys.argv[1:])}")
+            return EXIT_BAD_INPUT
+        if not isinstance(err, OSError):
+            raise
+        # Disk full, a read-only dir, a path that is a file.
         where = f"{err.filename}: " if err.filename else ""
         _say(f"attnlab: error: {where}{err.strerror or err}")
         return EXIT_FAILED
-    except Exception as err:
-        if not is_config_error(err):
-            raise
-        _say(f"attnlab: error: {config_error_line(err, sys.argv[1:])}")
-        return EXIT_BAD_INPUT
     return _sweep_status(sweep.outcome)
 
 

@@ -5,7 +5,11 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-from hydra.errors import ConfigCompositionException, OverrideParseException
+from hydra.errors import (
+    ConfigCompositionException,
+    MissingConfigException,
+    OverrideParseException,
+)
 from omegaconf.errors import OmegaConfBaseException
 
 from attnlab.config import ConfigError
@@ -15,6 +19,7 @@ def is_config_error(err: BaseException) -> bool:
     kinds = (
         ConfigError,
         ConfigCompositionException,
+        MissingConfigException,
         OverrideParseException,
         OmegaConfBaseException,
     )
@@ -25,6 +30,8 @@ def config_error_line(err: BaseException, argv: Sequence[str] = ()) -> str:
     """Fold a ConfigError, a Hydra compose error or an OmegaConf error into one line."""
     if isinstance(err, ConfigError):
         return str(err)
+    if isinstance(err, MissingConfigException):
+        return _missing_option_line(err, argv)
     cause = err.__cause__ if isinstance(err.__cause__, OmegaConfBaseException) else err
     key = getattr(cause, "full_key", None)
     if not key:
@@ -45,11 +52,31 @@ def _first_lines(err: BaseException) -> str:
 
 
 def _value_from_argv(key: str, argv: Sequence[str]) -> str | None:
+    """The value given for key; the last one if it is given twice (it is the one used)."""
+    found = None
     for arg in argv:
         name, sep, value = arg.lstrip("+~").partition("=")
         if sep and name == key:
-            return value
-    return None
+            found = value
+    return found
+
+
+def _missing_option_line(err: BaseException, argv: Sequence[str]) -> str:
+    """`model=transformer: no such option (available in 'model': dense, double, lstm)`."""
+    text = str(err)
+    group = next(
+        (line.split("'")[1] for line in text.splitlines() if "Available options" in line), ""
+    )
+    options = [
+        line.strip()
+        for line in text.split("Available options", 1)[-1].splitlines()[1:]
+        if line.startswith("\t") and "=" not in line and not line.strip().startswith("base_")
+    ]
+    if not group:
+        return _first_lines(err)
+    value = _value_from_argv(group, argv) or "?"
+    available = ", ".join(options) or "none"
+    return f"{group}={value}: no such option (available in '{group}': {available})"
 
 
 def _allowed_keys(cause: BaseException) -> str:

@@ -261,6 +261,7 @@ class CellRecord:
     runs: list[dict[str, Any]] = field(default_factory=list)
     error: str = ""
     run_id: str | None = None  # the run that last touched it (run.json), if any
+    attempt: str | None = None  # that run's outcome: completed, cached or failed
     result_run_id: str | None = None  # the run that wrote metrics.json
 
     @property
@@ -274,6 +275,7 @@ def read_cell(cell_dir: Path, root: Path) -> CellRecord:
     attempt = _read_optional(cell_dir / RUN_FILE, root)
     if isinstance(attempt, dict):
         record.run_id = attempt.get("run_id") if isinstance(attempt.get("run_id"), str) else None
+        record.attempt = attempt.get("outcome") if isinstance(attempt.get("outcome"), str) else None
     record.config = _known_config(cell_dir, root)
     path = cell_dir / METRICS_FILE
     if path.exists() or path.is_symlink():

@@ -396,7 +396,9 @@ def finish_sweep(sweep_dir: Path, lost_reason: str) -> None:
                 records.write_attempt(sweep_dir / name, outcome_now, run_id, error)
     cells = {r.name: r for r in records.read_cells(sweep_dir) if run_id and r.run_id == run_id}
     outcome.cells = len(cells)
-    outcome.failed = sorted(n for n, r in cells.items() if r.status == "failed")
+    # A failed attempt counts even where an earlier run's result stands (a rerun with a bad
+    # trainer.threads fails, and the finished cell keeps its result).
+    outcome.failed = sorted(n for n, r in cells.items() if r.attempt == "failed" or not r.finished)
     write_report_or_say_why(sweep_dir)
 
 

@@ -102,14 +102,14 @@ def sweep(
         if key in seen:
             continue  # a cell listed twice (say, a sweep over trainer.verbose) runs once
         seen.add(key)
-        if key in finished:
-            names.append(finished[key].name)
-            records.write_attempt(finished[key], "cached", run_id)
-            reused += 1
-        elif cell.error:
+        if cell.error:  # checked first: a bad value is an error even for a finished cell
             names.append(cell.name)
             record_invalid(sweep_dir, cell, run_id)
             invalid += 1
+        elif key in finished:
+            names.append(finished[key].name)
+            records.write_attempt(finished[key], "cached", run_id)
+            reused += 1
         else:
             names.append(cell.name)
             pending.append(cell)

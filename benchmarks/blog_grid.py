@@ -1,19 +1,20 @@
-"""The blog's whole grid through the CLI, one cell at a time vs attnlab's packing launcher.
+"""The blog's whole grid through the CLI, one cell per job vs packs of cells per job.
 
 The grid: classes 2, 5, 20, 30, 50, 100 x attn_layers 1, 2 (32 features), plus the
 128-feature cell at 50 classes; 5 seeds a cell, 13 cells. Hydra's sweeper makes only
 products, so it is two commands into one sweep dir (the second grows the sweep, and its
 report covers all 13 cells), timed wall-clock as a user waits for them, imports included:
 
-- basic: `hydra/launcher=basic`, Hydra's own: every cell trains as its own model;
-- attnlab: the default launcher, which trains the cells that share a model shape together
-  (attnlab/packing.py), then runs the jobs.
+- unpacked: `hydra.sweeper.pack=false`: every cell is a job and trains as its own model;
+- attnlab: the default, one job per pack of cells that share a model shape, trained as one
+  model (attnlab/packing.py), jobs run one after another in this process;
+- joblib_unpacked, joblib: the same two under joblib with n_jobs=2 (two jobs at a time).
 
 Both ways run side by side in one invocation, alternating, `--repeats` times; the script
 prints each wall time, the medians and their ratio, and checks that each report holds 13
 completed cells of 5 seeds.
 
-Run: .venv/bin/python benchmarks/blog_grid.py [--repeats 1] [--launchers basic attnlab joblib]
+Run: .venv/bin/python benchmarks/blog_grid.py [--repeats 1] [--launchers unpacked attnlab ...]
 """
 
 from __future__ import annotations
@@ -35,10 +36,12 @@ GRID = [
     ["-m", "data.classes=50", "data.features=128"],
 ]
 SEEDS = "seeds=[0,1,2,3,4]"
+JOBLIB = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
 LAUNCHERS = {
-    "basic": ["hydra/launcher=basic"],
+    "unpacked": ["hydra.sweeper.pack=false"],
     "attnlab": [],
-    "joblib": ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
+    "joblib_unpacked": [*JOBLIB, "hydra.sweeper.pack=false"],
+    "joblib": JOBLIB,
 }
 
 
@@ -71,7 +74,9 @@ def run_grid(launcher: str, root: Path) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=1)
-    parser.add_argument("--launchers", nargs="+", default=["basic", "attnlab"], choices=LAUNCHERS)
+    parser.add_argument(
+        "--launchers", nargs="+", default=["unpacked", "attnlab"], choices=LAUNCHERS
+    )
     args = parser.parse_args()
     print(f"command: {shlex.join([sys.executable, *sys.argv])}")
     print(f"cores: {os.cpu_count()}; grid: 13 cells x 5 seeds, as two commands into one sweep:")
@@ -83,13 +88,13 @@ def main() -> None:
             for name in args.launchers:
                 seconds = run_grid(name, Path(tmp))
                 times[name].append(seconds)
-                print(f"run {repeat + 1}: {name:<8} {seconds:6.1f} s wall (13 cells completed)")
+                print(f"run {repeat + 1}: {name:<15} {seconds:6.1f} s wall (13 cells completed)")
     print()
     reference = statistics.median(times[args.launchers[0]])
     for name, values in times.items():
         median = statistics.median(values)
         print(
-            f"{name:<8} median {median:6.1f} s over {len(values)} run(s); "
+            f"{name:<15} median {median:6.1f} s over {len(values)} run(s); "
             f"{reference / median:4.2f}x the speed of {args.launchers[0]}"
         )
 

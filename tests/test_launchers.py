@@ -21,11 +21,15 @@ pytestmark = pytest.mark.slow
 
 TINY = ["data.samples=600", "data.probe_samples=100", "trainer.epochs=1", "seeds=[0,1]"]
 GRID = ["data.classes=2,5", "model.attn_layers=1,2"]
+# Packs (cells that share a model shape, trained as one) are the sweeper's: every launcher
+# runs them. The reference trains every cell alone; Hydra's basic sweeper runs one job per
+# cell through the same records (attnlab.sweep.run_cell_job).
 LAUNCHERS = {
+    "unpacked": ["hydra.sweeper.pack=false"],
     "attnlab": [],
-    "basic": ["hydra/launcher=basic"],
     "joblib": ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
     "submitit_local": ["hydra/launcher=attnlab_local"],
+    "hydra_sweeper": ["hydra/sweeper=basic"],
 }
 # Wall-clock time differs by launcher and load; every other metric must match.
 COMPARED = [m for m in RUN_METRICS if m != "train_seconds"]
@@ -56,9 +60,9 @@ def sweeps(tmp_path_factory):
     return out
 
 
-@pytest.mark.parametrize("name", ["attnlab", "joblib", "submitit_local"])
+@pytest.mark.parametrize("name", ["attnlab", "joblib", "submitit_local", "hydra_sweeper"])
 def test_report_is_the_same_whichever_launcher_ran_the_jobs(sweeps, name):
-    (ref_proc, ref_dir), (proc, sweep_dir) = sweeps["basic"], sweeps[name]
+    (ref_proc, ref_dir), (proc, sweep_dir) = sweeps["unpacked"], sweeps[name]
     assert ref_proc.returncode == 0, ref_proc.stderr
     assert proc.returncode == 0, proc.stderr
     ref, report = read_report(ref_dir), read_report(sweep_dir)
@@ -74,11 +78,20 @@ def test_report_is_the_same_whichever_launcher_ran_the_jobs(sweeps, name):
     assert figures == {p.name for p in (ref_dir / "figures").iterdir()}
 
 
-def test_default_launcher_trains_cells_of_one_model_shape_together(sweeps):
-    proc, _ = sweeps["attnlab"]
-    # classes 2, 5 x attn_layers 1, 2: one pack per depth.
-    assert proc.stdout.count("training 2 cells as one model (4 seeds; classes 2, 5)") == 2
-    assert "as one model" not in sweeps["basic"][0].stdout
+@pytest.mark.parametrize("name", ["attnlab", "joblib"])
+def test_every_launcher_trains_cells_of_one_model_shape_together(sweeps, name):
+    proc, _ = sweeps[name]
+    # classes 2, 5 x attn_layers 1, 2: one pack per depth, so two jobs for four cells.
+    log = proc.stdout + proc.stderr
+    assert log.count("training 2 cells as one model (4 seeds; classes 2, 5)") == 2
+    assert "4 to train in 2 job(s)" in log
+    assert "as one model" not in sweeps["unpacked"][0].stdout
+
+
+def test_submitit_jobs_are_packs_too(sweeps):
+    _, sweep_dir = sweeps["submitit_local"]
+    logs = "".join(p.read_text() for p in (sweep_dir / ".submitit").glob("*/*_log.*"))
+    assert logs.count("training 2 cells as one model") == 2
 
 
 def test_submitit_keeps_its_logs_in_a_hidden_dir_the_report_skips(sweeps):
@@ -90,7 +103,7 @@ def test_submitit_keeps_its_logs_in_a_hidden_dir_the_report_skips(sweeps):
 def test_joblib_progress_reaches_the_parent_console(sweeps):
     proc, _ = sweeps["joblib"]
     log = proc.stdout + proc.stderr
-    assert "Joblib.Parallel(n_jobs=2" in log and "[4/4] data.classes=" in log
+    assert "Joblib.Parallel(n_jobs=2" in log and "[4/4] " in log
 
 
 def test_joblib_failure_stays_local_and_finished_cells_are_reused(sweeps, tmp_path):
@@ -100,7 +113,7 @@ def test_joblib_failure_stays_local_and_finished_cells_are_reused(sweeps, tmp_pa
     launcher = LAUNCHERS["joblib"]
     proc = multirun(sweep_dir, tmp_path, "data.classes=5,1", "model.attn_layers=1", *launcher)
     assert proc.returncode == 1
-    assert "1 job(s) of the sweep failed" in proc.stderr
+    assert "1 of 2 cell(s) of this run failed" in proc.stderr
     report = read_report(sweep_dir)
     ours = report[report["model.attn_layers"] == 1]
     cells = {c: list(g["status"]) for c, g in ours.groupby("data.classes")}
