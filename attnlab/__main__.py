@@ -83,11 +83,13 @@ def _sweep_status(outcome: object) -> int:
     if outcome.report_error:
         _say(f"attnlab: error: {outcome.report_error}")
         return EXIT_FAILED
-    if outcome.failed:
-        report = outcome.sweep_dir / "report.md" if outcome.sweep_dir else "report.md"
+    if outcome.failed and outcome.sweep_dir is not None:
+        from attnlab.sweep import resume_command
+
         _say(
             f"attnlab: error: {len(outcome.failed)} of {outcome.cells} cell(s) of this run "
-            f"failed ({report} lists them); every finished cell is kept"
+            f"failed ({outcome.sweep_dir / 'report.md'} lists them); every finished cell is "
+            f"kept; retry the others with: {resume_command(outcome.sweep_dir)}"
         )
         return EXIT_FAILED
     return 0

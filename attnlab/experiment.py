@@ -23,6 +23,9 @@ from attnlab.records import ATTENTION_CSV, ATTENTION_PNG, METRICS_FILE, RecordEr
 from attnlab.resources import check_fits
 
 log = logging.getLogger(__name__)
+# Per-seed lines and other detail: the job's log file only (conf/hydra/job_logging),
+# unless trainer.verbose.
+seed_log = logging.getLogger("attnlab.detail")
 
 
 def run_experiment(
@@ -30,12 +33,14 @@ def run_experiment(
     out_dir: Path,
     trained: tuple[list[dict[str, Any]], pd.DataFrame] | None = None,
     run_id: str | None = None,
+    seed_lines: bool = False,
 ) -> dict[str, Any]:
     """Validate, train all seeds as replicas, measure, write the files; return metrics.json.
 
     trained: this cell's records and attention if it was already trained together with
     other cells (attnlab.packing); then only the files are written. run_id: the sweep run
-    that trains it, recorded in metrics.json.
+    that trains it, recorded in metrics.json. seed_lines: log a line per seed on the console
+    (a single run; in a sweep they go to the log file, unless trainer.verbose).
     """
     cfg.validate()
     check_fits(cfg)
@@ -43,7 +48,8 @@ def run_experiment(
         raise RecordError(f"{out_dir} already holds a finished {METRICS_FILE}")
     records, attention = trained or train_and_measure(cfg)
     for record in records:
-        _log_record(record, cfg.data.attention_column)
+        logger = log if cfg.trainer.verbose or seed_lines else seed_log
+        _log_record(logger, record, cfg.data.attention_column)
     doc = {"config": flatten(cfg), "runs": records, "run_id": run_id}
     write_outputs(out_dir, doc, attention, cfg)
     return doc
@@ -169,16 +175,16 @@ def _nan_if_diverged(record: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _log_record(record: dict[str, Any], key: int) -> None:
+def _log_record(logger: logging.Logger, record: dict[str, Any], key: int) -> None:
     if record["status"] == "diverged":
-        log.info(
+        logger.info(
             "seed %d: diverged in epoch %d (loss NaN/inf or > 10 log(classes))",
             record["seed"],
             record["epochs_run"],
         )
         return
     focus = "focused on" if record["attn_focused"] else "NOT focused on"
-    log.info(
+    logger.info(
         "seed %d: val_accuracy %.3f, probe_accuracy %.3f, attention %s column %d "
         "(key weight %.3f, peak column %d)",
         record["seed"],

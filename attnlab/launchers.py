@@ -20,6 +20,7 @@ from typing import Any
 from attnlab.resources import available_cpus
 
 log = logging.getLogger(__name__)
+detail = logging.getLogger("attnlab.detail")  # the job's log file only
 
 JOBLIB_TARGET = "JoblibLauncher"
 SUBMITIT_TARGET = "hydra_submitit_launcher"
@@ -77,5 +78,5 @@ def apply_threads(trainer_threads: int, hydra_cfg: Any | None) -> int:
     from attnlab.train import configure_tensorflow  # deferred: TensorFlow loads only to train
 
     threads = configure_tensorflow(resolve_threads(trainer_threads, hydra_cfg))
-    log.info("training on %d core(s)", threads)
+    detail.info("training on %d core(s)", threads)
     return threads

@@ -188,7 +188,24 @@ def run_single(cfg: DictConfig, out_dir: Path, hc: Any) -> None:
     if cell.exp is None:
         raise Abort(cell.error, 2)
     apply_threads(cell.exp.trainer.threads, hc)
-    run_experiment(cell.exp, out_dir)
+    start = time.perf_counter()
+    runs = run_experiment(cell.exp, out_dir, seed_lines=True)["runs"]
+    log.info(run_summary(runs, cell.exp.data.attention_column, time.perf_counter() - start))
+    log.info("files: %s", out_dir)
+
+
+def run_summary(runs: list[dict[str, Any]], key: int, seconds: float) -> str:
+    """`5/5 seeds focused on column 1; val_accuracy 1.000 ± 0.000 (mean ± sd), 4.1 s`."""
+    accs = [float(r["val_accuracy"]) for r in runs if _finite(r.get("val_accuracy"))]
+    mean = sum(accs) / len(accs) if accs else math.nan
+    sd = math.sqrt(sum((a - mean) ** 2 for a in accs) / (len(accs) - 1)) if len(accs) > 1 else 0.0
+    focused = sum(1 for r in runs if r.get("attn_focused") is True)
+    diverged = sum(1 for r in runs if r.get("status") == "diverged")
+    tail = f", {diverged} diverged" if diverged else ""
+    return (
+        f"{focused}/{len(runs)} seeds focused on column {key}; val_accuracy {mean:.3f} ± "
+        f"{sd:.3f} (mean ± sd over {len(accs)} seeds){tail}; {seconds:.1f} s"
+    )
 
 
 def run_cell_job(cfg: DictConfig, sweep_dir: Path, out_dir: Path, hc: Any) -> float | None:
@@ -428,13 +445,17 @@ def interrupted(signal_name: str) -> str:
     if sweep_dir is None:
         return f"attnlab: stopped by {signal_name}"
     finish_sweep(sweep_dir, f"interrupted by {signal_name} before it finished")
-    args = [a for a in sys.argv[1:] if not a.startswith("hydra.sweep.dir=")]
-    resume = shlex.join(["attnlab", *args, f"hydra.sweep.dir={sweep_dir}"])
     done = outcome.cells - len(outcome.failed)
     return (
         f"attnlab: stopped by {signal_name}: {done} cell(s) of this run finished and are kept "
-        f"(report: {sweep_dir / 'report.md'}); resume with: {resume}"
+        f"(report: {sweep_dir / 'report.md'}); resume with: {resume_command(sweep_dir)}"
     )
+
+
+def resume_command(sweep_dir: Path) -> str:
+    """This process's command, pointed at its sweep dir: rerunning it finishes the grid."""
+    args = [a for a in sys.argv[1:] if not a.startswith("hydra.sweep.dir=")]
+    return shlex.join(["attnlab", *args, f"hydra.sweep.dir={sweep_dir}"])
 
 
 class SweepCallback(Callback):

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -123,9 +124,10 @@ def sweep(
     )
     state["cells"] = names
     write_json(sweep_dir / records.SWEEP_STATE, state)
-    batch = []
+    batch, packs_cells = [], []
     for index, members in enumerate(packs):
         pack_cells = [by_exp[id(exp)] for exp in members]
+        packs_cells.append([c.name for c in pack_cells])
         batch.append(write_pack(sweep_dir, run_id, index, pack_cells))
     log.info(
         "sweep of %d cells into %s: %d to train in %d job(s), %d reused, %d invalid",
@@ -141,7 +143,10 @@ def sweep(
     try:
         returns = launcher.launch(batch, initial_job_idx=0)
     except Exception as err:  # a lost job (cancelled, timed out, its worker killed)
-        log.error("the launcher lost a job: %s", records.one_line(f"{type(err).__name__}: {err}"))
+        log.error(
+            "the launcher lost a job: %s", records.one_line(f"{type(err).__name__}: {err}", 300)
+        )
+        record_lost(sweep_dir, run_id, packs_cells, lost_reasons(err, config, len(batch)))
         return []
     for ret in returns:
         if ret.status == JobStatus.FAILED:
@@ -180,3 +185,63 @@ def write_pack(sweep_dir: Path, run_id: str | None, index: int, cells: list[Cell
         sweep_dir / records.JOBS_DIR / f"{pack_id}.json", {"run_id": run_id, "cells": entries}
     )
     return [*cells[0].overrides, f"++hydra.job.env_set.{PACK_ENV}={pack_id}"]
+
+
+_SUBMITIT_LOST = re.compile(r"Job (\d+)_(\d+) .*?\(state: ([A-Z_]+)")
+
+
+def lost_reasons(err: Exception, config: DictConfig, jobs: int) -> dict[int, str]:
+    """Why each lost job gave no result, by job index; "" for jobs whose fate is unknown.
+
+    submitit (SLURM) raises for the first array task that ended without a result, while
+    the others may still run: they are waited for (they write their own cells), and every
+    task that ended without a result gets its SLURM state (CANCELLED, TIMEOUT, OUT_OF_MEMORY,
+    NODE_FAIL, ...) as the reason.
+    """
+    text = str(err)
+    match = _SUBMITIT_LOST.search(text.replace("\n", " "))
+    generic = records.one_line(f"{type(err).__name__}: {text}", 200)
+    if match is None:
+        return dict.fromkeys(range(jobs), generic)
+    array, task, state = match.groups()
+    reasons = {int(task): f"its SLURM job {array}_{task} ended {state}"}
+    folder = OmegaConf.select(config, "hydra.launcher.submitit_folder")
+    if folder and OmegaConf.select(config, "hydra.launcher._target_", default="").endswith(
+        "SlurmLauncher"
+    ):
+        reasons.update(settle_array(str(folder), array, jobs, skip=int(task)))
+    return reasons
+
+
+def settle_array(folder: str, array: str, jobs: int, skip: int) -> dict[int, str]:
+    """Wait for the array's other tasks to end; the SLURM state of each that failed."""
+    import submitit
+
+    reasons = {}
+    for task in range(jobs):
+        if task == skip:
+            continue
+        job: Any = submitit.SlurmJob(folder=folder, job_id=f"{array}_{task}")
+        try:
+            job.wait()
+        except Exception:  # an unreachable scheduler: these cells stay unknown
+            continue
+        state = str(job.state)
+        if state != "COMPLETED":
+            reasons[task] = f"its SLURM job {array}_{task} ended {state}"
+    return reasons
+
+
+def record_lost(
+    sweep_dir: Path, run_id: str | None, packs: list[list[str]], reasons: dict[int, str]
+) -> None:
+    """Record the cells of lost jobs that have no result of this run, with the reason."""
+    for index, names in enumerate(packs):
+        reason = reasons.get(index)
+        if not reason:
+            continue
+        for name in names:
+            record = records.read_cell(sweep_dir / name, sweep_dir)
+            if record.finished or record.run_id == run_id:
+                continue
+            records.write_attempt(sweep_dir / name, "failed", run_id, f"no result: {reason}")
