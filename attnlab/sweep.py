@@ -304,13 +304,13 @@ def progress_line(
     state = records.read_state(sweep_dir)
     run_id, cells = state.get("run_id"), state.get("cells")
     total = len(cells) if isinstance(cells, list) else 0
-    done = sum(1 for r in records.read_cells(sweep_dir) if r.run_id == run_id and run_id)
+    done_names = {r.name for r in records.read_cells(sweep_dir) if r.run_id == run_id and run_id}
     seconds = time.perf_counter() - start
-    began = state.get("started", time.time())
-    left = (time.time() - began) / max(done, 1) * max(total - done, 0)
-    head = f"[{done}/{total or '?'}] {display_name(name)}:"
+    left = time_left(state, done_names)
+    head = f"[{len(done_names)}/{total or '?'}] {display_name(name)}:"
+    eta = f"~{left:.0f} s left" if math.isfinite(left) else "measuring speed"
     if error:
-        return f"{head} FAILED: {error}, {seconds:.1f} s, ~{left:.0f} s left"
+        return f"{head} FAILED: {error}, {seconds:.1f} s, {eta}"
     accs = [r["val_accuracy"] for r in runs if _finite(r.get("val_accuracy"))]
     mean = sum(accs) / len(accs) if accs else math.nan
     sd = math.sqrt(sum((a - mean) ** 2 for a in accs) / (len(accs) - 1)) if len(accs) > 1 else 0.0
@@ -318,8 +318,21 @@ def progress_line(
     tag = " (cached)" if cached else ""
     return (
         f"{head} val_acc {mean:.2f} ± {sd:.2f}, focused {focused}/{len(runs)} seeds, "
-        f"{seconds:.1f} s{tag}, ~{left:.0f} s left"
+        f"{seconds:.1f} s{tag}, {eta}"
     )
+
+
+def time_left(state: dict[str, Any], done: set[str]) -> float:
+    """Seconds the sweep has left at its measured pace: seed-epochs still to train over
+    seed-epochs trained per second since it started (cells to train, from .sweep.json)."""
+    given = state.get("work")
+    work: dict[str, Any] = given if isinstance(given, dict) else {}
+    total = sum(v for v in work.values() if isinstance(v, int))
+    trained = sum(v for k, v in work.items() if k in done and isinstance(v, int))
+    elapsed = time.time() - float(state.get("started", time.time()))
+    if trained == 0 or elapsed <= 0:
+        return math.nan
+    return (total - trained) / (trained / elapsed)
 
 
 def _finite(value: Any) -> bool:

@@ -123,12 +123,17 @@ def sweep(
         (lambda p: pack_fits(p, memory)) if pack else (lambda p: len(p) == 1),
     )
     state["cells"] = names
+    # Seed-epochs each cell to train takes: progress lines measure speed in these.
+    state["work"] = {c.name: work(c.exp) for c in pending if c.exp is not None}
     write_json(sweep_dir / records.SWEEP_STATE, state)
     batch, packs_cells = [], []
+    left = sum(state["work"].values())
     for index, members in enumerate(packs):
         pack_cells = [by_exp[id(exp)] for exp in members]
         packs_cells.append([c.name for c in pack_cells])
-        batch.append(write_pack(sweep_dir, run_id, index, pack_cells))
+        left -= sum(work(exp) for exp in members)
+        place = {"index": index, "of": len(packs), "after": left}
+        batch.append(write_pack(sweep_dir, run_id, place, pack_cells))
     log.info(
         "sweep of %d cells into %s: %d to train in %d job(s), %d reused, %d invalid",
         len(names),
@@ -170,10 +175,18 @@ def record_invalid(sweep_dir: Path, cell: Cell, run_id: str | None) -> None:
     log.error("%s: %s", cell.name, cell.error)
 
 
-def write_pack(sweep_dir: Path, run_id: str | None, index: int, cells: list[Cell]) -> list[str]:
-    """Write the pack's spec (its cells' configs and dirs) and each cell's cell.json; return
-    the job's overrides: its first cell's, plus the pack's id."""
-    pack_id = f"{(run_id or 'run')[:8]}-{index:03d}"
+def work(exp: ExperimentConfig) -> int:
+    """A cell's training work in seed-epochs."""
+    return len(exp.seeds) * exp.trainer.epochs
+
+
+def write_pack(
+    sweep_dir: Path, run_id: str | None, place: dict[str, int], cells: list[Cell]
+) -> list[str]:
+    """Write the pack's spec (its cells' configs and dirs, its place among the sweep's
+    packs) and each cell's cell.json; return the job's overrides: its first cell's, plus
+    the pack's id."""
+    pack_id = f"{(run_id or 'run')[:8]}-{place['index']:03d}"
     entries = []
     for cell in cells:
         assert cell.exp is not None
@@ -181,9 +194,8 @@ def write_pack(sweep_dir: Path, run_id: str | None, index: int, cells: list[Cell
         entries.append(
             {"name": cell.name, "config": OmegaConf.to_container(OmegaConf.structured(cell.exp))}
         )
-    write_json(
-        sweep_dir / records.JOBS_DIR / f"{pack_id}.json", {"run_id": run_id, "cells": entries}
-    )
+    spec = {"run_id": run_id, **place, "cells": entries}
+    write_json(sweep_dir / records.JOBS_DIR / f"{pack_id}.json", spec)
     return [*cells[0].overrides, f"++hydra.job.env_set.{PACK_ENV}={pack_id}"]
 
 

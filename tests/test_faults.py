@@ -7,6 +7,7 @@ present once, the exit status, one line and no traceback, nothing outside the sw
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -15,6 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
+from attnlab import records
 
 from .conftest import run_cli
 
@@ -87,7 +90,7 @@ def test_a_malformed_metrics_json_elsewhere_breaks_nothing(tmp_path, finished):
     for launcher in ([], ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]):
         proc, _ = sweep(tmp_path, *GRID, *launcher)
         assert proc.returncode == 0, proc.stderr[-3000:]
-        assert results(sweep_dir) == before
+        assert {k: v for k, v in results(sweep_dir).items() if k != "notes"} == before
         rows = report(sweep_dir)
         assert set(rows[rows["job"].isin(before)]["status"]) == {"cached"}
         (note,) = rows[rows["job"] == "notes"].itertuples()
@@ -188,7 +191,7 @@ def test_a_signal_mid_sweep_keeps_finished_cells_and_says_how_to_resume(
     lost = rows[~rows["job"].isin(kept)]
     assert lost["status"].eq("failed").all() and lost["error"].str.contains(name).all()
 
-    resume = line.split("resume with: ", 1)[1].split()[1:]  # drop the program name
+    resume = shlex.split(line.split("resume with: ", 1)[1])[1:]  # drop the program name
     again = run_cli(resume, cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
     assert {k: v for k, v in results(sweep_dir).items() if k in kept} == kept
@@ -240,9 +243,9 @@ def test_a_full_disk_damages_nothing_and_leaves_no_stale_report(tmp_path, small_
     assert proc.returncode != 0
     one_line_error(proc, "No space left on device")
     assert results(sweep_dir) == before
-    report_csv = sweep_dir / "report.csv"
-    # Either the report is current (all three cells) or it is gone: never the old one.
-    assert not report_csv.exists() or report(sweep_dir)["job"].nunique() == 3
+    # Either the report describes the dir as it now stands, or it is gone: never a stale one.
+    if (sweep_dir / "report.csv").exists():
+        assert set(report(sweep_dir)["job"]) == {p.name for p in records.cell_dirs(sweep_dir)}
     filler.unlink()
     proc, _ = sweep(tmp_path, "data.classes=2,5,7", *TINY, "seeds=[0,1]", sweep_dir=sweep_dir)
     assert proc.returncode == 0, proc.stderr[-3000:]
