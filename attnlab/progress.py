@@ -9,6 +9,7 @@ counts: a pack of 2 cells and one of 12 are not the same amount of work.
 from __future__ import annotations
 
 import logging
+import math
 import sys
 import threading
 import time
@@ -65,7 +66,7 @@ class PackProgress:
 
     def line(self) -> str:
         """`pack 1/2 (30 seeds): epoch 7/20, ~4 s left (sweep ~25 s)`."""
-        epoch = min(self.epochs, self.done // max(self.seeds, 1))
+        epoch = min(self.epochs, math.ceil(self.done / max(self.seeds, 1)))  # the one under way
         return f"{self.label}: epoch {epoch}/{self.epochs}, {self.eta()}"
 
     def eta(self) -> str:
