@@ -26,6 +26,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from attnlab.stats import t_interval  # noqa: E402
 
@@ -230,6 +231,8 @@ def lines_figure(
             ax.plot(at, shared_reference["reference"], ls="--", lw=1, color=REF_COLOR)
         if categorical:
             ax.set_xticks(range(len(xs)), [str(v) for v in xs])
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs
         ax.set_title(panel.title, fontsize=9)
         ax.set_xlabel(xlabel)
         ax.grid(alpha=0.3)
