@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from attnlab.metrics import RUN_METRICS
-from attnlab.report import collect_runs, main, summarize
+from attnlab.report import collect_runs, main, summarize, write_report
 
 
 def _run(seed, acc, key_weight, focused, status="completed"):
@@ -145,3 +145,28 @@ def test_report_command_rejects_missing_or_empty_dir(tmp_path, capsys):
     assert "sweep_dir=" in capsys.readouterr().err
     assert main([str(tmp_path)]) == 2
     assert "holds no job dirs" in capsys.readouterr().err
+
+
+def test_report_md_stands_alone(tmp_path):
+    runs = [
+        {**_run(0, 0.9, 0.3, True), "still_improving": True},
+        {**_run(1, 0.7, 0.1, False), "still_improving": True},
+        {**_run(2, 0.8, 0.2, True), "still_improving": False},
+    ]
+    _write_job(tmp_path, "a", 5, runs, [0, 1, 2])
+    _write_job(tmp_path, "b", 20, [_run(0, 1.0, 0.4, True)], [0, 1, 2])
+    write_report(tmp_path)
+    md = (tmp_path / "report.md").read_text()
+    assert "- Command: not recorded" in md
+    assert "tensorflow " in md and "hydra-core " in md and "scipy " in md
+    assert "`model.attn_layers=1`" in md and "`seeds=[0, 1, 2]`" in md  # fixed settings
+    assert "- Swept: `data.classes`" in md
+    row = next(line for line in md.splitlines() if line.startswith("| 5 |"))
+    assert "| 2/3 [0.21, 0.94] |" in row and "| 0.850 / 0.700 |" in row
+    assert row.endswith("| **yes** (2/3) |")
+    assert "(figures/heatmap_focus_rate.png)" in md
+    (tmp_path / ".sweep.json").write_text(json.dumps({"command": "python -m attnlab -m x=1,2"}))
+    write_report(tmp_path)
+    assert "- Command: `python -m attnlab -m x=1,2`" in (tmp_path / "report.md").read_text()
+    write_report(tmp_path, command="given")
+    assert "- Command: `given`" in (tmp_path / "report.md").read_text()
