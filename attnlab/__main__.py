@@ -1,7 +1,8 @@
 """`python -m attnlab [overrides]`: compose the config, run one experiment (or a sweep of them).
 
-Kept thin: the job logic (caching, failure records, progress) is in attnlab.sweep, the
-experiment in attnlab.experiment.
+Kept thin: the job logic (records, packs, progress, report) is in attnlab.sweep and
+attnlab.sweeper, the experiment in attnlab.experiment. What a user can cause (bad input, a
+busy or unwritable sweep dir, Ctrl-C) ends in one line and an exit status, not a traceback.
 """
 
 from __future__ import annotations
@@ -9,7 +10,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import sys
+from types import FrameType
 
 # TensorFlow's C++ start-up chatter (CUDA probes, oneDNN notes) hides the run's own log.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -19,40 +22,78 @@ from omegaconf import DictConfig
 
 from attnlab.config import register_configs
 from attnlab.errors import config_error_line, is_config_error
-from attnlab.launchers import register_packed_launcher
+from attnlab.sweep import Abort, Terminated, register_resolvers
+from hydra_plugins.attnlab_sweeper.attnlab_sweeper import register as register_sweeper
 
 register_configs()
-register_packed_launcher()
+register_resolvers()
+register_sweeper()
+
+EXIT_BAD_INPUT, EXIT_FAILED, EXIT_SIGINT, EXIT_SIGTERM = 2, 1, 130, 143
 
 
 @hydra.main(config_path="pkg://attnlab.conf", config_name="config", version_base="1.3")
-def _hydra_main(cfg: DictConfig) -> None:
+def _hydra_main(cfg: DictConfig) -> float | None:
     from attnlab.sweep import run_job
 
-    run_job(cfg)
+    return run_job(cfg)
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise Terminated()
 
 
 def main() -> int:
-    """Run the CLI; return the exit status (2: bad input, 1: a job of the sweep failed)."""
+    """Run the CLI; return the exit status (2: bad input, 1: a cell of the sweep failed,
+    130/143: stopped by SIGINT/SIGTERM)."""
+    from attnlab import sweep
+
     # Hydra would print a compose error over several lines; let it raise, print one line.
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         _hydra_main()
+    except Abort as stop:
+        _say(f"attnlab: error: {stop.message}")
+        return stop.status
+    except (KeyboardInterrupt, Terminated) as stop:
+        # A second signal while the report is written ends the process at once.
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        name = "SIGINT" if isinstance(stop, KeyboardInterrupt) else "SIGTERM"
+        _say(sweep.interrupted(name))
+        return EXIT_SIGINT if name == "SIGINT" else EXIT_SIGTERM
+    except OSError as err:  # disk full, read-only dir, a path that is a file
+        where = f"{err.filename}: " if err.filename else ""
+        _say(f"attnlab: error: {where}{err.strerror or err}")
+        return EXIT_FAILED
     except Exception as err:
         if not is_config_error(err):
             raise
-        print(f"attnlab: error: {config_error_line(err, sys.argv[1:])}", file=sys.stderr)
-        return 2
-    from attnlab.sweep import failed_jobs
+        _say(f"attnlab: error: {config_error_line(err, sys.argv[1:])}")
+        return EXIT_BAD_INPUT
+    return _sweep_status(sweep.outcome)
 
-    if failed_jobs:
-        print(
-            f"attnlab: error: {len(failed_jobs)} job(s) of the sweep failed; "
-            "its report.md lists them, the other jobs' results are kept",
-            file=sys.stderr,
+
+def _sweep_status(outcome: object) -> int:
+    from attnlab.sweep import SweepOutcome
+
+    assert isinstance(outcome, SweepOutcome)
+    if outcome.report_error:
+        _say(f"attnlab: error: {outcome.report_error}")
+        return EXIT_FAILED
+    if outcome.failed:
+        report = outcome.sweep_dir / "report.md" if outcome.sweep_dir else "report.md"
+        _say(
+            f"attnlab: error: {len(outcome.failed)} of {outcome.cells} cell(s) of this run "
+            f"failed ({report} lists them); every finished cell is kept"
         )
-        return 1
+        return EXIT_FAILED
     return 0
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr)
 
 
 def exit_now(status: int) -> None:

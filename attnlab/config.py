@@ -8,7 +8,6 @@ allowed, and runs before any training starts.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -19,6 +18,11 @@ from omegaconf import DictConfig
 MODEL_VARIANTS = ("dense", "double", "lstm")
 ATTENTION_POSITIONS = ("before", "after")
 KEY_ENCODINGS = ("raw", "scaled")
+# Depth and sequence length are unrolled into the graph: its build time grows with them
+# (model.attn_layers=100000 never finishes building), so they have named limits. Memory is
+# bounded per cell by attnlab.resources.check_fits.
+MAX_ATTN_LAYERS = 32
+MAX_TIME_STEPS = 1000
 
 
 class ConfigError(ValueError):
@@ -54,7 +58,12 @@ class DataConfig:
     def validate(self, sequence: bool = False) -> None:
         _require(self.features >= 2, "data.features", self.features, "an integer >= 2")
         _require(self.classes >= 2, "data.classes", self.classes, "an integer >= 2")
-        _require(self.time_steps >= 2, "data.time_steps", self.time_steps, "an integer >= 2")
+        _require(
+            2 <= self.time_steps <= MAX_TIME_STEPS,
+            "data.time_steps",
+            self.time_steps,
+            f"an integer in [2, {MAX_TIME_STEPS}]",
+        )
         size = self.key_axis_size(sequence)
         axis = "data.time_steps" if sequence else "data.features"
         _require(
@@ -102,7 +111,12 @@ class ModelConfig:
             self.variant,
             f"one of {', '.join(MODEL_VARIANTS)}",
         )
-        _require(self.attn_layers >= 1, "model.attn_layers", self.attn_layers, "an integer >= 1")
+        _require(
+            1 <= self.attn_layers <= MAX_ATTN_LAYERS,
+            "model.attn_layers",
+            self.attn_layers,
+            f"an integer in [1, {MAX_ATTN_LAYERS}]",
+        )
         _require(self.hidden >= 1, "model.hidden", self.hidden, "an integer >= 1")
         _require(self.lstm_units >= 1, "model.lstm_units", self.lstm_units, "an integer >= 1")
         _require(
@@ -169,7 +183,8 @@ class ExperimentConfig:
     # One model per seed; seed s drives its data draw and initialisation.
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
 
-    def validate(self) -> None:
+    def validate(self, activations: bool = True) -> None:
+        """Every range check; activations=False skips the one that imports Keras."""
         self.model.validate()
         self.data.validate(sequence=self.model.sequence)
         self.trainer.validate(self.data.samples)
@@ -181,7 +196,8 @@ class ExperimentConfig:
             "a list of integers without duplicates",
         )
         _require(min(self.seeds) >= 0, "seeds", self.seeds, "integers >= 0")
-        self.model.validate_activations()
+        if activations:
+            self.model.validate_activations()
 
 
 def split_sizes(samples: int, validation_split: float) -> tuple[int, int]:
@@ -239,20 +255,6 @@ def flatten(cfg: ExperimentConfig) -> dict[str, Any]:
             out[f"{group}.{key}"] = value
     out["seeds"] = list(cfg.seeds)
     return out
-
-
-# Config keys that cannot change a cell's numbers: not part of its identity.
-NOT_IDENTITY = frozenset({"trainer.verbose", "trainer.threads"})
-
-
-def as_json(value: Any) -> Any:
-    """value as it reads back from JSON (tuples become lists, and so on)."""
-    return json.loads(json.dumps(value))
-
-
-def cell_identity(config: dict[str, Any]) -> dict[str, Any]:
-    """The flat config values that make a cell: all but those that cannot change its numbers."""
-    return {k: v for k, v in config.items() if k not in NOT_IDENTITY}
 
 
 def dotted(tree: dict[Any, Any], prefix: str = "") -> dict[str, Any]:

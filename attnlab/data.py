@@ -88,7 +88,7 @@ def make_replica_data(
 
     # numpy's generators release the GIL while they fill arrays, so seeds draw in parallel
     # (each from its own streams: the same numbers in any order).
-    from attnlab.launchers import available_cpus
+    from attnlab.resources import available_cpus
 
     with ThreadPoolExecutor(available_cpus()) as pool:
         train, probe = zip(*pool.map(draw, configs, seeds), strict=True)

@@ -17,31 +17,34 @@ import numpy as np
 import pandas as pd
 
 from attnlab.config import ExperimentConfig, flatten
-from attnlab.files import write_csv, write_figure, write_json
+from attnlab.files import write_csv, write_figure
 from attnlab.metrics import accuracy, attention_metrics, nan_attention_metrics, shuffle_column
+from attnlab.records import ATTENTION_CSV, ATTENTION_PNG, METRICS_FILE, RecordError, write_result
+from attnlab.resources import check_fits
 
 log = logging.getLogger(__name__)
-
-METRICS_FILE = "metrics.json"
-ATTENTION_CSV = "attention.csv"
-ATTENTION_PNG = "attention.png"
 
 
 def run_experiment(
     cfg: ExperimentConfig,
     out_dir: Path,
     trained: tuple[list[dict[str, Any]], pd.DataFrame] | None = None,
+    run_id: str | None = None,
 ) -> dict[str, Any]:
     """Validate, train all seeds as replicas, measure, write the files; return metrics.json.
 
     trained: this cell's records and attention if it was already trained together with
-    other cells (attnlab.packing); then only the files are written.
+    other cells (attnlab.packing); then only the files are written. run_id: the sweep run
+    that trains it, recorded in metrics.json.
     """
     cfg.validate()
+    check_fits(cfg)
+    if (out_dir / METRICS_FILE).exists():  # a finished result is never written over
+        raise RecordError(f"{out_dir} already holds a finished {METRICS_FILE}")
     records, attention = trained or train_and_measure(cfg)
     for record in records:
         _log_record(record, cfg.data.attention_column)
-    doc = {"config": flatten(cfg), "runs": records}
+    doc = {"config": flatten(cfg), "runs": records, "run_id": run_id}
     write_outputs(out_dir, doc, attention, cfg)
     return doc
 
@@ -191,7 +194,8 @@ def _log_record(record: dict[str, Any], key: int) -> None:
 def write_outputs(
     out_dir: Path, doc: dict[str, Any], attention: pd.DataFrame, cfg: ExperimentConfig
 ) -> None:
-    """attention.csv, attention.png, then metrics.json (last: its presence means done)."""
+    """attention.csv, attention.png, then metrics.json (last: its presence means done; it is
+    created, never replaced)."""
     from attnlab.plots import attention_figure
 
     write_csv(out_dir / ATTENTION_CSV, attention)
@@ -204,4 +208,5 @@ def write_outputs(
         axis = "input column"
     figure = attention_figure(attention, d.attention_column, title, axis)
     write_figure(out_dir / ATTENTION_PNG, figure)
-    write_json(out_dir / METRICS_FILE, doc)
+    if not write_result(out_dir, doc):
+        raise RecordError(f"{out_dir} already holds a finished {METRICS_FILE}")

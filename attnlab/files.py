@@ -1,4 +1,8 @@
-"""Atomic file writes: a reader (or a re-run after SIGKILL) never sees a half-written file."""
+"""Atomic file writes: a reader (or a rerun after SIGKILL) never sees a half-written file.
+
+Temp files start with TEMP_PREFIX, so a later run can tell the ones a kill left behind
+from anything else and remove them (attnlab.records.remove_temp_files).
+"""
 
 from __future__ import annotations
 
@@ -10,42 +14,55 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+TEMP_PREFIX = ".~attnlab."
+
 # The process umask, read once: mkstemp makes files 0600, which a plain open() would not.
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
-def write_atomic(path: Path, write: Callable[[Path], object]) -> None:
-    """Call write(tmp) on a temp file beside path, then rename it over path."""
+def write_atomic(path: Path, write: Callable[[Path], object], replace: bool = True) -> None:
+    """Call write(tmp) on a temp file beside path, then move it to path.
+
+    replace=False: create path only if it does not exist yet (a hard link: atomic, and it
+    fails with FileExistsError if path exists), so a finished file is never overwritten.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    fd, tmp = tempfile.mkstemp(
+        dir=path.parent, prefix=f"{TEMP_PREFIX}{path.name}.", suffix=path.suffix
+    )
     os.fchmod(fd, 0o666 & ~_UMASK)  # readable by collaborators, as any file the user writes
     os.close(fd)
     try:
         write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
+        if replace:
+            os.replace(tmp, path)
+        else:
+            os.link(tmp, path)
+    finally:
         Path(tmp).unlink(missing_ok=True)
-        raise
 
 
-def write_text(path: Path, text: str) -> None:
-    write_atomic(path, lambda tmp: tmp.write_text(text))
+def write_text(path: Path, text: str, replace: bool = True) -> None:
+    write_atomic(path, lambda tmp: tmp.write_text(text), replace=replace)
 
 
 def _jsonable(value: Any) -> Any:
-    """NaN and infinities become null: metrics.json stays strict JSON."""
+    """NaN and infinities become null, numpy scalars plain numbers: strict JSON."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
         return {k: _jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_jsonable(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, str):  # a numpy scalar
+        return _jsonable(value.item())
     return value
 
 
-def write_json(path: Path, obj: Any) -> None:
-    write_text(path, json.dumps(_jsonable(obj), indent=2, allow_nan=False) + "\n")
+def write_json(path: Path, obj: Any, replace: bool = True) -> None:
+    text = json.dumps(_jsonable(obj), indent=2, allow_nan=False) + "\n"
+    write_text(path, text, replace=replace)
 
 
 def write_csv(path: Path, frame: Any) -> None:

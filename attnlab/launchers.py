@@ -14,9 +14,10 @@ depend on which launcher ran the cell.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Mapping
 from typing import Any
+
+from attnlab.resources import available_cpus
 
 log = logging.getLogger(__name__)
 
@@ -56,14 +57,6 @@ def joblib_workers(n_jobs: Any, cpu_count: int) -> int:
     return max(1, workers)
 
 
-def available_cpus() -> int:
-    """Cores this process may run on: Slurm's and taskset's pinning count, unlike cpu_count."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # no affinity API (macOS)
-        return os.cpu_count() or 1
-
-
 def resolve_threads(trainer_threads: int, hydra_cfg: Any | None) -> int:
     """trainer.threads if set (> 0), else the launcher's fair share of this process's cores.
 
@@ -86,19 +79,3 @@ def apply_threads(trainer_threads: int, hydra_cfg: Any | None) -> int:
     threads = configure_tensorflow(resolve_threads(trainer_threads, hydra_cfg))
     log.info("training on %d core(s)", threads)
     return threads
-
-
-def register_packed_launcher() -> None:
-    """Make attnlab's default launcher (hydra_plugins/attnlab_launcher) known to Hydra.
-
-    Hydra finds plugins by walking the hydra_plugins package, which misses ours in an
-    editable install (setuptools maps it through an import hook that the walk does not see).
-    """
-    from hydra.core.plugins import Plugins
-
-    plugins = Plugins.instance()  # scans hydra_plugins first: a wheel install finds it there
-    name = "hydra_plugins.attnlab_launcher.packed_launcher.PackedLauncher"
-    if name not in plugins.class_name_to_class:
-        from hydra_plugins.attnlab_launcher.packed_launcher import PackedLauncher
-
-        plugins.register(PackedLauncher)

@@ -11,6 +11,7 @@ dir whose metrics.json is missing or unreadable becomes a `failed` row that says
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import logging
 import math
@@ -22,10 +23,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
-from omegaconf import OmegaConf
 
-from attnlab.config import dotted
-from attnlab.experiment import ATTENTION_CSV, METRICS_FILE
+from attnlab import records
 from attnlab.files import write_csv, write_figure, write_text
 from attnlab.metrics import RUN_METRICS
 from attnlab.stats import t_interval, wilson_interval
@@ -42,66 +41,34 @@ SUMMARY_METRICS = (
     "peak_ablation_drop",
 )
 USABLE = ("completed", "cached")  # statuses whose numbers enter the summary
-# Files other layers write that the report reads. Named here, not imported: the report sits
-# below the sweep layer (which owns .sweep.json), and history.csv comes from the training side.
-SWEEP_STATE = ".sweep.json"
-HISTORY_CSV = "history.csv"
-
-
-def job_dirs(sweep_dir: Path) -> list[Path]:
-    """Sub-directories that Hydra made for a job (they hold .hydra/) or hold a metrics.json."""
-    dirs = [p for p in sweep_dir.iterdir() if p.is_dir() and not p.name.startswith(".")]
-    return sorted(p for p in dirs if (p / ".hydra").is_dir() or (p / METRICS_FILE).exists())
-
-
-def read_job(job_dir: Path) -> dict[str, Any]:
-    """The job's metrics.json, or a `failed` stand-in saying why there is none."""
-    path = job_dir / METRICS_FILE
-    if not path.exists():
-        reason = "metrics.json is missing (the job was killed, is still running, or crashed)"
-        return _stand_in(job_dir, reason)
-    try:
-        doc = json.loads(path.read_text())
-        if not isinstance(doc, dict) or not isinstance(doc.get("runs"), list):
-            raise ValueError("no 'runs' list")
-    except (OSError, ValueError) as err:
-        return _stand_in(job_dir, f"metrics.json is corrupt ({err})")
-    return doc
-
-
-def _stand_in(job_dir: Path, error: str) -> dict[str, Any]:
-    config: dict[str, Any] = {}
-    hydra_cfg = job_dir / ".hydra" / "config.yaml"
-    if hydra_cfg.exists():
-        try:
-            container = OmegaConf.to_container(OmegaConf.load(hydra_cfg), resolve=True)
-            assert isinstance(container, dict)
-            config = dotted(container)
-        except Exception as err:  # an unreadable config must not crash the report
-            error += f"; .hydra/config.yaml unreadable ({err})"
-    return {"config": config, "runs": [], "status": "failed", "error": error}
 
 
 def collect_runs(sweep_dir: Path) -> pd.DataFrame:
-    """The tidy table: one row per (job, seed), columns job, config..., seed, status, error,
-    metrics...; a failed job gets one row per seed it was asked to train."""
-    rows, config_keys, extra_keys = [], {}, {}
-    for job_dir in job_dirs(sweep_dir):
-        doc = read_job(job_dir)
-        config = {k: _cell(v) for k, v in doc.get("config", {}).items()}
+    """The tidy table: one row per (cell, seed), columns job, config..., seed, status, error,
+    metrics...; a failed cell gets one row per seed it was asked to train (attnlab.records
+    reads every cell dir, and makes anything unexpected a failed record saying why)."""
+    rows, config_keys = [], {}
+    for record in records.read_cells(sweep_dir):
+        config = {k: _cell(v) for k, v in record.config.items()}
         config_keys.update(dict.fromkeys(config))
-        if doc.get("status") == "failed":
-            seeds = doc.get("config", {}).get("seeds") or [math.nan]
-            runs = [{"seed": s, "status": "failed", "error": doc.get("error", "")} for s in seeds]
+        if record.finished:
+            status = "cached" if record.status == "cached" else None
+            runs = [
+                {
+                    **run,
+                    "status": status if status and run["status"] != "diverged" else run["status"],
+                }
+                for run in record.runs
+            ]
         else:
-            runs = doc["runs"]
-        rows += [{"job": job_dir.name, **config, **run} for run in runs]
-        extra_keys.update(dict.fromkeys(k for run in runs for k in run))
-    # Fields a record has beyond RUN_METRICS (still_improving, from run histories) follow them.
-    known = {"seed", "status", "error", *RUN_METRICS}
-    extras = [k for k in extra_keys if k not in known]
-    columns = ["job", *config_keys, "seed", "status", "error", *RUN_METRICS, *extras]
-    frame = pd.DataFrame(rows, columns=columns)
+            seeds = record.config.get("seeds")
+            if not isinstance(seeds, list) or not seeds:
+                seeds = [math.nan]
+            runs = [{"seed": s, "status": "failed", "error": record.error} for s in seeds]
+        rows += [{"job": record.name, **config, **run} for run in runs]
+    columns = ["job", *config_keys, "seed", "status", "error", *RUN_METRICS]
+    extra = sorted({k for row in rows for k in row} - set(columns))
+    frame = pd.DataFrame(rows, columns=[*columns, *extra])
     frame["error"] = [e if isinstance(e, str) else "" for e in frame["error"]]
     return frame.sort_values(["job", "seed"], kind="stable", ignore_index=True)
 
@@ -308,11 +275,7 @@ NOT_RECORDED = "not recorded"
 
 def sweep_command(sweep_dir: Path) -> str:
     """The command that ran the sweep, as the sweep layer stored it in .sweep.json."""
-    try:
-        state = json.loads((sweep_dir / SWEEP_STATE).read_text())
-    except (OSError, ValueError):
-        return NOT_RECORDED
-    command = state.get("command") if isinstance(state, dict) else None
+    command = records.read_state(sweep_dir).get("command")
     return command if isinstance(command, str) and command else NOT_RECORDED
 
 
@@ -333,6 +296,11 @@ def write_report(sweep_dir: Path, command: str | None = None) -> pd.DataFrame:
     command: the command line that ran the sweep, for report.md; None reads the one stored in
     the sweep dir's .sweep.json, if any.
     """
+    figures_dir = sweep_dir / records.FIGURES_DIR
+    if figures_dir.is_symlink() or (figures_dir.exists() and not figures_dir.is_dir()):
+        raise records.RecordError(
+            f"{figures_dir} is not a directory of the sweep: not written through"
+        )
     report = collect_runs(sweep_dir)
     summary = summarize(report)
     write_csv(sweep_dir / "report.csv", report)
@@ -364,8 +332,8 @@ def write_figures(
     written: list[tuple[str, str]] = []
 
     def save(name: str, figure: Any, what: str) -> None:
-        write_figure(sweep_dir / "figures" / name, figure)
-        written.append((f"figures/{name}", what))
+        write_figure(sweep_dir / records.FIGURES_DIR / name, figure)
+        written.append((f"{records.FIGURES_DIR}/{name}", what))
 
     axes = figure_axes(report)
     if axes and (summary["n_seeds"] > 0).any():
@@ -449,12 +417,14 @@ def cell_histories(
     readable history.csv; cells without one (older sweeps) are skipped."""
     out = []
     for _, row in summary.iterrows():
-        path = sweep_dir / str(row["job"]) / HISTORY_CSV
+        path = sweep_dir / str(row["job"]) / records.HISTORY_CSV
         if row["n_seeds"] == 0 or not path.exists():
             continue
         try:
-            history = pd.read_csv(path)
-        except (OSError, ValueError):
+            history = pd.read_csv(
+                io.BytesIO(records.read_bytes(path, sweep_dir, records.MAX_CSV_BYTES))
+            )
+        except (records.RecordError, ValueError):
             continue
         runs = report[(report["job"] == row["job"]) & report["status"].isin(USABLE)]
         history = history[history["seed"].isin(runs["seed"])]
@@ -471,12 +441,14 @@ def attention_cells(
     cells = []
     ordered = summary.sort_values(swept, kind="stable") if swept else summary
     for _, row in ordered.iterrows():
-        path = sweep_dir / str(row["job"]) / ATTENTION_CSV
+        path = sweep_dir / str(row["job"]) / records.ATTENTION_CSV
         if not path.exists() or row["n_seeds"] == 0:
             continue
         try:
-            frame = pd.read_csv(path)
-        except (OSError, ValueError):
+            frame = pd.read_csv(
+                io.BytesIO(records.read_bytes(path, sweep_dir, records.MAX_CSV_BYTES))
+            )
+        except (records.RecordError, ValueError):
             continue
         title = " ".join(f"{c.split('.')[-1]}={row[c]}" for c in swept) or str(row["job"])
         cells.append((title, frame, int(row.get("data.attention_column", 1))))
@@ -495,18 +467,41 @@ def main(argv: list[str] | None = None) -> int:
             f"attnlab.report: error: sweep_dir={args.sweep_dir} is not a directory", file=sys.stderr
         )
         return 2
-    if not job_dirs(args.sweep_dir):
+    if not records.cell_dirs(args.sweep_dir):
         print(
-            f"attnlab.report: error: sweep_dir={args.sweep_dir} holds no job dirs "
-            "(sub-directories with .hydra/ or metrics.json)",
+            f"attnlab.report: error: sweep_dir={args.sweep_dir} holds no cell dirs "
+            "(sub-directories with cell.json, metrics.json or .hydra/)",
             file=sys.stderr,
         )
         return 2
-    report = write_report(args.sweep_dir)
+    from filelock import FileLock, Timeout
+
+    try:
+        # The sweep running in the dir owns its files: rebuild the report once it is done.
+        with FileLock(str(args.sweep_dir / records.LOCK_FILE)).acquire(timeout=0):
+            report = write_report(args.sweep_dir)
+    except Timeout:
+        held = records.read_state(args.sweep_dir)
+        print(
+            f"attnlab.report: error: sweep_dir={args.sweep_dir} is in use by a running sweep "
+            f"(pid {held.get('pid', '?')}: {held.get('command', '?')}); run it again when "
+            "that sweep has ended",
+            file=sys.stderr,
+        )
+        return 1
+    except (OSError, records.RecordError) as err:
+        print(f"attnlab.report: error: {_os_error_line(err)}", file=sys.stderr)
+        return 1
     counts = report.drop_duplicates("job")["status"].value_counts().to_dict()
     jobs, md = report["job"].nunique(), args.sweep_dir / "report.md"
     print(f"{jobs} jobs, {len(report)} rows, job status {counts}: {md}")
     return 0
+
+
+def _os_error_line(err: Exception) -> str:
+    if isinstance(err, OSError) and err.strerror:
+        return f"{err.filename}: {err.strerror}" if err.filename else err.strerror
+    return str(err)
 
 
 if __name__ == "__main__":

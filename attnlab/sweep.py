@@ -1,236 +1,456 @@
-"""What wraps each job of a run or sweep: resume from cache, failure records, progress, report.
+"""The Hydra side of a run or sweep: the task function, pack jobs and the sweep callback.
 
-Hydra skips on_multirun_end when a job raises, and its joblib/submitit launchers run job
-callbacks in worker processes, so a job never raises in a sweep: it writes its own
-metrics.json (completed, cached or failed), and the parent builds the report from the
-job dirs on disk.
+A job never raises in a sweep (Hydra skips on_multirun_end when one does, and its joblib,
+submitit and Ray launchers run job callbacks in worker processes): every outcome is a
+record in the cell's dir (attnlab.records), and the parent builds the report and the exit
+status from the dirs on disk.
+
+Under attnlab's sweeper (the default, attnlab.sweeper) each job is a pack: cells that
+share a model shape, trained as one model by run_pack_job, which writes every cell's dir.
+Under any other sweeper (Hydra's basic one, Optuna) each job is one cell (run_cell_job),
+in a dir named by the same rule (the `attnlab.cell_dir` resolver).
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
 import logging
 import math
-import os
-import shutil
+import shlex
 import sys
 import time
-import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
-from attnlab.config import ExperimentConfig, as_json, cell_identity, dotted, flatten, from_hydra
+from attnlab import records
+from attnlab.config import ExperimentConfig, dotted, flatten, from_hydra
 from attnlab.errors import config_error_line, is_config_error
-from attnlab.experiment import ATTENTION_CSV, ATTENTION_PNG, METRICS_FILE, run_experiment
-from attnlab.files import write_atomic, write_json
-from attnlab.launchers import apply_threads
-from attnlab.packing import take
 
 log = logging.getLogger(__name__)
 
-SWEEP_STATE = ".sweep.json"
+# hydra.job.env_set key that makes a job a pack job: the pack's id under <sweep>/.jobs/.
+PACK_ENV = "ATTNLAB_PACK"
+RESOLVER = "attnlab.cell_dir"
 
-# Jobs of the last multirun of this process that failed: the CLI exits non-zero on them.
-failed_jobs: list[str] = []
+
+class Abort(BaseException):
+    """A stop the user caused (a busy or unwritable sweep dir): one line and an exit status.
+
+    A BaseException, so that Hydra's callback wrapper, which turns every Exception into a
+    warning, lets it through to the CLI.
+    """
+
+    def __init__(self, message: str, status: int = 2) -> None:
+        super().__init__(message)
+        self.message, self.status = message, status
 
 
-def run_job(cfg: DictConfig) -> None:
-    """Run one job: reuse a finished identical cell, else train; record any failure."""
-    hc = HydraConfig.get()
-    out_dir = Path(hc.runtime.output_dir)
-    multirun = hc.mode == RunMode.MULTIRUN
-    start = time.perf_counter()
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread like KeyboardInterrupt for SIGINT."""
+
+
+@dataclass
+class SweepOutcome:
+    """What the CLI reports once a multirun of this process ends."""
+
+    sweep_dir: Path | None = None
+    run_id: str | None = None
+    cells: int = 0
+    failed: list[str] = field(default_factory=list)
+    report_error: str = ""
+    lock: Any = None  # the held filelock.FileLock; released when the process exits
+
+
+outcome = SweepOutcome()
+
+
+# --- cells: configs, names, errors --------------------------------------------------------
+
+
+@dataclass
+class Cell:
+    """One cell of a sweep as composed: its overrides, flat config, dir name and either its
+    typed config or why it is invalid."""
+
+    overrides: list[str]
+    config: dict[str, Any]
+    name: str
+    exp: ExperimentConfig | None = None
+    error: str = ""
+
+
+def default_values() -> dict[str, Any]:
+    """The schema's defaults (which conf/ mirrors), against which dir names show changes."""
+    return flatten(ExperimentConfig())
+
+
+def name_cell(cfg: DictConfig, overrides: list[str] | None = None) -> Cell:
+    """The cell of a composed config (hydra node excluded), named, not yet validated; a
+    config that cannot even be typed (unknown key, unresolvable interpolation) gets its
+    error instead of a typed config."""
+    overrides = list(overrides or [])
     try:
         exp = from_hydra(cfg)
-        exp.validate()  # before any training, and before any cache look-up
-        doc = reuse_cached(Path(hc.sweep.dir), out_dir, exp) if multirun else None
-        if doc is None:
-            if multirun:
-                set_aside_other_cell(out_dir, exp)
-            apply_threads(exp.trainer.threads, hc)  # TensorFlow only: the config stays as written
-            doc = run_experiment(exp, out_dir, take(exp))  # take: trained in a pack, if so
     except Exception as err:
-        if not multirun:
-            _fail_single_run(err)
-        doc = failure_doc(cfg, err)
-        # Tags the failure with this sweep's run, which alone decides the exit status.
-        doc["run_id"] = (_read(Path(hc.sweep.dir) / SWEEP_STATE) or {}).get("run_id")
-        write_json(out_dir / METRICS_FILE, doc)
-        # A crash (not bad input) keeps its traceback in the job's log.
-        log.error("job failed: %s", doc["error"], exc_info=not is_config_error(err))
-    if multirun:
-        log.info(progress_line(Path(hc.sweep.dir), hc.job.override_dirname, doc, start))
+        config = _raw_config(cfg)
+        name = records.cell_name(config, default_values()) if config else _fallback(overrides)
+        return Cell(overrides, config, name, None, error_line(err))
+    config = flatten(exp)
+    return Cell(overrides, config, records.cell_name(config, default_values()), exp)
 
 
-def _fail_single_run(err: Exception) -> None:
-    """A single run with bad input exits 2 with one line; other errors keep their traceback."""
-    if not is_config_error(err):
-        raise err
-    print(f"attnlab: error: {config_error_line(err)}", file=sys.stderr)
-    sys.exit(2)
+def make_cell(
+    cfg: DictConfig, overrides: list[str] | None = None, activations: bool = True
+) -> Cell:
+    """name_cell, then every check that runs before training: value ranges, and whether
+    the cell fits in memory. activations=False skips the activation-name check, which
+    imports Keras (the sweep's parent process never loads TensorFlow; jobs check it)."""
+    from attnlab.resources import check_fits
 
-
-def failure_doc(cfg: DictConfig, err: BaseException) -> dict[str, Any]:
-    """metrics.json of a job that failed: its config, no runs, the error in one line."""
-    container = OmegaConf.to_container(cfg, resolve=True)
-    assert isinstance(container, dict)
-    config = dotted(container)  # data.*, model.*, trainer.*, seeds: flatten()'s order
-    message = config_error_line(err) if is_config_error(err) else f"{type(err).__name__}: {err}"
-    error = " ".join(message.split())[:500]  # one line; a TensorFlow error can run long
-    return {"config": config, "runs": [], "status": "failed", "error": error}
-
-
-def set_aside_other_cell(out_dir: Path, exp: ExperimentConfig) -> None:
-    """Move a finished run of another config out of this job dir before training into it.
-
-    Dir names leave out keys like `seeds`, so a later run with other seeds lands in the same
-    dir; its predecessor's files go to <dir>/replaced/<time>/ instead of being overwritten.
-    """
-    doc = _read(out_dir / METRICS_FILE)
-    if doc is None or doc.get("status") == "failed":
-        return
-    if cell_identity(doc.get("config", {})) == cell_identity(as_json(flatten(exp))):
-        return
-    aside = out_dir / "replaced" / time.strftime("%Y-%m-%d_%H-%M-%S")
-    aside.mkdir(parents=True, exist_ok=True)
-    for name in (METRICS_FILE, ATTENTION_CSV, ATTENTION_PNG):  # metrics.json first: see report
-        if (out_dir / name).exists():
-            os.replace(out_dir / name, aside / name)
-    log.warning("%s held another config's results: moved to %s", out_dir.name, aside)
-
-
-def reuse_cached(sweep_dir: Path, out_dir: Path, exp: ExperimentConfig) -> dict[str, Any] | None:
-    """If any job dir of this sweep holds a finished run of exactly this config, copy it.
-
-    A cell's identity is its full resolved config (seeds included), never its job number
-    or dir. Reused runs get status `cached` (diverged ones stay `diverged`); numbers are
-    unchanged.
-    """
-    found = find_cached(sweep_dir, exp)
-    if found is None:
-        return None
-    path, doc = found
-    runs = [
-        {**run, "status": "diverged" if run["status"] == "diverged" else "cached"}
-        for run in doc.get("runs", [])
-    ]
-    if path.parent.resolve() != out_dir.resolve():
-        for name in (ATTENTION_CSV, ATTENTION_PNG):
-            if (path.parent / name).exists():
-                _copy_atomic(path.parent / name, out_dir / name)
-    cached = {"config": as_json(flatten(exp)), "runs": runs}
-    write_json(out_dir / METRICS_FILE, cached)
-    log.info("reusing finished cell from %s", path.parent.name)
-    return cached
-
-
-def find_cached(sweep_dir: Path, exp: ExperimentConfig) -> tuple[Path, dict[str, Any]] | None:
-    """The metrics.json (path and contents) of a finished run of exactly this config in
-    any job dir of the sweep, if there is one."""
-    identity = cell_identity(as_json(flatten(exp)))
-    for path in sorted(sweep_dir.glob(f"*/{METRICS_FILE}")):
-        doc = _read(path)
-        if doc is None or doc.get("status") == "failed":
-            continue
-        if cell_identity(doc.get("config", {})) == identity:
-            return path, doc
-    return None
-
-
-def _copy_atomic(source: Path, target: Path) -> None:
-    write_atomic(target, lambda tmp: shutil.copyfile(source, tmp))
-
-
-def _read(path: Path) -> dict[str, Any] | None:
+    cell = name_cell(cfg, overrides)
+    if cell.exp is None:
+        return cell
     try:
-        doc = json.loads(path.read_text())
-    except (OSError, ValueError):
+        cell.exp.validate(activations=activations)
+        check_fits(cell.exp)
+    except Exception as err:
+        cell.error, cell.exp = error_line(err), None
+    return cell
+
+
+def _raw_config(cfg: DictConfig) -> dict[str, Any]:
+    """The config's values as written (interpolations unresolved), flat."""
+    try:
+        container = OmegaConf.to_container(cfg, resolve=False)
+    except Exception:
+        return {}
+    return dotted(container) if isinstance(container, dict) else {}
+
+
+def _fallback(overrides: list[str] | None) -> str:
+    return records.fallback_name(" ".join(overrides or []))
+
+
+def error_line(err: BaseException) -> str:
+    """A failure in one line: bad input as the config checks word it, else type and text."""
+    message = config_error_line(err) if is_config_error(err) else f"{type(err).__name__}: {err}"
+    return records.one_line(message)
+
+
+def cell_dir_resolver(*, _root_: DictConfig) -> str:
+    """hydra.sweep.subdir: a cell job's dir is its cell's name; a pack job's is in .jobs/."""
+    pack = OmegaConf.select(_root_, f"hydra.job.env_set.{PACK_ENV}")
+    if pack:
+        return f"{records.JOBS_DIR}/{pack}"
+    task = OmegaConf.create({k: _root_[k] for k in _root_ if k != "hydra"})
+    overrides = list(OmegaConf.select(_root_, "hydra.overrides.task") or [])
+    return name_cell(task, overrides).name
+
+
+def register_resolvers() -> None:
+    if not OmegaConf.has_resolver(RESOLVER):
+        OmegaConf.register_new_resolver(RESOLVER, cell_dir_resolver)
+
+
+# --- the task function --------------------------------------------------------------------
+
+
+def run_job(cfg: DictConfig) -> float | None:
+    """Hydra's task function: a single run, a pack of cells, or one cell of a sweep.
+
+    Returns the job's objective (a cell's mean val_accuracy) for optimizing sweepers.
+    """
+    hc = HydraConfig.get()
+    out_dir = Path(hc.runtime.output_dir)
+    if hc.mode != RunMode.MULTIRUN:
+        run_single(cfg, out_dir, hc)
         return None
-    return doc if isinstance(doc, dict) else None
+    sweep_dir = Path(hc.sweep.dir)
+    pack = hc.job.env_set.get(PACK_ENV)
+    if pack:
+        run_pack_job(sweep_dir, str(pack), hc)
+        return None
+    return run_cell_job(cfg, sweep_dir, out_dir, hc)
 
 
-def progress_line(sweep_dir: Path, cell: str, doc: dict[str, Any], start: float) -> str:
+def run_single(cfg: DictConfig, out_dir: Path, hc: Any) -> None:
+    """`attnlab [overrides]`: train one cell into the run dir; bad input exits 2 in one line."""
+    from attnlab.experiment import run_experiment
+    from attnlab.launchers import apply_threads
+
+    cell = make_cell(cfg)
+    if cell.exp is None:
+        raise Abort(cell.error, 2)
+    apply_threads(cell.exp.trainer.threads, hc)
+    run_experiment(cell.exp, out_dir)
+
+
+def run_cell_job(cfg: DictConfig, sweep_dir: Path, out_dir: Path, hc: Any) -> float | None:
+    """One cell as its own job (sweepers other than attnlab's): reuse, train or fail."""
+    from attnlab.experiment import run_experiment
+    from attnlab.launchers import apply_threads
+
+    run_id = records.read_state(sweep_dir).get("run_id")
+    start = time.perf_counter()
+    cell = make_cell(cfg, list(hc.overrides.task))
+    held = records.read_cell(out_dir, sweep_dir)
+    if held.finished:
+        records.write_attempt(out_dir, "cached", run_id)
+        log.info(progress_line(sweep_dir, cell.name, held.runs, "", start, cached=True))
+        return objective_value(held.runs)
+    runs: list[dict[str, Any]] = []
+    error = cell.error
+    if cell.exp is not None:
+        try:
+            records.write_cell(out_dir, cell.config)
+            apply_threads(cell.exp.trainer.threads, hc)
+            runs = run_experiment(cell.exp, out_dir, run_id=run_id)["runs"]
+        except Exception as err:
+            error = error_line(err)
+            log.error("cell failed: %s", error, exc_info=not is_config_error(err))
+    records.write_attempt(out_dir, "failed" if error else "completed", run_id, error)
+    log.info(progress_line(sweep_dir, cell.name, runs, error, start))
+    return objective_value(runs)
+
+
+def run_pack_job(sweep_dir: Path, pack_id: str, hc: Any) -> None:
+    """Train a pack's cells as one model and write each cell's dir; a cell that fails
+    (or a pack that fails, whose cells then train one by one) is recorded, never raised."""
+    from attnlab.experiment import run_experiment, train_cells
+    from attnlab.launchers import apply_threads
+
+    spec = records.read_json(sweep_dir / records.JOBS_DIR / f"{pack_id}.json", sweep_dir)
+    run_id = spec.get("run_id")
+    cells = [
+        (sweep_dir / entry["name"], from_hydra(OmegaConf.create(entry["config"])))
+        for entry in spec["cells"]
+    ]
+    exps = [exp for _, exp in cells]
+    apply_threads(exps[0].trainer.threads, hc)
+    results: list[Any] = [None] * len(exps)
+    if len(exps) > 1:
+        seeds = sum(len(e.seeds) for e in exps)
+        classes = ", ".join(str(e.data.classes) for e in exps)
+        log.info("training %d cells as one model (%d seeds; classes %s)", len(exps), seeds, classes)
+        start = time.perf_counter()
+        try:
+            results = list(train_cells(exps))
+            log.info("trained %d cells in %.1f s", len(exps), time.perf_counter() - start)
+        except Exception:
+            log.exception("training the pack failed; its cells will train one by one")
+    for (cell_dir, exp), trained in zip(cells, results, strict=True):
+        start = time.perf_counter()
+        runs: list[dict[str, Any]] = []
+        error = ""
+        try:
+            runs = run_experiment(exp, cell_dir, trained, run_id=run_id)["runs"]
+        except Exception as err:
+            error = error_line(err)
+            log.error("cell failed: %s", error, exc_info=not is_config_error(err))
+        records.write_attempt(cell_dir, "failed" if error else "completed", run_id, error)
+        log.info(progress_line(sweep_dir, cell_dir.name, runs, error, start))
+
+
+def objective_value(runs: list[dict[str, Any]]) -> float:
+    """The cell's mean val_accuracy over its usable seeds (NaN if none): what an optimizing
+    sweeper maximises."""
+    values = [r.get("val_accuracy") for r in runs if r.get("status") != "diverged"]
+    finite = [float(v) for v in values if isinstance(v, int | float) and _finite(v)]
+    return sum(finite) / len(finite) if finite else math.nan
+
+
+# --- progress -------------------------------------------------------------------------------
+
+
+def display_name(name: str) -> str:
+    """A cell dir's name without its hash, for the console."""
+    readable, _, digest = name.rpartition("-")
+    return (readable if len(digest) == records.HASH_CHARS else name).replace(",", " ")
+
+
+def progress_line(
+    sweep_dir: Path,
+    name: str,
+    runs: list[dict[str, Any]],
+    error: str,
+    start: float,
+    cached: bool = False,
+) -> str:
     """`[3/6] data.classes=20 model.attn_layers=1: val_acc 0.71 ± 0.05, focused 4/5 seeds,
     8.1 s, ~40 s left`."""
-    state = _read(sweep_dir / SWEEP_STATE) or {}
-    total, began = state.get("total", 0), state.get("started", time.time())
-    done = sum(1 for p in sweep_dir.glob(f"*/{METRICS_FILE}") if p.stat().st_mtime >= began)
+    state = records.read_state(sweep_dir)
+    run_id, cells = state.get("run_id"), state.get("cells")
+    total = len(cells) if isinstance(cells, list) else 0
+    done = sum(1 for r in records.read_cells(sweep_dir) if r.run_id == run_id and run_id)
     seconds = time.perf_counter() - start
+    began = state.get("started", time.time())
     left = (time.time() - began) / max(done, 1) * max(total - done, 0)
-    head = f"[{done}/{total}] {cell.replace(',', ' ') or '(defaults)'}:"
-    if doc.get("status") == "failed":
-        return f"{head} FAILED: {doc['error']}, {seconds:.1f} s, ~{left:.0f} s left"
-    accs = [r["val_accuracy"] for r in doc["runs"] if _finite(r.get("val_accuracy"))]
+    head = f"[{done}/{total or '?'}] {display_name(name)}:"
+    if error:
+        return f"{head} FAILED: {error}, {seconds:.1f} s, ~{left:.0f} s left"
+    accs = [r["val_accuracy"] for r in runs if _finite(r.get("val_accuracy"))]
     mean = sum(accs) / len(accs) if accs else math.nan
     sd = math.sqrt(sum((a - mean) ** 2 for a in accs) / (len(accs) - 1)) if len(accs) > 1 else 0.0
-    focused = sum(1 for r in doc["runs"] if r.get("attn_focused") is True)
-    cached = " (cached)" if any(r["status"] == "cached" for r in doc["runs"]) else ""
+    focused = sum(1 for r in runs if r.get("attn_focused") is True)
+    tag = " (cached)" if cached else ""
     return (
-        f"{head} val_acc {mean:.2f} ± {sd:.2f}, focused {focused}/{len(doc['runs'])} seeds, "
-        f"{seconds:.1f} s{cached}, ~{left:.0f} s left"
+        f"{head} val_acc {mean:.2f} ± {sd:.2f}, focused {focused}/{len(runs)} seeds, "
+        f"{seconds:.1f} s{tag}, ~{left:.0f} s left"
     )
 
 
 def _finite(value: Any) -> bool:
-    return isinstance(value, int | float) and math.isfinite(value)
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def count_jobs(config: DictConfig) -> int:
-    """How many jobs the basic sweeper will make of this multirun's overrides."""
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-    from hydra.core.override_parser.overrides_parser import OverridesParser
+# --- the sweep's start and end ------------------------------------------------------------
 
-    params = config.hydra.sweeper.get("params") or {}
-    lines = [f"{k}={v}" for k, v in params.items()] + list(config.hydra.overrides.task)
-    overrides = OverridesParser.create().parse_overrides(lines)
-    return len(BasicSweeper.split_arguments(overrides, None)[0])
+
+def command_line() -> str:
+    """This process's command as a user would retype it."""
+    return shlex.join(["attnlab", *sys.argv[1:]])
+
+
+def open_sweep_dir(sweep_dir: Path) -> None:
+    """Make the sweep dir ours for this run: create it, lock it (one sweep at a time),
+    clear temp files a killed run left, write the run's state. Abort in one line if it is a
+    file, unwritable, or held by another sweep."""
+    from filelock import FileLock, Timeout
+
+    where = f"hydra.sweep.dir={sweep_dir}"
+    if sweep_dir.exists() and not sweep_dir.is_dir():
+        raise Abort(f"{where} is not a directory")
+    try:
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(sweep_dir / records.LOCK_FILE))
+        lock.acquire(timeout=0)
+    except Timeout:
+        held = records.read_state(sweep_dir)
+        since = time.strftime("%H:%M:%S", time.localtime(held.get("started", 0)))
+        raise Abort(
+            f"{where} is in use by another sweep (pid {held.get('pid', '?')} on "
+            f"{held.get('host', '?')}, since {since}: {held.get('command', '?')}); wait for it "
+            "to end or choose another hydra.sweep.dir"
+        ) from None
+    except OSError as err:
+        raise Abort(f"{where}: cannot write there ({err.strerror})", 1) from None
+    outcome.lock, outcome.sweep_dir = lock, sweep_dir
+    try:
+        removed = records.remove_temp_files(sweep_dir)
+        adopt_legacy_cells(sweep_dir)
+        state = records.new_state(command_line(), [])
+        state["cells"] = None  # set by attnlab's sweeper once it has planned the cells
+        from attnlab.files import write_json
+
+        write_json(sweep_dir / records.SWEEP_STATE, state)
+    except OSError as err:
+        raise Abort(f"{where}: cannot write there ({err.strerror})", 1) from None
+    outcome.run_id = state["run_id"]
+    if removed:
+        log.info("removed %d temp file(s) left by a killed run", removed)
+
+
+def adopt_legacy_cells(sweep_dir: Path) -> None:
+    """Give cells of attnlab < 0.2 (dirs named by overrides alone) their own dir name, so a
+    rerun reuses them in place: the dir is renamed, its files untouched; an old failure
+    record (then written as metrics.json) becomes the cell's run.json."""
+    defaults = default_values()
+    for old_dir, record in records.iter_legacy(sweep_dir):
+        try:
+            records.check_config(record.config, old_dir.name)
+        except records.RecordError:
+            continue
+        new_dir = sweep_dir / records.cell_name(record.config, defaults)
+        if new_dir.exists():
+            continue
+        old_dir.rename(new_dir)
+        if not record.finished:
+            failed = new_dir / records.METRICS_FILE
+            if failed.exists():
+                failed.rename(new_dir / "metrics.failed-legacy.json")
+            records.write_attempt(new_dir, "failed", None, record.error)
+        records.write_cell(new_dir, record.config)
+        log.info("adopted %s as %s", old_dir.name, new_dir.name)
+
+
+def finish_sweep(sweep_dir: Path, lost_reason: str) -> None:
+    """Record cells of this run that got no result (lost_reason), write the report, and
+    note this run's failures for the exit status."""
+    state = records.read_state(sweep_dir)
+    run_id = state.get("run_id")
+    cells_of_run = state.get("cells")
+    planned: list[str] = cells_of_run if isinstance(cells_of_run, list) else []
+    by_name = {r.name: r for r in records.read_cells(sweep_dir)}
+    for name in planned:
+        record = by_name.get(name)
+        if record is None or record.run_id != run_id:
+            outcome_now = "completed" if record is not None and record.finished else "failed"
+            error = "" if outcome_now == "completed" else lost_reason
+            with contextlib.suppress(OSError):
+                records.write_attempt(sweep_dir / name, outcome_now, run_id, error)
+    cells = {r.name: r for r in records.read_cells(sweep_dir) if run_id and r.run_id == run_id}
+    outcome.cells = len(cells)
+    outcome.failed = sorted(n for n, r in cells.items() if r.status == "failed")
+    write_report_or_say_why(sweep_dir)
+
+
+def write_report_or_say_why(sweep_dir: Path) -> None:
+    """The report, if any cell has a record; if writing fails (disk full, ...), the old
+    report files are removed so none is presented as current, and the CLI says so."""
+    from attnlab.report import write_report
+
+    if not records.cell_dirs(sweep_dir):
+        return
+    try:
+        write_report(sweep_dir, command=records.read_state(sweep_dir).get("command"))
+        log.info("report: %s", sweep_dir / "report.md")
+    except OSError as err:
+        for name in records.REPORT_FILES:
+            (sweep_dir / name).unlink(missing_ok=True)
+        outcome.report_error = (
+            f"writing the report in {sweep_dir} failed ({err.strerror or err}); the old report "
+            f"was removed; rebuild it with: python -m attnlab.report {sweep_dir}"
+        )
+        log.error(outcome.report_error)
+
+
+def interrupted(signal_name: str) -> str:
+    """After Ctrl-C or SIGTERM: report what finished, return the line telling how to resume."""
+    sweep_dir = outcome.sweep_dir
+    if sweep_dir is None:
+        return f"attnlab: stopped by {signal_name}"
+    finish_sweep(sweep_dir, f"interrupted by {signal_name} before it finished")
+    args = [a for a in sys.argv[1:] if not a.startswith("hydra.sweep.dir=")]
+    resume = shlex.join(["attnlab", *args, f"hydra.sweep.dir={sweep_dir}"])
+    done = outcome.cells - len(outcome.failed)
+    return (
+        f"attnlab: stopped by {signal_name}: {done} cell(s) of this run finished and are kept "
+        f"(report: {sweep_dir / 'report.md'}); resume with: {resume}"
+    )
 
 
 class SweepCallback(Callback):
-    """Progress at start, the report at the end (in the parent process, from disk)."""
+    """The sweep dir's owner for the run: lock and state at start, report at the end (in the
+    parent process, from disk)."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        sweep_dir = Path(config.hydra.sweep.dir)
-        try:
-            total = count_jobs(config)
-        except Exception:  # a sweeper other than the basic one: progress shows no total
-            total = 0
-        state = {"total": total, "started": time.time(), "run_id": uuid.uuid4().hex}
-        write_json(sweep_dir / SWEEP_STATE, state)
-        log.info("sweep of %d jobs into %s", total, sweep_dir)
-
-    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
-        hc = config.hydra
-        if hc.mode == RunMode.MULTIRUN:
-            state = _read(Path(hc.sweep.dir) / SWEEP_STATE) or {}
-            cell = hc.job.override_dirname.replace(",", " ") or "(defaults)"
-            log.info("[job %d of %s] %s: started", hc.job.num + 1, state.get("total", "?"), cell)
+        open_sweep_dir(Path(config.hydra.sweep.dir))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        from attnlab.report import job_dirs, read_job, write_report
-
-        sweep_dir = Path(config.hydra.sweep.dir)
-        # Only this run's failures decide the exit status (cells left in the dir by earlier
-        # runs stay in the report); counted before anything is written, in case writing fails.
-        run_id = (_read(sweep_dir / SWEEP_STATE) or {}).get("run_id")
-        docs = {d.name: read_job(d) for d in job_dirs(sweep_dir)}
-        failed = sorted(
-            name
-            for name, doc in docs.items()
-            if doc.get("status") == "failed" and doc.get("run_id") == run_id
+        finish_sweep(
+            Path(config.hydra.sweep.dir), "no result: its job was lost (killed or crashed)"
         )
-        # Hydra turns an exception raised here into a warning, so the CLI reads this instead.
-        failed_jobs[:] = failed
-        try:
-            write_report(sweep_dir)
-            log.info("report: %s", sweep_dir / "report.csv")
-        except Exception:
-            log.exception("writing the report failed; rebuild it with python -m attnlab.report")
-            failed_jobs.append("(report)")
-        if failed:
-            log.error("%d job(s) failed; %s lists the errors", len(failed), sweep_dir / "report.md")
+
+
+def strip_hydra(cfg: DictConfig) -> DictConfig:
+    """A composed config without its hydra node (what a task function receives)."""
+    cfg = cfg.copy()
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg

@@ -53,7 +53,7 @@ def configure_tensorflow(threads: int) -> int:
     global _cores
     tf.config.experimental.enable_op_determinism()
     if not _cores:
-        from attnlab.launchers import available_cpus
+        from attnlab.resources import available_cpus
 
         _cores = threads if threads > 0 else available_cpus()
         try:

@@ -11,8 +11,9 @@ import pandas as pd
 import pytest
 from hydra import compose, initialize_config_module
 
-from attnlab.launchers import available_cpus, default_threads, joblib_workers, resolve_threads
+from attnlab.launchers import default_threads, joblib_workers, resolve_threads
 from attnlab.metrics import RUN_METRICS
+from attnlab.resources import available_cpus
 
 from .conftest import run_cli
 

@@ -61,27 +61,3 @@ def test_plan_packs_groups_cells_that_share_a_model(make_config):
     # Two seeds a cell, at most four seeds a pack: a cell is never split.
     assert packing.plan_packs([a20, a2, a5], max_replicas=4) == [[a2, a5], [a20]]
     assert packing.plan_packs([a2], max_replicas=1) == [[a2]]
-
-
-def test_a_pack_that_fails_leaves_its_cells_to_their_jobs(make_config, monkeypatch, caplog):
-    def broken(cfgs):
-        raise RuntimeError("out of memory")
-
-    monkeypatch.setattr("attnlab.experiment.train_cells", broken)
-    cells = [make_config("data.classes=2"), make_config("data.classes=3")]
-    packing.train_pack(cells)
-    assert packing.take(cells[0]) is None and packing.take(cells[1]) is None
-    assert "training the pack failed" in caplog.text
-
-
-def test_take_finds_a_packed_cell_whatever_its_log_settings(make_config):
-    cells = [make_config(f"data.classes={c}", "trainer.epochs=1") for c in (2, 3)]
-    try:
-        packing.train_pack(cells)
-        quiet = make_config("data.classes=2", "trainer.epochs=1", "trainer.verbose=1")
-        records, _ = packing.take(quiet)
-        assert [r["seed"] for r in records] == [0, 1]
-        assert packing.take(make_config("data.classes=2")) is None  # another cell
-    finally:
-        packing.forget()
-    assert packing.take(cells[0]) is None

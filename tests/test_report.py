@@ -144,7 +144,7 @@ def test_report_command_rejects_missing_or_empty_dir(tmp_path, capsys):
     assert main([str(tmp_path / "nope")]) == 2
     assert "sweep_dir=" in capsys.readouterr().err
     assert main([str(tmp_path)]) == 2
-    assert "holds no job dirs" in capsys.readouterr().err
+    assert "holds no cell dirs" in capsys.readouterr().err
 
 
 def test_report_md_stands_alone(tmp_path):

@@ -1,0 +1,415 @@
+"""The sweep's files: where each cell lives, and the one reader and writer of its records.
+
+Everything that touches a sweep dir on disk asks this module; it imports neither TensorFlow
+nor Hydra, so it is testable on its own. A sweep dir holds:
+
+    .sweep.json      the latest run: run_id, command, start time, pid, host, its cells
+    .attnlab.lock    held (flock) by the sweep running in the dir
+    .jobs/           pack specs, and the Hydra dirs (.hydra/, log) of the jobs that ran them
+    <cell>/          one per cell, named by its readable overrides plus a hash of its identity
+        cell.json      the cell's config; written once, it is what the dir holds
+        metrics.json   the finished result; written once, never replaced
+        run.json       the latest run's account of the cell: completed, cached or failed
+        attention.csv, attention.png, history.csv   written before metrics.json
+    report.csv, summary.csv, report.md, figures/   derived: rebuilt from the cells at will
+
+A cell's identity is its full config but for keys that cannot change its numbers; two
+different cells never share a dir, and the same cell always gets the same dir, however its
+overrides were spelled. metrics.json is created with a hard link, which fails if the file
+exists, so no code path can overwrite a finished result; a failure goes to run.json.
+
+Reading is strict and safe for dirs of unknown origin: anything that is not what attnlab
+writes becomes a `failed` record naming the file and what is wrong (never an exception);
+symlinks out of the sweep dir, FIFOs, devices and oversized files are not opened.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import socket
+import stat
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from attnlab.config import dotted
+from attnlab.files import TEMP_PREFIX, write_json
+
+METRICS_FILE = "metrics.json"
+CELL_FILE = "cell.json"
+RUN_FILE = "run.json"
+ATTENTION_CSV = "attention.csv"
+ATTENTION_PNG = "attention.png"
+HISTORY_CSV = "history.csv"
+SWEEP_STATE = ".sweep.json"
+LOCK_FILE = ".attnlab.lock"
+JOBS_DIR = ".jobs"
+REPORT_FILES = ("report.csv", "summary.csv", "report.md")
+FIGURES_DIR = "figures"
+
+# Config keys that cannot change a cell's numbers: not part of its identity.
+NOT_IDENTITY = frozenset({"trainer.verbose", "trainer.threads", "objective"})
+NOT_IDENTITY_PREFIXES = ("logger.",)
+
+# Run statuses a finished metrics.json may hold; a run counts in the summary unless diverged.
+FINISHED_STATUSES = frozenset({"completed", "cached", "diverged"})
+
+# Caps on what the reader opens (a 128-seed metrics.json is ~100 kB; history.csv of 1000
+# epochs x 128 seeds ~6 MB).
+MAX_JSON_BYTES = 64 << 20
+MAX_CSV_BYTES = 256 << 20
+
+NAME_CHARS = 120  # readable part of a cell dir's name; the hash keeps it unique
+HASH_CHARS = 10
+_UNSAFE = re.compile(r"[^A-Za-z0-9._=,+\-\[\]]+")
+
+
+class RecordError(ValueError):
+    """A file in a sweep dir is not what attnlab writes; the message is one line."""
+
+
+# --- identity and names ---------------------------------------------------------------
+
+
+def as_json(value: Any) -> Any:
+    """value as it reads back from JSON (tuples become lists, and so on)."""
+    return json.loads(json.dumps(value))
+
+
+def cell_identity(config: dict[str, Any]) -> dict[str, Any]:
+    """The flat config values that make a cell: all but those that cannot change its numbers."""
+    return {
+        k: v
+        for k, v in as_json(config).items()
+        if k not in NOT_IDENTITY and not k.startswith(NOT_IDENTITY_PREFIXES)
+    }
+
+
+def identity_key(config: dict[str, Any]) -> str:
+    """The cell's identity as one canonical string (a dict key)."""
+    return json.dumps(cell_identity(config), sort_keys=True)
+
+
+def identity_hash(config: dict[str, Any]) -> str:
+    return hashlib.sha256(identity_key(config).encode()).hexdigest()[:HASH_CHARS]
+
+
+def cell_name(config: dict[str, Any], defaults: dict[str, Any]) -> str:
+    """The cell's dir name: its values that differ from the defaults, readable and safe
+    (no `/`, `..` or control characters; capped), then a hash of its whole identity.
+
+    The name depends on the cell alone, so `data.classes=20` and a preset that sets the same
+    value share a dir, and `seeds=[0]` and `seeds=[1]` (seeds are left out of the readable
+    part: lists run long) get two.
+    """
+    identity = cell_identity(config)
+    parts = [
+        f"{k}={_short(v)}"
+        for k, v in sorted(identity.items())
+        if k != "seeds" and (k not in defaults or as_json(defaults[k]) != v)
+    ]
+    readable = _UNSAFE.sub("_", ",".join(parts)).strip("._") or "defaults"
+    return f"{readable[:NAME_CHARS]}-{identity_hash(config)}"
+
+
+def _short(value: Any) -> str:
+    return (
+        json.dumps(value, separators=(",", ":")) if isinstance(value, list | dict) else str(value)
+    )
+
+
+def fallback_name(text: str) -> str:
+    """Dir name of a cell whose config cannot even be resolved (its job records why)."""
+    return f"unresolved-{hashlib.sha256(text.encode()).hexdigest()[:HASH_CHARS]}"
+
+
+# --- writing ----------------------------------------------------------------------------
+
+
+def write_cell(cell_dir: Path, config: dict[str, Any]) -> None:
+    """cell.json: what the dir holds. Written once; a dir that holds another cell is an error."""
+    path = cell_dir / CELL_FILE
+    if path.exists():
+        held = read_json(path, cell_dir.parent)
+        if identity_key(held.get("config", {})) != identity_key(config):
+            raise RecordError(f"{cell_dir} holds another cell (its {CELL_FILE} differs)")
+        return
+    with contextlib.suppress(FileExistsError):  # a concurrent job of the same cell
+        write_json(path, {"config": config}, replace=False)
+
+
+def write_result(cell_dir: Path, doc: dict[str, Any]) -> bool:
+    """metrics.json, once: True if written, False if the cell already had one (kept as is)."""
+    check_metrics(doc, "metrics.json")
+    try:
+        write_json(cell_dir / METRICS_FILE, doc, replace=False)
+    except FileExistsError:
+        return False
+    return True
+
+
+def write_attempt(cell_dir: Path, outcome: str, run_id: str | None, error: str = "") -> None:
+    """run.json: this run's account of the cell (completed, cached or failed)."""
+    doc = {"outcome": outcome, "run_id": run_id, "error": error, "time": time.time()}
+    write_json(cell_dir / RUN_FILE, doc)
+
+
+def one_line(message: str, limit: int = 500) -> str:
+    return " ".join(str(message).split())[:limit]
+
+
+# --- reading ----------------------------------------------------------------------------
+
+
+def inside(path: Path, root: Path) -> bool:
+    """path (symlinks resolved) lies within root."""
+    try:
+        return path.resolve().is_relative_to(root.resolve())
+    except (OSError, RuntimeError):  # a symlink loop
+        return False
+
+
+def read_bytes(path: Path, root: Path, cap: int) -> bytes:
+    """A regular file's bytes, if it lies within root and is at most cap bytes; else
+    RecordError (no FIFO, device or symlink out of root is ever opened)."""
+    if not inside(path, root):
+        raise RecordError(f"{path.name} points outside the sweep dir")
+    try:
+        info = path.stat()
+    except OSError as err:
+        raise RecordError(f"{path.name} cannot be read ({err.strerror})") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise RecordError(f"{path.name} is not a regular file")
+    if info.st_size > cap:
+        raise RecordError(f"{path.name} is {info.st_size} bytes, over the {cap} byte limit")
+    try:
+        with open(path, "rb") as f:
+            return f.read(cap + 1)
+    except OSError as err:
+        raise RecordError(f"{path.name} cannot be read ({err.strerror})") from None
+
+
+def read_json(path: Path, root: Path) -> dict[str, Any]:
+    """A JSON object from path, or RecordError saying what is wrong."""
+    raw = read_bytes(path, root, MAX_JSON_BYTES)
+    try:
+        doc = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise RecordError(f"{path.name} is corrupt ({one_line(str(err), 120)})") from None
+    if not isinstance(doc, dict):
+        raise RecordError(f"{path.name} is not a JSON object")
+    return doc
+
+
+def _is_number(value: Any) -> bool:
+    return value is None or (isinstance(value, int | float) and not isinstance(value, bool))
+
+
+def _is_seed(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def check_config(config: Any, where: str) -> dict[str, Any]:
+    """A flat config as attnlab writes it: str keys, scalar values, `seeds` a list of ints."""
+    if not isinstance(config, dict) or not config:
+        raise RecordError(f"{where}: 'config' is not a non-empty object")
+    for key, value in config.items():
+        scalar = value is None or isinstance(value, str | int | float | bool)
+        if not scalar and key != "seeds":
+            raise RecordError(f"{where}: config value {key} is not a scalar")
+    seeds = config.get("seeds")
+    if not isinstance(seeds, list) or not seeds or not all(_is_seed(s) for s in seeds):
+        raise RecordError(f"{where}: config 'seeds' is not a non-empty list of integers >= 0")
+    return config
+
+
+def check_metrics(doc: dict[str, Any], where: str) -> None:
+    """metrics.json of a finished cell: its config and one run record per seed."""
+    config = check_config(doc.get("config"), where)
+    runs = doc.get("runs")
+    if not isinstance(runs, list) or not runs:
+        raise RecordError(f"{where}: 'runs' is not a non-empty list")
+    for run in runs:
+        if not isinstance(run, dict):
+            raise RecordError(f"{where}: a run record is not an object")
+        if not _is_seed(run.get("seed")):
+            raise RecordError(f"{where}: a run's 'seed' is not an integer >= 0")
+        if run.get("status") not in FINISHED_STATUSES:
+            raise RecordError(f"{where}: run status {run.get('status')!r} is not finished")
+        for key, value in run.items():
+            if key not in ("seed", "status") and not (
+                _is_number(value) or isinstance(value, bool | str)
+            ):
+                raise RecordError(f"{where}: run value {key} is not a number or text")
+    if sorted(r["seed"] for r in runs) != sorted(config["seeds"]):
+        raise RecordError(f"{where}: its runs' seeds differ from config 'seeds'")
+
+
+@dataclass
+class CellRecord:
+    """What one cell dir says: its config, and either its runs or why it has none."""
+
+    name: str
+    config: dict[str, Any] = field(default_factory=dict)
+    status: str = "failed"  # completed | cached | failed
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    error: str = ""
+    run_id: str | None = None  # the run that last touched it (run.json), if any
+    result_run_id: str | None = None  # the run that wrote metrics.json
+
+    @property
+    def finished(self) -> bool:
+        return self.status in ("completed", "cached")
+
+
+def read_cell(cell_dir: Path, root: Path) -> CellRecord:
+    """The record of one cell dir, never an exception: anything unexpected is `failed`."""
+    record = CellRecord(name=cell_dir.name)
+    attempt = _read_optional(cell_dir / RUN_FILE, root)
+    if isinstance(attempt, dict):
+        record.run_id = attempt.get("run_id") if isinstance(attempt.get("run_id"), str) else None
+    record.config = _known_config(cell_dir, root)
+    path = cell_dir / METRICS_FILE
+    if path.exists() or path.is_symlink():
+        try:
+            doc = read_json(path, root)
+            if doc.get("status") == "failed":  # attnlab < 0.2 wrote failures here
+                record.error = one_line(doc.get("error") or "failed (no error recorded)")
+                record.config = _checked_or(doc.get("config"), record.config)
+                return record
+            check_metrics(doc, METRICS_FILE)
+        except RecordError as err:
+            record.error = str(err)
+            return record
+        record.config, record.runs = doc["config"], doc["runs"]
+        record.result_run_id = doc.get("run_id") if isinstance(doc.get("run_id"), str) else None
+        cached = isinstance(attempt, dict) and attempt.get("outcome") == "cached"
+        record.status = "cached" if cached else "completed"
+        return record
+    if isinstance(attempt, dict) and attempt.get("outcome") == "failed":
+        record.error = one_line(attempt.get("error") or "failed (no error recorded)")
+    elif isinstance(attempt, RecordError):
+        record.error = str(attempt)
+    else:
+        record.error = (
+            f"{METRICS_FILE} is missing (the job was killed, is still running, or crashed)"
+        )
+    return record
+
+
+def _read_optional(path: Path, root: Path) -> dict[str, Any] | RecordError | None:
+    if not (path.exists() or path.is_symlink()):
+        return None
+    try:
+        return read_json(path, root)
+    except RecordError as err:
+        return err
+
+
+def _checked_or(config: Any, fallback: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return check_config(config, "")
+    except RecordError:
+        return fallback
+
+
+def _known_config(cell_dir: Path, root: Path) -> dict[str, Any]:
+    """The cell's config from cell.json, or from Hydra's .hydra/config.yaml (read as plain
+    YAML: interpolations stay text, nothing from the environment gets in)."""
+    doc = _read_optional(cell_dir / CELL_FILE, root)
+    if isinstance(doc, dict):
+        return _checked_or(doc.get("config"), {})
+    path = cell_dir / ".hydra" / "config.yaml"
+    if not path.exists():
+        return {}
+    try:
+        import yaml
+
+        tree = yaml.safe_load(read_bytes(path, root, MAX_JSON_BYTES))
+    except Exception:  # unreadable or broken YAML: no config, not a crash
+        return {}
+    return dotted(tree) if isinstance(tree, dict) else {}
+
+
+def cell_dirs(sweep_dir: Path) -> list[Path]:
+    """The sweep's cell dirs, sorted: real dirs (no symlinks) that hold a cell.json, a
+    metrics.json or Hydra's .hydra/ (dirs of attnlab < 0.2); hidden dirs are not cells."""
+    try:
+        entries = list(os.scandir(sweep_dir))
+    except OSError:
+        return []
+    dirs = []
+    for entry in entries:
+        if entry.name.startswith(".") or not entry.is_dir(follow_symlinks=False):
+            continue
+        path = Path(entry.path)
+        markers = (path / CELL_FILE, path / METRICS_FILE, path / ".hydra")
+        if any(m.exists() or m.is_symlink() for m in markers):
+            dirs.append(path)
+    return sorted(dirs)
+
+
+def read_cells(sweep_dir: Path) -> list[CellRecord]:
+    return [read_cell(d, sweep_dir) for d in cell_dirs(sweep_dir)]
+
+
+def finished_cells(sweep_dir: Path) -> dict[str, Path]:
+    """identity_key -> dir of every finished cell in the sweep dir (first dir by name)."""
+    found: dict[str, Path] = {}
+    for record in read_cells(sweep_dir):
+        if record.finished:
+            found.setdefault(identity_key(record.config), sweep_dir / record.name)
+    return found
+
+
+# --- the sweep's own files ----------------------------------------------------------------
+
+
+def read_state(sweep_dir: Path) -> dict[str, Any]:
+    """.sweep.json of the latest run, or {} if there is none or it is unreadable."""
+    try:
+        return read_json(sweep_dir / SWEEP_STATE, sweep_dir)
+    except RecordError:
+        return {}
+
+
+def new_state(command: str, cells: list[str]) -> dict[str, Any]:
+    return {
+        "run_id": os.urandom(8).hex(),
+        "command": command,
+        "started": time.time(),
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "cells": cells,
+    }
+
+
+def remove_temp_files(sweep_dir: Path) -> int:
+    """Delete temp files that killed writes left in the sweep dir, its cells and figures/;
+    return how many. Call only while holding the sweep's lock."""
+    removed = 0
+    places = [sweep_dir, sweep_dir / FIGURES_DIR, *cell_dirs(sweep_dir)]
+    for place in places:
+        if place.is_symlink() or not place.is_dir():
+            continue
+        for path in place.glob(f"{TEMP_PREFIX}*"):
+            if path.is_file() and not path.is_symlink():
+                path.unlink(missing_ok=True)
+                removed += 1
+    return removed
+
+
+def iter_legacy(sweep_dir: Path) -> Iterator[tuple[Path, CellRecord]]:
+    """Cell dirs of attnlab < 0.2 (named by overrides alone, no cell.json) with a result."""
+    for cell_dir in cell_dirs(sweep_dir):
+        if (cell_dir / CELL_FILE).exists():
+            continue
+        record = read_cell(cell_dir, sweep_dir)
+        if record.config:
+            yield cell_dir, record

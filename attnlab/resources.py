@@ -1,0 +1,152 @@
+"""What this process may use (cores, memory) and what a cell needs, checked before training.
+
+Without a bound, a config that cannot fit fails late and badly: `data.features=20000`
+segfaults TensorFlow, `data.classes=3000000` kills a whole sweep. estimate_bytes is a pure,
+deliberately generous model of a cell's peak memory; check_fits turns "does not fit" into
+one line naming the key that drives the need, before anything trains.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import resource
+from pathlib import Path
+
+from attnlab.config import ConfigError, ExperimentConfig
+
+GIB = 1 << 30
+# TensorFlow, Keras and the Python process before any cell (measured: ~0.7-0.8 GB).
+BASE_BYTES = int(0.8 * GIB)
+# Share of the available memory a job may plan to use: the estimate is rough, and the
+# rest of the machine keeps running.
+USABLE_SHARE = 0.85
+FLOAT = 4  # bytes of a float32
+
+
+def available_cpus() -> int:
+    """Cores this process may run on: Slurm's and taskset's pinning count, unlike cpu_count."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # no affinity API (macOS)
+        return os.cpu_count() or 1
+
+
+def available_memory() -> int:
+    """Bytes this process may still allocate: the least of the kernel's MemAvailable, the
+    cgroup's limit less its usage, and the address-space rlimit."""
+    limits = [_meminfo_available(), _cgroup_headroom()]
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft != resource.RLIM_INFINITY:
+        limits.append(soft)
+    known = [x for x in limits if x is not None]
+    return min(known) if known else 1 << 62
+
+
+def _meminfo_available() -> int | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _cgroup_headroom() -> int | None:
+    for limit, usage in (
+        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+        (
+            "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+            "/sys/fs/cgroup/memory/memory.usage_in_bytes",
+        ),
+    ):
+        try:
+            text = Path(limit).read_text().strip()
+            if text == "max" or int(text) >= 1 << 60:
+                return None
+            return int(text) - int(Path(usage).read_text().strip())
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def weight_count(cfg: ExperimentConfig) -> int:
+    """Trainable weights of one replica's model (attnlab.models), to within a few percent."""
+    d, m = cfg.data, cfg.model
+    if m.variant == "lstm":
+        steps, units = d.time_steps, m.lstm_units
+        return steps * steps + 4 * (d.features + units + 1) * units + units * d.classes
+    attention = m.attn_layers * (d.features * d.features + d.features)
+    hidden = d.features * m.hidden + m.hidden
+    if m.variant == "double":
+        hidden += m.hidden * m.hidden + m.hidden
+    return attention + hidden + m.hidden * d.classes + d.classes
+
+
+def estimate_parts(cfg: ExperimentConfig, replicas: int) -> dict[str, int]:
+    """Peak bytes of one cell trained as `replicas` seeds, by what needs them."""
+    d, m, t = cfg.data, cfg.model, cfg.trainer
+    sample = d.features * (d.time_steps if m.sequence else 1)
+    n_val = d.samples - int(d.samples * (1 - t.validation_split))
+    width = d.features * max(m.attn_layers, 1) + m.hidden + d.classes
+    if m.sequence:
+        width += d.time_steps * (m.lstm_units * 6 + d.features)
+    return {
+        # weights, gradients and Adam's two moments
+        "weights": 4 * FLOAT * weight_count(cfg) * replicas,
+        # the draw, its stacked copy and the training graph's constants
+        "data": 3 * FLOAT * (d.samples + 2 * d.probe_samples) * sample * replicas,
+        # one step's activations, forward and backward
+        "activations": 3 * FLOAT * t.batch_size * width * replicas,
+        # predicted probabilities for validation and probe sets (two concatenated copies)
+        "predictions": 2 * FLOAT * (n_val + d.probe_samples) * d.classes * replicas,
+        # one epoch's sample orders, and the per-epoch history
+        "bookkeeping": 4 * d.samples * replicas + 8 * 4 * t.epochs * replicas,
+    }
+
+
+def estimate_bytes(cfg: ExperimentConfig, replicas: int | None = None) -> int:
+    replicas = len(cfg.seeds) if replicas is None else replicas
+    return sum(estimate_parts(cfg, replicas).values())
+
+
+# Keys whose growth a cell's memory follows; the one that drives it is named in the error.
+_DRIVERS = (
+    ("data", "features"),
+    ("data", "classes"),
+    ("data", "samples"),
+    ("data", "probe_samples"),
+    ("data", "time_steps"),
+    ("model", "hidden"),
+    ("model", "attn_layers"),
+    ("model", "lstm_units"),
+    ("trainer", "batch_size"),
+)
+
+
+def driver(cfg: ExperimentConfig) -> tuple[str, object]:
+    """The key (and its value) whose doubling would add the most memory; `seeds` if none."""
+    base = estimate_bytes(cfg)
+    best, growth = ("seeds", cfg.seeds), float(base)  # doubling the seeds doubles it
+    for group, key in _DRIVERS:
+        part = getattr(cfg, group)
+        value = getattr(part, key)
+        bigger = dataclasses.replace(cfg, **{group: dataclasses.replace(part, **{key: 2 * value})})
+        extra = estimate_bytes(bigger) - base
+        if extra > growth:
+            best, growth = (f"{group}.{key}", value), extra
+    return best
+
+
+def check_fits(cfg: ExperimentConfig, available: int | None = None) -> None:
+    """ConfigError (one line) if the cell cannot fit in this process's memory."""
+    available = available_memory() if available is None else available
+    need = estimate_bytes(cfg) + BASE_BYTES
+    if need <= USABLE_SHARE * available:
+        return
+    key, value = driver(cfg)
+    raise ConfigError(
+        f"{key}={value}: the cell needs ~{need / GIB:.1f} GiB for {len(cfg.seeds)} seeds; "
+        f"{available / GIB:.1f} GiB available (lower it, or run fewer seeds per cell)"
+    )

@@ -1,0 +1,182 @@
+"""attnlab's sweeper: the grid's cells checked, deduplicated and packed before any job runs.
+
+Hydra's basic sweeper hands each cell to the launcher as its own job and learns of a bad
+value only when that job fails. This one (the default; hydra_plugins/attnlab_sweeper is its
+thin plugin shell) composes every cell first, in the parent:
+
+- a cell that is invalid (bad value, unresolvable interpolation, too big for memory) gets
+  its failure recorded in its own dir, and no job;
+- a cell finished in the sweep dir by an earlier run is reused as it is (`cached`);
+- the rest are grouped into packs (attnlab.packing: cells that share a model shape, at most
+  `max_replicas` seeds and what fits in a job's memory), and each pack is one job for
+  whichever launcher the user chose (basic, joblib, submitit, Ray): the job trains the pack
+  as one model and writes each of its cells (attnlab.sweep.run_pack_job).
+
+A launcher that loses a job (a cancelled or timed-out SLURM task, a killed worker) raises
+here; the cells without a result are then recorded as failed by the end-of-sweep callback,
+and the report is written as for any sweep.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override
+from hydra.core.utils import JobReturn, JobStatus
+from omegaconf import DictConfig, OmegaConf
+
+from attnlab import records
+from attnlab.config import ExperimentConfig
+from attnlab.files import write_json
+from attnlab.packing import plan_packs
+from attnlab.resources import BASE_BYTES, GIB, USABLE_SHARE, available_memory, estimate_bytes
+from attnlab.sweep import PACK_ENV, Cell, make_cell, strip_hydra
+
+log = logging.getLogger(__name__)
+
+
+def expand(overrides: list[Override]) -> list[list[str]]:
+    """Every job's overrides: the product of the sweep lists (as Hydra's basic sweeper)."""
+    lists = []
+    for override in overrides:
+        key = override.get_key_element()
+        if override.is_sweep_override():
+            if not override.is_discrete_sweep():
+                raise ValueError(f"{key}: a range or interval sweep needs an optimizing sweeper")
+            lists.append([f"{key}={value}" for value in override.sweep_string_iterator()])
+        else:
+            lists.append([f"{key}={override.get_value_element_as_str()}"])
+    return [list(job) for job in itertools.product(*lists)]
+
+
+def job_memory(launcher_cfg: Any) -> int:
+    """Bytes one job may use: the launcher's per-job memory (submitit's mem_gb) if it sets
+    one, else what this machine has free."""
+    mem_gb = OmegaConf.select(launcher_cfg, "mem_gb") if launcher_cfg is not None else None
+    return int(float(mem_gb) * GIB) if mem_gb else available_memory()
+
+
+def pack_fits(pack: list[ExperimentConfig], memory: int) -> bool:
+    """The pack's cells, their heads padded to the widest, fit in one job's memory."""
+    import dataclasses
+
+    widest = max(c.data.classes for c in pack)
+    need = sum(
+        estimate_bytes(dataclasses.replace(c, data=dataclasses.replace(c.data, classes=widest)))
+        for c in pack
+    )
+    return need + BASE_BYTES <= USABLE_SHARE * memory
+
+
+def sweep(
+    config: DictConfig,
+    hydra_context: Any,
+    launcher: Any,
+    arguments: list[str],
+    params: dict[str, str] | None,
+    pack: bool,
+    max_replicas: int,
+) -> list[Sequence[JobReturn]]:
+    sweep_dir = Path(config.hydra.sweep.dir)
+    lines = [f"{k}={v}" for k, v in (params or {}).items()] + list(arguments)
+    parser = OverridesParser.create(config_loader=hydra_context.config_loader)
+    jobs = expand(parser.parse_overrides(lines))
+    OmegaConf.save(config, sweep_dir / "multirun.yaml")  # as Hydra's basic sweeper does
+
+    state = records.read_state(sweep_dir)
+    run_id = state.get("run_id")
+    cells = [compose(hydra_context, config, job) for job in jobs]
+    finished = records.finished_cells(sweep_dir)
+    seen: set[str] = set()
+    names: list[str] = []
+    pending: list[Cell] = []
+    reused = invalid = 0
+    for cell in cells:
+        key = records.identity_key(cell.config)
+        if key in seen:
+            continue  # a cell listed twice (say, a sweep over trainer.verbose) runs once
+        seen.add(key)
+        if key in finished:
+            names.append(finished[key].name)
+            records.write_attempt(finished[key], "cached", run_id)
+            reused += 1
+        elif cell.error:
+            names.append(cell.name)
+            record_invalid(sweep_dir, cell, run_id)
+            invalid += 1
+        else:
+            names.append(cell.name)
+            pending.append(cell)
+
+    memory = job_memory(OmegaConf.select(config, "hydra.launcher"))
+    by_exp = {id(c.exp): c for c in pending}
+    packs = plan_packs(
+        [c.exp for c in pending if c.exp is not None],
+        max_replicas if pack else 1,
+        (lambda p: pack_fits(p, memory)) if pack else (lambda p: len(p) == 1),
+    )
+    state["cells"] = names
+    write_json(sweep_dir / records.SWEEP_STATE, state)
+    batch = []
+    for index, members in enumerate(packs):
+        pack_cells = [by_exp[id(exp)] for exp in members]
+        batch.append(write_pack(sweep_dir, run_id, index, pack_cells))
+    log.info(
+        "sweep of %d cells into %s: %d to train in %d job(s), %d reused, %d invalid",
+        len(names),
+        sweep_dir,
+        len(pending),
+        len(batch),
+        reused,
+        invalid,
+    )
+    if not batch:
+        return []
+    try:
+        returns = launcher.launch(batch, initial_job_idx=0)
+    except Exception as err:  # a lost job (cancelled, timed out, its worker killed)
+        log.error("the launcher lost a job: %s", records.one_line(f"{type(err).__name__}: {err}"))
+        return []
+    for ret in returns:
+        if ret.status == JobStatus.FAILED:
+            log.error("a job failed: %s", records.one_line(repr(ret._return_value)))
+    return [returns]
+
+
+def compose(hydra_context: Any, config: DictConfig, overrides: list[str]) -> Cell:
+    """One job's cell, composed as the job will be (a compose error, e.g. an unknown key
+    or option, stops the whole sweep before anything runs, as in Hydra's sweepers)."""
+    composed = hydra_context.config_loader.load_sweep_config(config, list(overrides))
+    return make_cell(strip_hydra(composed), list(overrides), activations=False)
+
+
+def record_invalid(sweep_dir: Path, cell: Cell, run_id: str | None) -> None:
+    """A cell that cannot run: its failure goes into its own dir (never over a result)."""
+    cell_dir = sweep_dir / cell.name
+    with contextlib.suppress(records.RecordError):
+        records.write_cell(cell_dir, cell.config)
+    records.write_attempt(cell_dir, "failed", run_id, cell.error)
+    log.error("%s: %s", cell.name, cell.error)
+
+
+def write_pack(sweep_dir: Path, run_id: str | None, index: int, cells: list[Cell]) -> list[str]:
+    """Write the pack's spec (its cells' configs and dirs) and each cell's cell.json; return
+    the job's overrides: its first cell's, plus the pack's id."""
+    pack_id = f"{(run_id or 'run')[:8]}-{index:03d}"
+    entries = []
+    for cell in cells:
+        assert cell.exp is not None
+        records.write_cell(sweep_dir / cell.name, cell.config)
+        entries.append(
+            {"name": cell.name, "config": OmegaConf.to_container(OmegaConf.structured(cell.exp))}
+        )
+    write_json(
+        sweep_dir / records.JOBS_DIR / f"{pack_id}.json", {"run_id": run_id, "cells": entries}
+    )
+    return [*cells[0].overrides, f"++hydra.job.env_set.{PACK_ENV}={pack_id}"]

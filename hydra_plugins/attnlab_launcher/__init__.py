@@ -1,1 +1,0 @@
-"""attnlab's Hydra launcher plugin (Hydra finds launchers only under hydra_plugins)."""

@@ -1,0 +1,1 @@
+"""attnlab's sweeper plugin (Hydra finds sweepers only under hydra_plugins)."""

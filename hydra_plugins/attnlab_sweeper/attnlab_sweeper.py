@@ -1,0 +1,53 @@
+"""The plugin shell of attnlab's sweeper; the work is in attnlab.sweeper."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from hydra.core.plugins import Plugins
+from hydra.plugins.sweeper import Sweeper
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig
+
+from hydra_plugins.attnlab_sweeper.config import AttnlabSweeperConf  # noqa: F401  (registers it)
+
+
+class AttnlabSweeper(Sweeper):
+    def __init__(self, params: Any = None, pack: bool = True, max_replicas: int = 128) -> None:
+        self.params = dict(params) if params else {}
+        self.pack, self.max_replicas = bool(pack), int(max_replicas)
+        self.config: DictConfig | None = None
+        self.hydra_context: HydraContext | None = None
+        self.launcher: Any = None
+
+    def setup(
+        self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
+    ) -> None:
+        self.config, self.hydra_context = config, hydra_context
+        self.launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=hydra_context, task_function=task_function, config=config
+        )
+
+    def sweep(self, arguments: list[str]) -> Sequence[Any]:
+        from attnlab import sweeper
+
+        assert self.config is not None and self.hydra_context is not None
+        return sweeper.sweep(
+            self.config,
+            self.hydra_context,
+            self.launcher,
+            arguments,
+            {str(k): str(v) for k, v in self.params.items()},
+            self.pack,
+            self.max_replicas,
+        )
+
+
+def register() -> None:
+    """Make the sweeper known to Hydra: its plugin walk misses hydra_plugins packages of an
+    editable install (setuptools maps them through an import hook the walk does not see)."""
+    plugins = Plugins.instance()
+    name = f"{AttnlabSweeper.__module__}.{AttnlabSweeper.__name__}"
+    if name not in plugins.class_name_to_class:
+        plugins.register(AttnlabSweeper)

@@ -1,0 +1,31 @@
+"""The sweeper's config, registered in Hydra's ConfigStore as hydra/sweeper=attnlab."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+
+
+@dataclass
+class AttnlabSweeperConf:
+    _target_: str = "hydra_plugins.attnlab_sweeper.attnlab_sweeper.AttnlabSweeper"
+    # Swept keys and their comma-separated values, as Hydra's basic sweeper takes them
+    # (presets in conf/experiment/ set these); the command line's lists are added to them.
+    params: Any = None
+    # Train the cells that share a model shape as one model, one job per pack
+    # (attnlab/packing.py); false: every cell is a job of its own.
+    pack: bool = True
+    # Seeds one job trains at most (a pack is split to stay under it, and under the job's
+    # memory): keep a job within a node's memory and time limit.
+    max_replicas: int = 128
+
+
+def register() -> None:
+    ConfigStore.instance().store(
+        group="hydra/sweeper", name="attnlab", node=AttnlabSweeperConf, provider="attnlab"
+    )
+
+
+register()
