@@ -45,7 +45,7 @@ def panels(frame: pd.DataFrame, facets: list[str]) -> list[tuple[str, pd.DataFra
     if not facets:
         return [("", frame)]
     out = []
-    for key, rows in frame.groupby(facets, sort=True):
+    for key, rows in frame.groupby(facets, sort=True, dropna=False):
         values = key if isinstance(key, tuple) else (key,)
         title = ", ".join(f"{short(c)}={v}" for c, v in zip(facets, values, strict=True))
         out.append((title, rows))
