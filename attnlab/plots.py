@@ -376,7 +376,9 @@ def attention_figure(
     return fig
 
 
-def attention_grid_figure(cells: list[tuple[str, pd.DataFrame, int]], ncols: int = 3) -> Figure:
+def attention_grid_figure(
+    cells: list[tuple[str, pd.DataFrame, int]], ncols: int = 3, axis: str = "input column"
+) -> Figure:
     """Each cell's seeds x columns attention, one panel per cell, one colour scale for all."""
     matrices = [attention_matrix(frame) for _, frame, _ in cells]
     vmax = max(
@@ -385,7 +387,7 @@ def attention_grid_figure(cells: list[tuple[str, pd.DataFrame, int]], ncols: int
     fig, axes = _grid(len(cells), ncols, 4.2, 0.9 + 0.2 * max(len(m.weights) for m in matrices))
     image = None
     for ax, (title, _, key), matrix in zip(axes, cells, matrices, strict=True):
-        image = draw_attention_matrix(ax, matrix, key, title, vmax, "input column")
+        image = draw_attention_matrix(ax, matrix, key, title, vmax, axis)
     fig.suptitle(
         "attention per seed and column (mean over the probe set), one colour scale", fontsize=10
     )

@@ -348,7 +348,11 @@ def write_figures(
         combos = summary[axes[1:]].drop_duplicates() if len(axes) > 1 else summary.iloc[:1]
         ncols = len(combos) if len(combos) <= 6 else 4
         what = "every seed's attention per column, each cell a panel (one colour scale)"
-        save("attention_grid.png", plots.attention_grid_figure(cells, ncols), what)
+        sequence = "model.variant" in summary and (summary["model.variant"] == "lstm").all()
+        grid = plots.attention_grid_figure(
+            cells, ncols, "time step" if sequence else "input column"
+        )
+        save("attention_grid.png", grid, what)
     return written
 
 
