@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,11 +20,11 @@ from pathlib import Path
 import pandas as pd
 
 from attnlab.files import write_text
-from attnlab.report import interval
+from attnlab.report import focus, interval
+from attnlab.stats import wilson_interval
 
 DOCS = Path("docs")
 RAW, SCALED = "blog_all_summary.csv", "blog_all_scaled_summary.csv"
-FOCUSED, SCATTERED = 0.8, 0.2  # focus_rate at or above / at or below: a clear verdict
 
 
 @dataclass(frozen=True)
@@ -69,16 +68,32 @@ def cell(
     return rows.iloc[0]
 
 
+def most_focus(row: pd.Series) -> bool | None:
+    """True when the Wilson interval of focus_rate lies above one half (most seeds focus),
+    False when below, None when it spans one half: the seeds cannot tell."""
+    low, high = row["focus_rate_ci_low"], row["focus_rate_ci_high"]
+    if _spans_half(low, high) or not math.isfinite(low):
+        return None
+    return bool(low > 0.5)
+
+
+def unresolved(n: int) -> str:
+    """Which counts of focused seeds out of n leave the Wilson interval spanning one half."""
+    ks = [k for k in range(n + 1) if _spans_half(*wilson_interval(k, n))]
+    return f"with {n} seeds: {ks[0]}/{n} to {ks[-1]}/{n} focused" if ks else f"never at {n} seeds"
+
+
+def _spans_half(low: float, high: float) -> bool:
+    return low <= 0.5 <= high
+
+
 def focus_verdict(row: pd.Series, claimed_focused: bool) -> str:
-    rate, n = row["focus_rate"], int(row["n_seeds"])
-    if not math.isfinite(rate):
+    if not math.isfinite(row["focus_rate"]):
         return "no usable seeds"
-    k = round(rate * n)
-    if rate >= FOCUSED:
-        return "holds" if claimed_focused else f"fails: focused in {k}/{n} seeds"
-    if rate <= SCATTERED:
-        return f"fails: focused in {k}/{n} seeds" if claimed_focused else "holds"
-    return f"depends on the seed: focused in {k}/{n}"
+    most = most_focus(row)
+    if most is None:
+        return f"the seeds cannot resolve it: focused in {focus(row)}"
+    return "holds" if most == claimed_focused else f"fails: focused in {focus(row)}"
 
 
 def above(a: pd.Series, b: pd.Series, metric: str) -> str:
@@ -92,19 +107,26 @@ def above(a: pd.Series, b: pd.Series, metric: str) -> str:
 
 def claims_table(summary: pd.DataFrame) -> list[str]:
     lines = [
-        "| blog claim | cell | focus rate | attn_key_weight [95% CI] | val_accuracy [95% CI] | "
-        "key_ablation_drop | verdict on focus |",
-        "|---|---|---|---|---|---|---|",
+        "| blog claim | cell | focused seeds [95% Wilson] | attn_key_weight [95% CI] | "
+        "val_accuracy [95% CI] | acc focused / unfocused | key_ablation_drop | verdict on focus |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for claim in CLAIMS:
         row = cell(summary, claim.classes, claim.features, claim.attn_layers)
         name = f"{claim.classes} cl, {claim.features} feat, depth {claim.attn_layers}"
         lines.append(
-            f"| {claim.text} | {name} | {row['focus_rate']:.2f} ({int(row['n_seeds'])} seeds) | "
+            f"| {claim.text} | {name} | {focus(row)} | "
             f"{interval(row, 'attn_key_weight')} | {interval(row, 'val_accuracy')} | "
+            f"{coupling(row)} | "
             f"{row['key_ablation_drop_mean']:.3f} | {focus_verdict(row, claim.focused)} |"
         )
     return lines
+
+
+def coupling(row: pd.Series) -> str:
+    """Mean val_accuracy of the seeds that focused / of those that did not."""
+    means = (row[f"val_accuracy_{g}_mean"] for g in ("focused", "unfocused"))
+    return " / ".join("–" if not math.isfinite(m) else f"{m:.3f}" for m in means)
 
 
 def side_claims(summary: pd.DataFrame) -> list[str]:
@@ -130,26 +152,29 @@ def readings(raw: pd.DataFrame, scaled: pd.DataFrame | None) -> list[str]:
     """What the numbers say beyond the claims, each sentence computed from the summaries."""
     c50 = cell(raw, 50)
     used = c50["key_ablation_drop_mean"] / c50["val_accuracy_mean"]
-    seen = c50["focus_rate"] <= SCATTERED and used >= 0.5  # the model uses what it hardly attends
+    seen = most_focus(c50) is False and used >= 0.5  # the model uses what it hardly attends
     head = "Peak attention is not what the model uses." if seen else "Focus and key use."
     lines = [
         f"- **{head}** At 50 classes (32 features) attention peaks on the key in "
-        f"{round(c50['focus_rate'] * c50['n_seeds'])}/{int(c50['n_seeds'])} seeds, while "
+        f"{focus(c50)} seeds, while "
         f"shuffling the key costs {c50['key_ablation_drop_mean']:.3f} of its "
         f"{c50['val_accuracy_mean']:.3f} accuracy ({used:.0%} of it), and shuffling the "
         f"most-attended other column costs {c50['peak_ablation_drop_mean']:.3f}.",
     ]
+    lines.append(split_reading(raw))
     if scaled is None:
         return lines
     many = [c for c in sorted(raw["data.classes"].unique()) if c >= 30]
     focus_raw = max(cell(raw, int(c))["focus_rate"] for c in many)
     focus_scaled = min(cell(scaled, int(c))["focus_rate"] for c in many)
+    resolved_raw = all(most_focus(cell(raw, int(c))) is False for c in many)
+    resolved_scaled = all(most_focus(cell(scaled, int(c))) is True for c in many)
     worse = [
         int(c)
         for c in many
         if above(cell(scaled, int(c)), cell(raw, int(c)), "val_accuracy") == "lower"
     ]
-    magnitude = focus_scaled >= FOCUSED and focus_raw <= SCATTERED
+    magnitude = resolved_scaled and resolved_raw  # both resolved by the Wilson intervals
     head = "The 'disorder' is the raw key's magnitude." if magnitude else "Raw vs scaled key."
     share = "in every seed" if focus_scaled == 1 else f"in at least {focus_scaled:.0%} of seeds"
     accuracy = (
@@ -163,6 +188,26 @@ def readings(raw: pd.DataFrame, scaled: pd.DataFrame | None) -> list[str]:
         f"every class count from 30 up (raw: at most {focus_raw:.0%}). {accuracy}"
     )
     return lines
+
+
+def split_reading(raw: pd.DataFrame) -> str:
+    """Accuracy of focused vs unfocused seeds in the two mixed cells the blog discusses."""
+    mixed = [("20 classes", cell(raw, 20)), ("50 classes x 128 features", cell(raw, 50, 128))]
+    higher = all(
+        r["val_accuracy_unfocused_mean"] > r["val_accuracy_focused_mean"] for _, r in mixed
+    )
+    head = "Unfocused seeds score higher." if higher else "Focused and unfocused seeds."
+    parts = [
+        f"at {name} the focused seeds reach {r['val_accuracy_focused_mean']:.3f} and the "
+        f"unfocused {r['val_accuracy_unfocused_mean']:.3f}"
+        for name, r in mixed
+    ]
+    return (
+        f"- **{head}** Within a cell, {'; '.join(parts)}: the cell's mean accuracy hides "
+        "the split: peak attention on the key does not go with higher accuracy."
+        if higher
+        else f"- **{head}** Within a cell, {'; '.join(parts)}."
+    )
 
 
 def grid_table(summary: pd.DataFrame, value: str, label: str) -> list[str]:
@@ -183,13 +228,13 @@ def grid_table(summary: pd.DataFrame, value: str, label: str) -> list[str]:
 
 def encoding_table(raw: pd.DataFrame, scaled: pd.DataFrame) -> list[str]:
     lines = [
-        "| classes | focus rate raw | focus rate scaled | val_accuracy raw | val_accuracy scaled |",
+        "| classes | focused raw | focused scaled | val_accuracy raw | val_accuracy scaled |",
         "|---|---|---|---|---|",
     ]
     for classes in sorted(raw["data.classes"].unique()):
         r, s = cell(raw, int(classes)), cell(scaled, int(classes))
         lines.append(
-            f"| {classes} | {r['focus_rate']:.2f} | {s['focus_rate']:.2f} | "
+            f"| {classes} | {focus(r)} | {focus(s)} | "
             f"{interval(r, 'val_accuracy')} | {interval(s, 'val_accuracy')} |"
         )
     return lines
@@ -213,12 +258,15 @@ def render(raw: pd.DataFrame, scaled: pd.DataFrame | None) -> str:
         f"{_setting(raw, 'data.samples')} samples, {_setting(raw, 'trainer.epochs')} epochs, "
         f"32 features unless said, key column {_setting(raw, 'data.attention_column')}) — "
         "the summary it read is "
-        f"[`data/{RAW}`](data/{RAW}). The blog ran one seed per cell. A focus claim "
-        f"**holds** when at least {FOCUSED:.0%} of seeds agree with it, **fails** when at most "
-        f"{SCATTERED:.0%} do, and otherwise **depends on the seed**. Intervals are 95% "
-        "bootstrap intervals of the mean across seeds. `key_ablation_drop` is the accuracy "
-        "lost when the key column is shuffled: attention on a column whose removal costs "
-        "nothing explains nothing.",
+        f"[`data/{RAW}`](data/{RAW}). The blog ran one seed per cell. A seed focuses when "
+        "its mean attention peaks on the key column. A focus claim **holds** when the 95% "
+        "Wilson interval of the share of focused seeds lies wholly on the claim's side of "
+        "one half (most seeds agree with it), **fails** when it lies wholly on the other "
+        f"side, and otherwise the seeds cannot resolve it ({unresolved(n)}). The other "
+        "intervals are 95% Student-t intervals of the mean across seeds. "
+        "`acc focused / unfocused` is the mean val_accuracy of the focused and of the "
+        "unfocused seeds. `key_ablation_drop` is the accuracy lost when the key column is "
+        "shuffled: attention on a column whose removal costs nothing explains nothing.",
         "",
         *claims_table(raw),
         "",
@@ -252,6 +300,69 @@ def render(raw: pd.DataFrame, scaled: pd.DataFrame | None) -> str:
     return "\n".join(out) + "\n"
 
 
+REQUIRED = (
+    "data.classes",
+    "data.features",
+    "model.attn_layers",
+    "n_seeds",
+    "focus_rate",
+    "focus_rate_ci_low",
+    "focus_rate_ci_high",
+    "val_accuracy_focused_mean",
+    "val_accuracy_unfocused_mean",
+    *(
+        f"{m}_{k}"
+        for m in ("val_accuracy", "attn_key_weight")
+        for k in ("mean", "ci_low", "ci_high")
+    ),
+    "key_ablation_drop_mean",
+    "peak_ablation_drop_mean",
+)
+
+
+class InputError(ValueError):
+    """A sweep dir or summary findings cannot use; its message is the one-line error."""
+
+
+def load_summary(path: Path, key: str) -> pd.DataFrame:
+    """summary.csv at path with every column findings reads, or InputError naming key."""
+    if not path.exists():
+        raise InputError(f"{key}: {path} does not exist")
+    try:
+        summary = pd.read_csv(path)
+    except (OSError, ValueError) as err:
+        raise InputError(f"{key}: {path} is not a readable CSV ({err})") from err
+    missing = [c for c in REQUIRED if c not in summary]
+    if missing:
+        raise InputError(
+            f"{key}: {path} lacks column(s) {', '.join(missing)} "
+            "(rebuild it with python -m attnlab.report <sweep dir>)"
+        )
+    return summary
+
+
+def check_cells(summary: pd.DataFrame, key: str, cells: list[tuple[int, int, int]]) -> None:
+    """Each (classes, features, attn_layers) the page reads is exactly one row."""
+    for classes, features, depth in cells:
+        try:
+            cell(summary, classes, features, depth)
+        except ValueError as err:
+            raise InputError(f"{key}: {err}") from err
+
+
+def read_inputs(
+    raw_path: Path, scaled_path: Path | None, keys: tuple[str, str]
+) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """Both summaries, checked for every column and cell the page needs."""
+    raw = load_summary(raw_path, keys[0])
+    check_cells(raw, keys[0], [(c.classes, c.features, c.attn_layers) for c in CLAIMS])
+    scaled = None
+    if scaled_path is not None:
+        scaled = load_summary(scaled_path, keys[1])
+        check_cells(scaled, keys[1], [(int(c), 32, 1) for c in raw["data.classes"].unique()])
+    return raw, scaled
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m attnlab.findings",
@@ -263,19 +374,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--docs", type=Path, default=DOCS)
     args = parser.parse_args(argv)
     data = args.docs / "data"
-    data.mkdir(parents=True, exist_ok=True)
-    for sweep, name in ((args.raw_sweep, RAW), (args.scaled_sweep, SCALED)):
-        if sweep is not None:
-            shutil.copyfile(sweep / "summary.csv", data / name)
-    if not (data / RAW).exists():
-        print(
-            f"attnlab.findings: error: raw_sweep is required: {data / RAW} does not exist",
-            file=sys.stderr,
-        )
+    # Every input is read and checked, and the page rendered, before anything is written:
+    # a wrong sweep dir must not overwrite the committed copies in docs/data/.
+    if args.raw_sweep is not None:
+        raw_path, keys = args.raw_sweep / "summary.csv", ("raw_sweep", "scaled_sweep")
+        scaled_path = args.scaled_sweep / "summary.csv" if args.scaled_sweep else None
+    else:
+        raw_path, keys = data / RAW, (f"raw_sweep (not given; {data / RAW})", "scaled copy")
+        scaled_path = data / SCALED if (data / SCALED).exists() else None
+    try:
+        raw, scaled = read_inputs(raw_path, scaled_path, keys)
+        page = render(raw, scaled)
+    except ValueError as err:  # InputError, or a cell the page's grid tables lack
+        print(f"attnlab.findings: error: {err}", file=sys.stderr)
         return 2
-    raw = pd.read_csv(data / RAW)
-    scaled = pd.read_csv(data / SCALED) if (data / SCALED).exists() else None
-    write_text(args.docs / "findings.md", render(raw, scaled))
+    if args.raw_sweep is not None:
+        data.mkdir(parents=True, exist_ok=True)
+        write_text(data / RAW, raw_path.read_text())
+        if scaled_path is not None:
+            write_text(data / SCALED, scaled_path.read_text())
+    write_text(args.docs / "findings.md", page)
     print(args.docs / "findings.md")
     return 0
 

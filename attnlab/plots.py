@@ -1,12 +1,19 @@
-"""Figure renderers. Each takes a ready DataFrame and returns a Figure; none writes files.
+"""Figures: pure functions compute each figure's data, thin renderers return a Figure.
 
-The per-run attention chart is plain matplotlib (Keras has already loaded it); seaborn,
-which takes ~0.8 s to import, loads only for a sweep's report figures.
+The numbers a figure draws are the summary's (attnlab/report.py summarize: means, Student-t
+and Wilson intervals), never re-estimated here: a band in a figure is the interval in
+summary.csv. Every swept axis is shown: the first axes on the x axis, as lines or as heatmap
+rows, the rest as one panel each (the panel titles name their values), so nothing is
+averaged over silently. Plain matplotlib throughout (no seaborn estimators): drawing is
+deterministic, so re-rendering a report gives byte-identical PNGs. No function here writes
+files.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+from typing import NamedTuple
 
 import matplotlib
 
@@ -14,114 +21,376 @@ matplotlib.use("Agg")  # headless: no display on CI or cluster nodes
 logging.getLogger("matplotlib").setLevel(logging.WARNING)  # its INFO notes flood the run log
 
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.patches import Rectangle  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-KEY_COLOR, OTHER_COLOR = "#d62728", "#4c72b0"
+from attnlab.stats import t_interval  # noqa: E402
+
+KEY_COLOR, REF_COLOR = "#d62728", "#7f7f7f"
+MAX_PANEL_COLUMNS = 4
 
 
-def attention_bars(attention: pd.DataFrame) -> pd.DataFrame:
-    """Per column: the mean attention over seeds and its sd across seeds (0 for one seed).
-
-    attention: tidy columns seed, column, weight (one mean vector per seed).
-    """
-    stats = attention.dropna().groupby("column")["weight"].agg(["mean", "std"]).fillna(0.0)
-    return stats.rename(columns={"std": "sd"}).reset_index()
+def short(column: str) -> str:
+    """`data.classes` -> `classes`: the name a reader knows from the blog."""
+    return column.split(".")[-1]
 
 
-def draw_attention_bars(
-    ax: Axes, attention: pd.DataFrame, key: int, title: str, axis: str = "input column"
-) -> None:
-    """The blog's bar chart: mean attention per column, sd across seeds as error bars.
+def panels(frame: pd.DataFrame, facets: list[str]) -> list[tuple[str, pd.DataFrame]]:
+    """One (title, rows) per combination of the facet axes' values, in their sorted order;
+    the title names every facet value ("features=32, attn_layers=2")."""
+    if not facets:
+        return [("", frame)]
+    out = []
+    for key, rows in frame.groupby(facets, sort=True, dropna=False):
+        values = key if isinstance(key, tuple) else (key,)
+        title = ", ".join(f"{short(c)}={v}" for c, v in zip(facets, values, strict=True))
+        out.append((title, rows))
+    return out
 
-    Statistics computed once here and drawn with matplotlib: this chart is drawn by every
-    run, and seaborn's import and per-bar re-aggregation cost more than the chart.
-    """
-    bars = attention_bars(attention)
-    colors = [KEY_COLOR if c == key else OTHER_COLOR for c in bars["column"]]
-    ax.bar(bars["column"], bars["mean"], color=colors, width=0.8)
-    ax.errorbar(
-        bars["column"], bars["mean"], yerr=bars["sd"], fmt="none", ecolor="#333333", elinewidth=1
+
+def layout_title(what: str, facets: list[str], roles: str) -> str:
+    """A figure's title: what it shows, which axis is where, and one panel per what."""
+    per = f"; one panel per {' x '.join(short(c) for c in facets)}" if facets else ""
+    return f"{what}\n{roles}{per}"
+
+
+def _grid(
+    n: int, ncols: int, width: float, height: float, sharey: bool = False
+) -> tuple[Figure, list]:
+    ncols = max(1, min(ncols, n))
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(
+        nrows,
+        ncols,
+        figsize=(width * ncols, height * nrows),
+        squeeze=False,
+        sharey=sharey,
+        layout="constrained",  # room for the suptitle and a shared colour bar
     )
-    ax.set_title(title, fontsize=9)
-    ax.set_xlabel(f"{axis} (key in red)")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_ylabel("attention weight")
-    ax.set_xlim(-0.6, len(bars) - 0.4)
-    ax.set_ylim(bottom=0)
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    return fig, list(axes.flat[:n])
+
+
+def _panel_columns(frame: pd.DataFrame, facets: list[str]) -> int:
+    """Panels side by side: the values of the last facet axis (it varies fastest)."""
+    if not facets:
+        return 1
+    return min(MAX_PANEL_COLUMNS, int(frame[facets[-1]].nunique()))
+
+
+# ---- heatmaps -------------------------------------------------------------------------------
+
+
+class HeatmapPanel(NamedTuple):
+    title: str
+    values: pd.DataFrame  # rows x cols, the colour
+    labels: pd.DataFrame  # rows x cols, the text drawn in each cell
+
+
+def heatmap_data(
+    summary: pd.DataFrame, value: str, rows: str | None, cols: str, facets: list[str]
+) -> list[HeatmapPanel]:
+    """`value` of each cell on a rows x cols grid, one panel per value of the facet axes.
+
+    Labels carry the summary's interval: `0.73 [0.68, 0.80]` for a mean, `4/5 [0.38, 0.96]`
+    (Wilson) for focus_rate. Every swept axis is rows, cols or a facet, so each grid cell is
+    one summary row (cells that differ only in their seeds list would share one; the first
+    is shown).
+    """
+    out = []
+    for title, part in panels(summary, facets):
+        part = part.assign(_label=[_label(r, value) for _, r in part.iterrows()])
+        index = part[rows] if rows is not None else part[cols].map(lambda _: "")
+        grid = part.assign(_row=index).drop_duplicates(["_row", cols])
+        values = grid.pivot(index="_row", columns=cols, values=value).astype(float)
+        labels = grid.pivot(index="_row", columns=cols, values="_label").fillna("")
+        values.index.name = labels.index.name = rows
+        out.append(HeatmapPanel(title, values, labels))
+    return out
+
+
+def _label(row: pd.Series, value: str) -> str:
+    if value == "focus_rate":
+        rate, n = row["focus_rate"], int(row["n_seeds"])
+        if not math.isfinite(rate):
+            return "–"
+        low, high = row["focus_rate_ci_low"], row["focus_rate_ci_high"]
+        return f"{round(rate * n)}/{n}\n[{low:.2f}, {high:.2f}]"
+    metric = value.removesuffix("_mean")
+    mean, low, high = (row.get(f"{metric}_{k}", math.nan) for k in ("mean", "ci_low", "ci_high"))
+    if not math.isfinite(mean):
+        return "–"
+    if not math.isfinite(low):
+        return f"{mean:.2f}"
+    return f"{mean:.2f}\n[{low:.2f}, {high:.2f}]"
+
+
+def heatmap_figure(data: list[HeatmapPanel], title: str) -> Figure:
+    """One annotated heatmap per panel, one colour scale [0, 1] for all."""
+    first = data[0].values
+    ncols = min(MAX_PANEL_COLUMNS, len(data))
+    fig, axes = _grid(len(data), ncols, 1.25 * first.shape[1] + 1.8, 0.75 * first.shape[0] + 1.6)
+    image = None
+    for ax, panel in zip(axes, data, strict=True):
+        image = ax.imshow(panel.values.to_numpy(), vmin=0, vmax=1, cmap="viridis", aspect="auto")
+        for (i, j), text in np.ndenumerate(panel.labels.to_numpy()):
+            shade = panel.values.to_numpy()[i, j]
+            color = "black" if np.isfinite(shade) and shade > 0.6 else "white"
+            ax.text(j, i, text, ha="center", va="center", fontsize=7, color=color)
+        ax.set_xticks(range(panel.values.shape[1]), [str(c) for c in panel.values.columns])
+        ax.set_yticks(range(panel.values.shape[0]), [str(r) for r in panel.values.index])
+        ax.set_xlabel(short(str(panel.values.columns.name)))
+        if panel.values.index.name:
+            ax.set_ylabel(short(str(panel.values.index.name)))
+        ax.set_title(panel.title, fontsize=9)
+    fig.suptitle(title, fontsize=10)
+    if image is not None:
+        fig.colorbar(image, ax=axes, shrink=0.8, aspect=15)
+    return fig
+
+
+# ---- metric against a swept axis -----------------------------------------------------------
+
+
+REFERENCE_NAMES = {"chance": "chance (1/classes)", "uniform": "uniform attention (1/features)"}
+
+
+def reference_level(frame: pd.DataFrame, metric: str) -> tuple[str, pd.Series] | None:
+    """The level a metric means nothing at: chance 1/classes for an accuracy, uniform
+    attention 1/(key axis length) for attn_key_weight; None for other metrics."""
+    if metric in ("val_accuracy", "probe_accuracy") and "data.classes" in frame:
+        return "chance", 1.0 / frame["data.classes"].astype(float)
+    if metric == "attn_key_weight" and "data.features" in frame:
+        size = frame["data.features"].astype(float)
+        if "model.variant" in frame and "data.time_steps" in frame:  # lstm: over time steps
+            size = size.where(frame["model.variant"] != "lstm", frame["data.time_steps"])
+        return "uniform", 1.0 / size.astype(float)
+    return None
+
+
+class LinePanel(NamedTuple):
+    title: str
+    lines: pd.DataFrame  # columns x, hue, mean, low, high, reference; one row per cell
+
+
+def metric_lines_data(
+    summary: pd.DataFrame, metric: str, x: str, hue: str | None, facets: list[str]
+) -> list[LinePanel]:
+    """The summary's mean and 95% interval of metric per cell: x, hue, mean, low, high, and
+    the reference level (chance or uniform; NaN if the metric has none)."""
+    ref = reference_level(summary, metric)
+    frame = pd.DataFrame(
+        {
+            "x": summary[x],
+            "hue": summary[hue] if hue is not None else "",
+            "mean": summary[f"{metric}_mean"].astype(float),
+            "low": summary[f"{metric}_ci_low"].astype(float),
+            "high": summary[f"{metric}_ci_high"].astype(float),
+            "reference": ref[1] if ref is not None else math.nan,
+            **{f: summary[f] for f in facets},
+        }
+    )
+    return [
+        LinePanel(title, part.sort_values(["hue", "x"], kind="stable")[list(frame.columns[:6])])
+        for title, part in panels(frame, facets)
+    ]
+
+
+def lines_figure(
+    data: list[LinePanel],
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    hue: str | None,
+    reference: str | None,
+    categorical: bool = True,
+) -> Figure:
+    """One line per hue value with its interval as a band, a dashed reference level, one
+    panel per facet; categorical x ticks at exactly the grid's values; one y scale."""
+    xs = sorted({v for p in data for v in p.lines["x"]})
+    pos = {v: i for i, v in enumerate(xs)} if categorical else {v: v for v in xs}
+    hues = sorted({v for p in data for v in p.lines["hue"]})
+    colors = {h: plt.get_cmap("tab10")(i % 10) for i, h in enumerate(hues)}
+    fig, axes = _grid(len(data), MAX_PANEL_COLUMNS, 4.2, 3.4, sharey=True)
+    for ax, panel in zip(axes, data, strict=True):
+        shared_reference = _shared(panel.lines)
+        for h, line in panel.lines.groupby("hue", sort=True):
+            at = [pos[v] for v in line["x"]]
+            label = f"{short(hue)}={h}" if hue else None
+            ax.plot(at, line["mean"], marker="o", ms=3, color=colors[h], label=label)
+            ax.fill_between(at, line["low"], line["high"], color=colors[h], alpha=0.2, lw=0)
+            if shared_reference is None and line["reference"].notna().any():
+                ax.plot(at, line["reference"], ls="--", lw=1, color=colors[h], alpha=0.7)
+        if shared_reference is not None:
+            at = [pos[v] for v in shared_reference["x"]]
+            ax.plot(at, shared_reference["reference"], ls="--", lw=1, color=REF_COLOR)
+        if categorical:
+            ax.set_xticks(range(len(xs)), [str(v) for v in xs])
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs
+        ax.set_title(panel.title, fontsize=9)
+        ax.set_xlabel(xlabel)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel(ylabel)
+    if hue:
+        axes[-1].legend(title=short(hue), fontsize=7, title_fontsize=8)
+    ref = f"; dashed: {REFERENCE_NAMES[reference]}" if reference else ""
+    fig.suptitle(f"{title}{ref}", fontsize=10)
+    return fig
+
+
+def _shared(lines: pd.DataFrame) -> pd.DataFrame | None:
+    """The reference level as one line when every hue shares it (e.g. chance when classes is
+    on the x axis), else None: then each line gets its own, in its colour."""
+    refs = lines[["x", "reference"]].dropna().drop_duplicates().sort_values("x")
+    if refs.empty or refs["x"].duplicated().any():
+        return None
+    return refs
+
+
+# ---- learning curves -----------------------------------------------------------------------
+
+
+def curve_stats(history: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Per epoch: mean of metric over seeds and its Student-t interval (as summary.csv's)."""
+    rows = []
+    for epoch, part in history.groupby("epoch", sort=True):
+        values = part[metric].astype(float).to_numpy()
+        values = values[np.isfinite(values)]
+        low, high = t_interval(values)
+        mean = float(values.mean()) if len(values) else math.nan
+        rows.append({"epoch": epoch, "mean": mean, "low": low, "high": high, "n": len(values)})
+    return pd.DataFrame(rows, columns=["epoch", "mean", "low", "high", "n"])
+
+
+def learning_curve_data(
+    histories: list[tuple[pd.Series, pd.DataFrame]],
+    metric: str,
+    hue: str | None,
+    facets: list[str],
+) -> list[LinePanel]:
+    """Each cell's curve of metric over epochs, one line per cell (hue: its value of the hue
+    axis), one panel per facet value. histories: (summary row, that cell's history.csv)."""
+    frames = []
+    for row, history in histories:
+        curve = curve_stats(history, metric).rename(columns={"epoch": "x"})
+        ref = reference_level(row.to_frame().T, metric)
+        curve["hue"] = row[hue] if hue is not None else ""
+        curve["reference"] = float(ref[1].iloc[0]) if ref is not None else math.nan
+        frames.append(curve.assign(**{f: row[f] for f in facets}))
+    frame = pd.concat(frames, ignore_index=True)
+    columns = ["x", "hue", "mean", "low", "high", "reference"]
+    return [
+        LinePanel(title, part.sort_values(["hue", "x"], kind="stable")[columns])
+        for title, part in panels(frame, facets)
+    ]
+
+
+# ---- attention: every seed -----------------------------------------------------------------
+
+
+class AttentionMatrix(NamedTuple):
+    weights: pd.DataFrame  # seeds x columns: each seed's mean attention on the probe set
+    peaks: pd.Series  # per seed, the column its attention peaks on
+    dropped: int  # seeds without attention (diverged)
+
+
+def attention_matrix(attention: pd.DataFrame) -> AttentionMatrix:
+    """attention.csv (tidy seed, column, weight) as a seeds x columns matrix, with each
+    seed's peak column: the peak is what attn_focused tests, so the chart and focus_rate agree."""
+    wide = attention.pivot(index="seed", columns="column", values="weight").sort_index()
+    finite = wide.notna().all(axis=1)
+    weights = wide[finite]
+    return AttentionMatrix(weights, weights.idxmax(axis=1), int((~finite).sum()))
+
+
+def draw_attention_matrix(
+    ax: Axes, matrix: AttentionMatrix, key: int, title: str, vmax: float, axis: str
+) -> object:
+    """Seeds x columns heatmap: the key column framed in red, each seed's peak dotted
+    (white: on the key, red: elsewhere). Returns the image, for a shared colour bar."""
+    weights = matrix.weights.to_numpy()
+    image = ax.imshow(
+        weights, vmin=0, vmax=vmax, cmap="viridis", aspect="auto", interpolation="nearest"
+    )
+    n_seeds, n_columns = weights.shape
+    ax.add_patch(Rectangle((key - 0.5, -0.5), 1, n_seeds, fill=False, edgecolor=KEY_COLOR, lw=1.5))
+    for i, peak in enumerate(matrix.peaks):
+        on_key = int(peak) == key
+        ax.plot(
+            int(peak),
+            i,
+            marker="o",
+            ms=3.5,
+            color="white" if on_key else KEY_COLOR,
+            markeredgecolor="black",
+            markeredgewidth=0.4,
+        )
+    focused = int((matrix.peaks == key).sum())
+    dropped = f", {matrix.dropped} diverged" if matrix.dropped else ""
+    ax.set_title(f"{title}\npeak on key in {focused}/{n_seeds} seeds{dropped}", fontsize=8)
+    ax.set_yticks(range(n_seeds), [f"seed {s}" for s in matrix.weights.index], fontsize=6)
+    step = max(1, n_columns // 8)
+    ticks = sorted({key, *(t for t in range(0, n_columns, step) if abs(t - key) >= step / 2)})
+    ax.set_xticks(ticks, [str(t) for t in ticks], fontsize=6)
+    for label in ax.get_xticklabels():
+        if label.get_text() == str(key):
+            label.set_color(KEY_COLOR)
+    ax.set_xlabel(f"{axis} (key framed in red; dot: each seed's peak)", fontsize=7)
+    return image
+
+
+def _colorbar(fig: Figure, image: object, axes: list, uniforms: list[float]) -> None:
+    """The shared colour bar, with uniform attention (1/columns) marked on it."""
+    bar = fig.colorbar(image, ax=axes, shrink=0.6, aspect=30)  # type: ignore[arg-type]
+    bar.set_label("attention weight")
+    for level in sorted(set(uniforms)):
+        bar.ax.axhline(level, color="white", lw=1.2)
+        bar.ax.text(
+            1.6,
+            level,
+            f"uniform 1/{round(1 / level)}",
+            fontsize=6,
+            va="center",
+            transform=bar.ax.get_yaxis_transform(),
+        )
 
 
 def attention_figure(
     attention: pd.DataFrame, key: int, title: str, axis: str = "input column"
 ) -> Figure:
-    """The blog's bar chart of attention per input column (or time step), over all seeds of
-    one experiment."""
-    n_seeds = attention.dropna()["seed"].nunique()  # diverged seeds have NaN weights
-    fig, ax = plt.subplots(figsize=(8, 3.5))
-    draw_attention_bars(ax, attention, key, f"{title} (mean ± sd over {n_seeds} seeds)", axis)
-    fig.tight_layout()
+    """One run's attention, every seed a row: where each seed's attention peaks is visible,
+    so the chart cannot contradict focus_rate as a mean over seeds could."""
+    matrix = attention_matrix(attention)
+    n_seeds, n_columns = matrix.weights.shape
+    size = (min(12.0, 4 + 0.12 * n_columns), 1.6 + 0.28 * n_seeds)
+    fig, ax = plt.subplots(figsize=size, layout="constrained")
+    vmax = float(np.nanmax(matrix.weights.to_numpy())) if n_seeds else 1.0
+    image = draw_attention_matrix(ax, matrix, key, title, vmax, axis)
+    _colorbar(fig, image, [ax], [1.0 / n_columns] if n_columns else [])
     return fig
 
 
-def heatmap_data(summary: pd.DataFrame, value: str, rows: str | None, cols: str) -> pd.DataFrame:
-    """Mean of `value` per (rows, cols) cell, averaged over any other swept axis."""
-    if rows is None:
-        return summary.groupby(cols)[value].mean().to_frame().T.rename(index={value: ""})
-    return summary.pivot_table(index=rows, columns=cols, values=value, aggfunc="mean")
-
-
-def heatmap_figure(grid: pd.DataFrame, title: str) -> Figure:
-    import seaborn as sns  # deferred: see the module docstring
-
-    fig, ax = plt.subplots(figsize=(1.1 * grid.shape[1] + 2.5, 0.6 * grid.shape[0] + 2))
-    sns.heatmap(grid, annot=True, fmt=".2f", vmin=0, vmax=1, cmap="viridis", ax=ax)
-    ax.set_title(title)
-    fig.tight_layout()
-    return fig
-
-
-def metric_lines_figure(runs: pd.DataFrame, x: str, metric: str, hue: str | None) -> Figure:
-    """Metric against x, one line per value of hue, mean with a 95% bootstrap band over seeds."""
-    import seaborn as sns  # deferred: see the module docstring
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    data = runs.assign(**{metric: runs[metric].astype(float)})
-    hue_order = None
-    if hue is not None:  # categorical lines, in the values' own (numeric) order
-        hue_order = [str(v) for v in sorted(data[hue].unique())]
-        data[hue] = data[hue].astype(str)
-    sns.lineplot(
-        data=data,
-        x=x,
-        y=metric,
-        hue=hue,
-        hue_order=hue_order,
-        marker="o",
-        errorbar=("ci", 95),
-        ax=ax,
-        err_kws={"alpha": 0.2},
+def attention_grid_figure(
+    cells: list[tuple[str, pd.DataFrame, int]], ncols: int = 3, axis: str = "input column"
+) -> Figure:
+    """Each cell's seeds x columns attention, one panel per cell, one colour scale for all."""
+    matrices = [attention_matrix(frame) for _, frame, _ in cells]
+    vmax = max(
+        (float(np.nanmax(m.weights.to_numpy())) for m in matrices if len(m.weights)), default=1.0
     )
-    if (
-        pd.api.types.is_numeric_dtype(data[x])
-        and data[x].min() > 0
-        and data[x].max() / data[x].min() >= 20
-    ):
-        ax.set_xscale("log")
-    ax.set_title(f"{metric} vs {x} (mean, 95% CI over seeds)")
-    fig.tight_layout()
-    return fig
-
-
-def attention_grid_figure(cells: list[tuple[str, pd.DataFrame, int]]) -> Figure:
-    """Each cell's attention bar chart, in a grid."""
-    ncols = min(3, len(cells))
-    nrows = -(-len(cells) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(5 * ncols, 2.8 * nrows), squeeze=False)
-    for ax, (title, attention, key) in zip(axes.flat, cells, strict=False):
-        draw_attention_bars(ax, attention, key, title)
-    for ax in axes.flat[len(cells) :]:
-        ax.set_visible(False)
-    fig.tight_layout()
+    fig, axes = _grid(len(cells), ncols, 4.2, 0.9 + 0.2 * max(len(m.weights) for m in matrices))
+    image = None
+    for ax, (title, _, key), matrix in zip(axes, cells, matrices, strict=True):
+        image = draw_attention_matrix(ax, matrix, key, title, vmax, axis)
+    fig.suptitle(
+        "attention per seed and column (mean over the probe set), one colour scale", fontsize=10
+    )
+    uniforms = [1.0 / m.weights.shape[1] for m in matrices if m.weights.shape[1]]
+    _colorbar(fig, image, axes, uniforms)
     return fig

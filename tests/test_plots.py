@@ -1,0 +1,197 @@
+"""Figures: their data by hand, every swept axis named, one source of intervals, byte-identical
+re-renders, learning curves from history.csv, every seed's attention."""
+
+import itertools
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from attnlab import plots
+from attnlab.metrics import RUN_METRICS
+from attnlab.report import collect_runs, summarize, summary_figures, write_report
+
+CLASSES, DEPTHS, FEATURES, SEEDS = (2, 5), (1, 2), (4, 8), (0, 1, 2)
+
+
+def _write_cell(sweep, classes, depth, features, history=True):
+    """A finished job dir: metrics.json, attention.csv, and (optionally) history.csv."""
+    name = f"data.classes={classes},data.features={features},model.attn_layers={depth}"
+    job = sweep / name
+    (job / ".hydra").mkdir(parents=True)
+    config = {
+        "data.classes": classes,
+        "data.features": features,
+        "model.attn_layers": depth,
+        "trainer.epochs": 3,
+        "seeds": list(SEEDS),
+    }
+    runs, attention, rows = [], [], []
+    for seed in SEEDS:
+        peak = 1 if seed < 2 else 3  # seeds 0, 1 peak on the key (column 1), seed 2 on 3
+        weights = np.full(features, 0.5 / (features - 1))
+        weights[peak] = 0.5
+        attention += [{"seed": seed, "column": c, "weight": w} for c, w in enumerate(weights)]
+        acc = 0.5 + 0.1 * seed + 0.01 * classes + 0.001 * depth * features
+        record = dict.fromkeys(RUN_METRICS, 0.1)
+        record.update(val_accuracy=acc, attn_key_weight=weights[1], attn_focused=peak == 1)
+        runs.append({"seed": seed, "status": "completed", **record})
+        for epoch in (1, 2, 3):
+            rows.append(
+                {
+                    "seed": seed,
+                    "epoch": epoch,
+                    "train_loss": 1.0 / epoch + seed,
+                    "val_accuracy": acc - 0.1 * (3 - epoch),
+                    "attn_key_weight": weights[1],
+                }
+            )
+    (job / "metrics.json").write_text(json.dumps({"config": config, "runs": runs}))
+    pd.DataFrame(attention).to_csv(job / "attention.csv", index=False)
+    if history:
+        pd.DataFrame(rows).to_csv(job / "history.csv", index=False)
+
+
+@pytest.fixture
+def sweep(tmp_path):
+    """A three-axis sweep: classes x attn_layers x features, 3 seeds a cell; one cell has no
+    history.csv (a cell from before histories were recorded)."""
+    for classes, depth, features in itertools.product(CLASSES, DEPTHS, FEATURES):
+        _write_cell(tmp_path, classes, depth, features, history=(classes, depth) != (5, 2))
+    return tmp_path
+
+
+def _texts(fig):
+    """Every title, axis label, tick label and legend title of a Figure."""
+    out = [fig._suptitle.get_text() if fig._suptitle else ""]
+    for ax in fig.axes:
+        out += [ax.get_title(), ax.get_xlabel(), ax.get_ylabel()]
+        out += [t.get_text() for t in ax.get_xticklabels() + ax.get_yticklabels()]
+        if ax.get_legend():
+            out.append(ax.get_legend().get_title().get_text())
+    return " ".join(out)
+
+
+def test_three_axis_figures_name_every_axis(sweep):
+    summary = summarize(collect_runs(sweep))
+    axes = ["data.classes", "data.features", "model.attn_layers"]
+    figures = summary_figures(summary, axes)
+    assert [name for name, _, _ in figures] == [
+        "heatmap_val_accuracy_mean.png",
+        "heatmap_focus_rate.png",
+        "val_accuracy_vs_data.classes.png",
+        "attn_key_weight_vs_data.classes.png",
+    ]
+    for _, fig, _ in figures:
+        text = _texts(fig)
+        for axis in ("classes", "features", "attn_layers"):
+            assert axis in text
+        # one panel per depth: no averaging over the third axis
+        titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+        assert titles == ["attn_layers=1", "attn_layers=2"]
+
+
+def test_heatmap_data_is_the_summary_with_its_intervals(sweep):
+    summary = summarize(collect_runs(sweep))
+    panels = plots.heatmap_data(
+        summary, "focus_rate", "data.features", "data.classes", ["model.attn_layers"]
+    )
+    assert [p.title for p in panels] == ["attn_layers=1", "attn_layers=2"]
+    first = panels[0]
+    assert list(first.values.columns) == [2, 5] and list(first.values.index) == [4, 8]
+    np.testing.assert_allclose(first.values.to_numpy(), 2 / 3)
+    assert first.labels.loc[4, 2] == "2/3\n[0.21, 0.94]"  # Wilson of 2/3
+    acc = plots.heatmap_data(
+        summary, "val_accuracy_mean", "data.features", "data.classes", ["model.attn_layers"]
+    )
+    # classes 5, features 8, depth 2: seeds 0.5, 0.6, 0.7 + 0.05 + 0.016; t half 0.2484
+    assert acc[1].values.loc[8, 5] == pytest.approx(0.666)
+    assert acc[1].labels.loc[8, 5] == "0.67\n[0.42, 0.91]"
+
+
+def test_lines_draw_the_summary_interval_and_chance(sweep):
+    summary = summarize(collect_runs(sweep))
+    panels = plots.metric_lines_data(
+        summary, "val_accuracy", "data.classes", "data.features", ["model.attn_layers"]
+    )
+    line = panels[0].lines
+    row = summary[(summary["data.features"] == 4) & (summary["model.attn_layers"] == 1)]
+    mine = line[line["hue"] == 4]
+    np.testing.assert_allclose(mine["low"], row["val_accuracy_ci_low"])
+    np.testing.assert_allclose(mine["high"], row["val_accuracy_ci_high"])
+    np.testing.assert_allclose(mine["reference"], [1 / 2, 1 / 5])  # chance
+    weight = plots.metric_lines_data(
+        summary, "attn_key_weight", "data.classes", "data.features", ["model.attn_layers"]
+    )
+    assert sorted(set(weight[0].lines["reference"])) == [1 / 8, 1 / 4]  # uniform attention
+    fig = plots.lines_figure(panels, "t", "classes", "val_accuracy", "data.features", "chance")
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["2", "5"]  # categorical
+    assert "chance (1/classes)" in fig._suptitle.get_text()
+
+
+def test_rerendered_report_is_byte_identical(sweep):
+    write_report(sweep)
+    first = {p.name: p.read_bytes() for p in (sweep / "figures").glob("*.png")}
+    write_report(sweep)
+    second = {p.name: p.read_bytes() for p in (sweep / "figures").glob("*.png")}
+    assert len(first) == 7 and first == second
+    md = (sweep / "report.md").read_text()
+    for name in first:
+        assert f"(figures/{name})" in md
+
+
+def test_learning_curves_from_history_with_t_intervals(sweep):
+    history = pd.read_csv(
+        sweep / "data.classes=2,data.features=4,model.attn_layers=1" / "history.csv"
+    )
+    stats = plots.curve_stats(history, "train_loss")
+    assert list(stats["epoch"]) == [1, 2, 3] and list(stats["n"]) == [3, 3, 3]
+    # epoch 2: losses 0.5, 1.5, 2.5: mean 1.5, sd 1, t(0.975, 2) / sqrt(3) = 2.484138
+    assert stats.loc[1, "mean"] == pytest.approx(1.5)
+    assert stats.loc[1, "low"] == pytest.approx(1.5 - 2.484138, abs=1e-6)
+    from attnlab.report import cell_histories, learning_curve_figures
+
+    summary = summarize(collect_runs(sweep))
+    histories = cell_histories(sweep, collect_runs(sweep), summary)
+    assert len(histories) == 6  # two of the 8 cells have no history.csv: skipped
+    (_, fig, _), _ = learning_curve_figures(
+        histories, ["data.classes", "data.features", "model.attn_layers"]
+    )
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert titles == [
+        "features=4, attn_layers=1",
+        "features=4, attn_layers=2",
+        "features=8, attn_layers=1",
+        "features=8, attn_layers=2",
+    ]
+    assert "classes" in _texts(fig)
+
+
+def test_attention_matrix_shows_every_seed_and_its_peak():
+    attention = pd.DataFrame(
+        {
+            "seed": [0, 0, 0, 1, 1, 1, 2, 2, 2],
+            "column": [0, 1, 2] * 3,
+            "weight": [0.1, 0.8, 0.1, 0.6, 0.3, 0.1, *[math.nan] * 3],
+        }
+    )
+    matrix = plots.attention_matrix(attention)
+    assert matrix.weights.shape == (2, 3) and matrix.dropped == 1  # seed 2 diverged
+    assert list(matrix.peaks) == [1, 0]
+    fig = plots.attention_figure(attention, key=1, title="cell")
+    text = _texts(fig)
+    assert "peak on key in 1/2 seeds, 1 diverged" in text
+    assert "seed 0" in text and "seed 1" in text
+
+
+def test_attention_grid_has_one_colour_scale(sweep):
+    from attnlab.report import attention_cells
+
+    summary = summarize(collect_runs(sweep))
+    cells = attention_cells(sweep, summary, ["data.classes", "data.features", "model.attn_layers"])
+    fig = plots.attention_grid_figure(cells, ncols=4)
+    images = [im for ax in fig.axes for im in ax.get_images()]
+    assert len(images) == 8 and {im.get_clim() for im in images} == {(0.0, 0.5)}
+    assert fig.axes[0].get_title().startswith("classes=2 features=4 attn_layers=1")

@@ -1,0 +1,41 @@
+"""Interval methods: coverage by simulation, Wilson by hand."""
+
+import math
+
+import numpy as np
+import pytest
+
+from attnlab.stats import coverage, t_interval, wilson_interval
+
+
+@pytest.mark.parametrize("n", [5, 10])
+def test_t_interval_covers_95_percent_of_normal_means(n):
+    # 4000 trials: the binomial sd of a 95% coverage is 0.0034, so [0.93, 0.97] is ~6 sd.
+    assert 0.93 <= coverage(t_interval, n, trials=4000, seed=1) <= 0.97
+
+
+def test_t_interval_by_hand():
+    # mean 2, sd 1, n 3: half-width t(0.975, 2) * 1 / sqrt(3) = 4.302653 / 1.732051
+    low, high = t_interval(np.array([1.0, 2.0, 3.0]))
+    assert (low, high) == pytest.approx((2 - 2.484138, 2 + 2.484138), abs=1e-6)
+    assert t_interval(np.array([0.3, 0.3, 0.3])) == (0.3, 0.3)  # no spread: the point
+    assert all(math.isnan(v) for v in t_interval(np.array([0.3])))  # one seed: no interval
+    assert all(math.isnan(v) for v in t_interval(np.array([0.3, math.nan])))  # NaN dropped
+
+
+def _wilson_by_hand(k, n, z=1.959964):
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return centre - half, centre + half
+
+
+@pytest.mark.parametrize(("k", "n"), [(4, 5), (0, 10), (10, 10), (6, 10), (1, 2)])
+def test_wilson_interval_by_hand(k, n):
+    assert wilson_interval(k, n) == pytest.approx(_wilson_by_hand(k, n), abs=1e-6)
+
+
+def test_wilson_four_of_five_is_the_issue_example():
+    low, high = wilson_interval(4, 5)
+    assert (round(low, 2), round(high, 2)) == (0.38, 0.96)
+    assert all(math.isnan(v) for v in wilson_interval(0, 0))
