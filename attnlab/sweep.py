@@ -217,7 +217,7 @@ def run_cell_job(cfg: DictConfig, sweep_dir: Path, out_dir: Path, hc: Any) -> fl
     start = time.perf_counter()
     cell = make_cell(cfg, list(hc.overrides.task))
     held = records.read_cell(out_dir, sweep_dir)
-    if held.finished:
+    if held.finished and not cell.error:  # a bad value is an error even for a finished cell
         records.write_attempt(out_dir, "cached", run_id)
         log.info(progress_line(sweep_dir, cell.name, held.runs, "", start, cached=True))
         return objective_value(held.runs)
