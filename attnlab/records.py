@@ -160,6 +160,17 @@ def write_attempt(cell_dir: Path, outcome: str, run_id: str | None, error: str =
     write_json(cell_dir / RUN_FILE, doc)
 
 
+def set_aside_broken(cell_dir: Path, root: Path) -> Path | None:
+    """Move a metrics.json that is not a finished result (corrupt, of the wrong shape, an
+    old failure record) out of the way of a retry: renamed, never deleted."""
+    path = cell_dir / METRICS_FILE
+    if not (path.exists() or path.is_symlink()) or read_cell(cell_dir, root).finished:
+        return None
+    aside = cell_dir / f"metrics.broken-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.json"
+    path.rename(aside)
+    return aside
+
+
 def one_line(message: str, limit: int = 500) -> str:
     return " ".join(str(message).split())[:limit]
 

@@ -226,6 +226,7 @@ def run_cell_job(cfg: DictConfig, sweep_dir: Path, out_dir: Path, hc: Any) -> fl
     if cell.exp is not None:
         try:
             records.write_cell(out_dir, cell.config)
+            records.set_aside_broken(out_dir, sweep_dir)
             apply_threads(cell.exp.trainer.threads, hc)
             runs = run_experiment(cell.exp, out_dir, run_id=run_id)["runs"]
         except Exception as err:

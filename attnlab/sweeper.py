@@ -191,6 +191,7 @@ def write_pack(
     for cell in cells:
         assert cell.exp is not None
         records.write_cell(sweep_dir / cell.name, cell.config)
+        records.set_aside_broken(sweep_dir / cell.name, sweep_dir)
         entries.append(
             {"name": cell.name, "config": OmegaConf.to_container(OmegaConf.structured(cell.exp))}
         )

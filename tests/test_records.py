@@ -180,3 +180,16 @@ def test_the_records_layer_never_imports_tensorflow():
         """
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_broken_result_is_set_aside_for_a_retry_never_a_finished_one(tmp_path):
+    broken, done = tmp_path / "broken", tmp_path / "done"
+    broken.mkdir()
+    (broken / "metrics.json").write_text('{"config": {"data.cla')
+    records.write_result(done, _finished())
+    before = (done / "metrics.json").read_bytes()
+    aside = records.set_aside_broken(broken, tmp_path)
+    assert aside is not None and aside.read_text() == '{"config": {"data.cla'
+    assert not (broken / "metrics.json").exists()
+    assert records.set_aside_broken(done, tmp_path) is None
+    assert (done / "metrics.json").read_bytes() == before
