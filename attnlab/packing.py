@@ -18,11 +18,9 @@ from __future__ import annotations
 import json
 import logging
 import time
-from typing import Any
-
-import pandas as pd
 
 from attnlab.config import ExperimentConfig, as_json, cell_identity, flatten
+from attnlab.experiment import CellResult
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +37,7 @@ PACK_FREE = frozenset(
     }
 )
 
-Results = tuple[list[dict[str, Any]], pd.DataFrame]
+Results = CellResult
 
 # Results of cells trained in a pack, by cell identity, until their jobs take them.
 _trained: dict[str, Results] = {}
