@@ -86,7 +86,8 @@ CURVES = ("train_loss", "val_accuracy", "attn_key_weight")
 
 @dataclass
 class History:
-    """Per-replica outcome of training, and its learning curves.
+    """Per-replica outcome of training, and its learning curves: one row per epoch trained
+    (cfg.epochs, unless every replica blew up sooner).
 
     A curve's entries after a replica stopped are NaN: after its shard's early stop, and
     for a diverged replica after the epoch it blew up (there its train_loss is the loss that
@@ -153,7 +154,7 @@ def fit(
         done, _ = wait(futures, return_when=FIRST_EXCEPTION)  # a failed shard, or all done
         for future in done:
             future.result()  # raises a failed shard's error before waiting on the others
-        curves = {c: np.concatenate([f.result()[c] for f in futures], axis=1) for c in CURVES}
+        curves = _join([f.result() for f in futures])
     except BaseException:  # a shard's error, or Ctrl-C: do not train the others on
         stop.set()
         raise
@@ -190,54 +191,68 @@ def _prepare(
     record: bool,
 ) -> Any:
     """One shard's training, ready to run: a function of a stop event and on_epoch
-    returning the shard's curves, each (epochs, replicas), NaN after an early stop."""
+    returning the shard's curves, each (epochs it trained, replicas)."""
     x = tf.constant(data.x_train[:, part])  # (n, replicas, ...)
     y = tf.constant(data.y_train[:, part])  # (n, replicas)
     n, replicas = y.shape
     adam = FusedAdam(model.trainable_variables, cfg.learning_rate)
     epoch_fn = make_epoch_fn(logits_model(model), adam.apply, x, y, cfg.batch_size)
     epoch_fn.get_concrete_function(tf.TensorSpec((n, replicas), tf.int32))  # trace here
-    evaluate = (
-        make_eval_fn(model, data.x_val[:, part], data.y_val[:, part], keys) if record else None
-    )
-    if evaluate is not None:
+    evaluate = None
+    if record:
+        evaluate = make_eval_fn(model, data.x_val[:, part], data.y_val[:, part], keys)
         evaluate.get_concrete_function()
 
     def run(stop: threading.Event, on_epoch: Callable[[int], None] | None) -> dict[str, np.ndarray]:
         orders = sample_orders(seeds, n)  # drawn on this thread: numpy's shuffles release the GIL
-        curves = {c: np.full((cfg.epochs, replicas), np.nan) for c in CURVES}
+        # Rows as the epochs come: memory grows with the epochs trained, not configured.
+        rows: dict[str, list[np.ndarray]] = {c: [] for c in CURVES}
+        bad = np.zeros(replicas, bool)  # blown up in some epoch so far
         for epoch in range(cfg.epochs):
             if stop.is_set():
                 break
-            curves["train_loss"][epoch] = epoch_fn(tf.constant(next(orders))).numpy()
-            if evaluate is not None:
-                _record(curves, epoch, evaluate, len(data.y_val))
-            _log_epoch(curves, epoch, cfg)
+            loss = epoch_fn(tf.constant(next(orders))).numpy()
+            row = dict(zip(CURVES, (loss, *_measure(evaluate, replicas)), strict=True))
+            for name, values in row.items():
+                rows[name].append(values)
+            _log_epoch(row, epoch, cfg)
             if on_epoch is not None:
                 on_epoch(replicas)
-            if blown_up(curves["train_loss"][: epoch + 1], classes).any(axis=0).all():
+            bad |= blown_up(loss, classes)
+            if bad.all():
                 break
-        return curves
+        return {name: np.array(values).reshape(-1, replicas) for name, values in rows.items()}
 
     return run
 
 
-def _record(curves: dict[str, np.ndarray], epoch: int, evaluate: Any, n_val: int) -> None:
-    """The epoch's validation accuracy and key weight, into the curves."""
-    correct, key_weight = evaluate()
-    # Counts divided here in float64: the accuracy is exactly correct / n_val.
-    curves["val_accuracy"][epoch] = correct.numpy() / n_val
-    curves["attn_key_weight"][epoch] = key_weight.numpy()
+def _measure(evaluate: Any, replicas: int) -> tuple[np.ndarray, np.ndarray]:
+    """(val_accuracy, attn_key_weight) now, each (replicas,); NaN when not recording."""
+    if evaluate is None:
+        return np.full(replicas, np.nan), np.full(replicas, np.nan)
+    correct, key_weight, n = (t.numpy() for t in evaluate())
+    return correct / n, key_weight  # divided in float64: exactly correct / n
 
 
-def _log_epoch(curves: dict[str, np.ndarray], epoch: int, cfg: TrainerConfig) -> None:
+def _join(shards: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """The shards' curves side by side, each padded with NaN to the longest shard's epochs
+    (a shard stops early when all its replicas blew up)."""
+    epochs = max(len(shard["train_loss"]) for shard in shards)
+
+    def padded(a: np.ndarray) -> np.ndarray:
+        return np.pad(a, ((0, epochs - len(a)), (0, 0)), constant_values=np.nan)
+
+    return {c: np.concatenate([padded(shard[c]) for shard in shards], axis=1) for c in CURVES}
+
+
+def _log_epoch(row: dict[str, np.ndarray], epoch: int, cfg: TrainerConfig) -> None:
     if cfg.verbose:
         log.info(
             "epoch %d/%d: loss %s, val_accuracy %s",
             epoch + 1,
             cfg.epochs,
-            np.round(curves["train_loss"][epoch], 4),
-            np.round(curves["val_accuracy"][epoch], 4),
+            np.round(row["train_loss"], 4),
+            np.round(row["val_accuracy"], 4),
         )
 
 
@@ -345,9 +360,9 @@ def make_eval_fn(
     model: keras.Model, x: np.ndarray, y: np.ndarray, keys: np.ndarray, batch_size: int = 1024
 ) -> Any:
     """A tf.function measuring every replica on (x, y), in inference mode: each replica's
-    correct predictions (replicas,) int32, and its mean attention weight on its key over
-    the samples (replicas,) float64 (attn_key_weight as attnlab.metrics defines it, over
-    time steps for lstm).
+    correct predictions (replicas,) int32, its mean attention weight on its key over the
+    samples (replicas,) float64 (attn_key_weight as attnlab.metrics defines it, over time
+    steps for lstm), and n.
 
     x: (n, replicas, ...); y: (n, replicas); keys: (replicas,). A prediction is the argmax of
     the logits: the argmax of the softmax output, never a masked class (pinned to -1e9).
@@ -368,7 +383,7 @@ def make_eval_fn(
             correct += tf.reduce_sum(tf.cast(hits, tf.int32), axis=0)
             on = tf.reduce_sum(alpha * on_key, axis=-1)  # (batch, replicas)
             key_weight += tf.cast(tf.reduce_sum(on, axis=0), tf.float64)
-        return correct, key_weight / n
+        return correct, key_weight / n, n
 
     return evaluate
 

@@ -104,6 +104,15 @@ def test_run_writes_metrics_attention_csv_and_png(make_config, tmp_path):
     assert (tmp_path / "metrics.json").stat().st_mode & 0o777 == 0o666 & ~umask
 
 
+def test_a_billion_epochs_cost_only_the_epochs_trained(make_config):
+    # Nothing is allocated per configured epoch (the sample orders once took 11.9 GiB at a
+    # million epochs): every seed blows up within a few epochs and training stops there.
+    cfg = make_config("trainer.learning_rate=1000", "data.classes=20", "trainer.epochs=1000000000")
+    result = train_and_measure(cfg)
+    assert [r["status"] for r in result.records] == ["diverged", "diverged"]
+    assert len(result.history) == sum(r["epochs_run"] for r in result.records) <= 8
+
+
 def test_run_writes_history_csv_whose_last_epoch_is_metrics_json(make_config, tmp_path):
     cfg = make_config("data.classes=3", "seeds=[0,4,9]")  # 4 epochs, 400 validation samples
     run_experiment(cfg, tmp_path)
