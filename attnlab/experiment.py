@@ -1,8 +1,8 @@
 """One experiment: train every seed of a config together, measure, and write the run's files.
 
 `run_experiment(cfg, out_dir)` is what the CLI calls; it never relies on the current
-directory. Files in out_dir: attention.csv, attention.png, then metrics.json last, so a
-metrics.json on disk means the whole experiment finished.
+directory. Files in out_dir: attention.csv, history.csv, attention.png, then metrics.json
+last, so a metrics.json on disk means the whole experiment finished.
 """
 
 from __future__ import annotations
@@ -10,61 +10,93 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 
 from attnlab.config import ExperimentConfig, flatten
 from attnlab.files import write_csv, write_figure
-from attnlab.metrics import accuracy, attention_metrics, nan_attention_metrics, shuffle_column
-from attnlab.records import ATTENTION_CSV, ATTENTION_PNG, METRICS_FILE, RecordError, write_result
+from attnlab.metrics import (
+    accuracy,
+    attention_metrics,
+    nan_attention_metrics,
+    shuffle_column,
+    still_improving,
+)
+from attnlab.records import (
+    ATTENTION_CSV,
+    ATTENTION_PNG,
+    HISTORY_CSV,
+    METRICS_FILE,
+    RecordError,
+    write_result,
+)
 from attnlab.resources import check_fits
+
+if TYPE_CHECKING:  # train.py loads TensorFlow: only when a job really trains
+    from attnlab.train import History
 
 log = logging.getLogger(__name__)
 # Per-seed lines and other detail: the job's log file only (conf/hydra/job_logging),
 # unless trainer.verbose.
 seed_log = logging.getLogger("attnlab.detail")
 
+HISTORY_COLUMNS = ["seed", "epoch", "train_loss", "val_accuracy", "attn_key_weight"]
+
+
+class CellResult(NamedTuple):
+    """One cell's results, as train_cells returns them and run_experiment writes them."""
+
+    records: list[dict[str, Any]]  # one per seed: metrics.json's runs
+    attention: pd.DataFrame  # attention.csv: seed, column, weight
+    history: pd.DataFrame  # history.csv: HISTORY_COLUMNS, one row per seed and epoch run
+
 
 def run_experiment(
     cfg: ExperimentConfig,
     out_dir: Path,
-    trained: tuple[list[dict[str, Any]], pd.DataFrame] | None = None,
+    trained: CellResult | None = None,
     run_id: str | None = None,
     seed_lines: bool = False,
+    on_epoch: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """Validate, train all seeds as replicas, measure, write the files; return metrics.json.
 
-    trained: this cell's records and attention if it was already trained together with
-    other cells (attnlab.packing); then only the files are written. run_id: the sweep run
-    that trains it, recorded in metrics.json. seed_lines: log a line per seed on the console
-    (a single run; in a sweep they go to the log file, unless trainer.verbose).
+    trained: this cell's results if it was already trained together with other cells
+    (attnlab.packing); then only the files are written. run_id: the sweep run that trains
+    it, recorded in metrics.json. seed_lines: log a line per seed on the console (a single
+    run; in a sweep they go to the log file, unless trainer.verbose). on_epoch: fit's
+    progress callback (attnlab.progress).
     """
     cfg.validate()
     check_fits(cfg)
     if (out_dir / METRICS_FILE).exists():  # a finished result is never written over
         raise RecordError(f"{out_dir} already holds a finished {METRICS_FILE}")
-    records, attention = trained or train_and_measure(cfg)
-    for record in records:
+    result = trained or train_and_measure(cfg, on_epoch)
+    for record in result.records:
         logger = log if cfg.trainer.verbose or seed_lines else seed_log
         _log_record(logger, record, cfg.data.attention_column)
-    doc = {"config": flatten(cfg), "runs": records, "run_id": run_id}
-    write_outputs(out_dir, doc, attention, cfg)
+    doc = {"config": flatten(cfg), "runs": result.records, "run_id": run_id}
+    write_outputs(out_dir, doc, result.attention, cfg, result.history)
     return doc
 
 
-def train_and_measure(cfg: ExperimentConfig) -> tuple[list[dict[str, Any]], pd.DataFrame]:
-    """Train one replica per seed; return one record per seed and the tidy mean attention."""
-    return train_cells([cfg])[0]
+def train_and_measure(
+    cfg: ExperimentConfig, on_epoch: Callable[[int], None] | None = None
+) -> CellResult:
+    """Train one replica per seed; return one record per seed, the tidy mean attention and
+    the tidy learning curves."""
+    return train_cells([cfg], on_epoch)[0]
 
 
 def train_cells(
-    cfgs: list[ExperimentConfig],
-) -> list[tuple[list[dict[str, Any]], pd.DataFrame]]:
+    cfgs: list[ExperimentConfig], on_epoch: Callable[[int], None] | None = None
+) -> list[CellResult]:
     """Train several cells as replicas of one model, one replica per (cell, seed); return
-    each cell's records and tidy mean attention, in order.
+    each cell's records, tidy mean attention and tidy learning curves, in order.
 
     The cells may differ only in seeds, data.classes, data.attention_column and
     data.key_encoding (attnlab.packing.pack_key): each replica has its own data, key and
@@ -93,10 +125,11 @@ def train_cells(
     )
 
     start = time.perf_counter()
-    history = fit(model, data, seeds, first.trainer, classes)
+    history = fit(model, data, seeds, first.trainer, classes, keys, on_epoch=on_epoch)
     train_seconds = (time.perf_counter() - start) / len(seeds)
 
-    val_acc = accuracy(predict(model, data.x_val), data.y_val)
+    # The last epoch's, so history.csv's last row and metrics.json agree by construction.
+    val_acc = history.last("val_accuracy")
     probe_acc = accuracy(predict(model, data.x_probe), data.y_probe)
     alpha = predict(model.attention(), data.x_probe)  # (probe, replicas, key_axis)
     ablation = ablation_drops(model, data.x_probe, data.y_probe, alpha, keys, seeds, probe_acc)
@@ -116,6 +149,7 @@ def train_cells(
                 "peak_ablation_drop": ablation["peak"][r],
                 "train_seconds": train_seconds,
                 "epochs_run": int(history.epochs_run[r]),
+                "still_improving": still_improving(_curve(history, "val_accuracy", r)),
             }
             records.append(_nan_if_diverged(record))
             # A diverged seed's attention means nothing, as its metrics: NaN, left out of plots.
@@ -124,9 +158,32 @@ def train_cells(
             frames.append(
                 pd.DataFrame({"seed": seed, "column": range(alpha.shape[2]), "weight": weight})
             )
+        replicas = range(first_replica, first_replica + len(cfg.seeds))
+        curves = history_frame(history, cfg.seeds, replicas)
         first_replica += len(cfg.seeds)
-        results.append((records, pd.concat(frames, ignore_index=True)))
+        results.append(CellResult(records, pd.concat(frames, ignore_index=True), curves))
     return results
+
+
+def history_frame(history: History, seeds: list[int], replicas: range) -> pd.DataFrame:
+    """The tidy learning curves of these replicas (seed i is replica replicas[i]): one row
+    per seed and epoch it ran (epoch from 1; a diverged seed's rows end where it blew up)."""
+    frames = [
+        pd.DataFrame(
+            {
+                "seed": seed,
+                "epoch": np.arange(1, history.epochs_run[r] + 1),
+                **{c: _curve(history, c, r) for c in HISTORY_COLUMNS[2:]},
+            }
+        )
+        for seed, r in zip(seeds, replicas, strict=True)
+    ]
+    return pd.concat(frames, ignore_index=True)[HISTORY_COLUMNS]
+
+
+def _curve(history: History, name: str, replica: int) -> np.ndarray:
+    """One replica's curve over the epochs it ran."""
+    return getattr(history, name)[: history.epochs_run[replica], replica]
 
 
 def measure_replica(alpha: np.ndarray, key: int) -> dict[str, Any]:
@@ -198,13 +255,18 @@ def _log_record(logger: logging.Logger, record: dict[str, Any], key: int) -> Non
 
 
 def write_outputs(
-    out_dir: Path, doc: dict[str, Any], attention: pd.DataFrame, cfg: ExperimentConfig
+    out_dir: Path,
+    doc: dict[str, Any],
+    attention: pd.DataFrame,
+    cfg: ExperimentConfig,
+    history: pd.DataFrame,
 ) -> None:
-    """attention.csv, attention.png, then metrics.json (last: its presence means done; it is
-    created, never replaced)."""
+    """attention.csv, history.csv, attention.png, then metrics.json (last: its presence
+    means done; it is created, never replaced)."""
     from attnlab.plots import attention_figure
 
     write_csv(out_dir / ATTENTION_CSV, attention)
+    write_csv(out_dir / HISTORY_CSV, history)
     d, m = cfg.data, cfg.model
     if m.sequence:
         title = f"lstm, attention {m.attention_position}: {d.classes} classes, {d.time_steps} steps"

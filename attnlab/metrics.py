@@ -26,7 +26,11 @@ RUN_METRICS = (
     "peak_ablation_drop",
     "train_seconds",
     "epochs_run",
+    "still_improving",
 )
+
+# A run "still improving" gained more than this much val_accuracy over its last quarter.
+IMPROVING_RISE = 0.01
 
 
 def attention_metrics(alpha: np.ndarray, key: int) -> dict[str, float | int | bool]:
@@ -54,6 +58,32 @@ def attention_metrics(alpha: np.ndarray, key: int) -> dict[str, float | int | bo
         "attn_entropy": float(entropy.mean()),
         "attn_margin": float(mean[key] - others.max()),
     }
+
+
+def still_improving(val_accuracy: np.ndarray) -> bool | None:
+    """Whether a run's val_accuracy rose by more than IMPROVING_RISE (0.01) over the last
+    quarter of its epochs: a hint that more epochs would have changed its numbers.
+
+    Exactly: with E epochs (E >= 2), val_accuracy after epoch E minus val_accuracy after
+    epoch floor(3E/4) > 0.01 (1-based epochs; so the span is the last ceil(E/4) epochs, at
+    least a quarter of the run: epochs 15 to 20 of 20, 3 to 4 of 4, 1 to 2 of 2). A rise of
+    exactly 0.01 does not count (1e-9 slack for float rounding: accuracies are counts over
+    the validation split).
+
+    Args:
+        val_accuracy: (E,) one run's val_accuracy after each epoch it ran.
+
+    Returns:
+        None if it cannot tell: one epoch only, or a value there is NaN.
+    """
+    values = np.asarray(val_accuracy, dtype=np.float64)
+    epochs = len(values)
+    if epochs < 2:
+        return None
+    last, start = values[-1], values[(3 * epochs) // 4 - 1]
+    if not (math.isfinite(last) and math.isfinite(start)):
+        return None
+    return bool(last - start > IMPROVING_RISE + 1e-9)
 
 
 def nan_attention_metrics() -> dict[str, float]:

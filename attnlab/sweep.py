@@ -31,6 +31,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from attnlab import records
 from attnlab.config import ExperimentConfig, dotted, flatten, from_hydra
 from attnlab.errors import config_error_line, is_config_error
+from attnlab.progress import PackProgress
 
 log = logging.getLogger(__name__)
 
@@ -252,25 +253,38 @@ def run_pack_job(sweep_dir: Path, pack_id: str, hc: Any) -> None:
     exps = [exp for _, exp in cells]
     apply_threads(exps[0].trainer.threads, hc)
     results: list[Any] = [None] * len(exps)
+    seeds = sum(len(e.seeds) for e in exps)
+    label = f"pack {int(spec.get('index', 0)) + 1}/{spec.get('of', '?')} ({seeds} seeds)"
+    progress = PackProgress(label, seeds, exps[0].trainer.epochs, int(spec.get("after", 0)))
     if len(exps) > 1:
-        seeds = sum(len(e.seeds) for e in exps)
         classes = ", ".join(str(e.data.classes) for e in exps)
         log.info("training %d cells as one model (%d seeds; classes %s)", len(exps), seeds, classes)
         start = time.perf_counter()
         try:
-            results = list(train_cells(exps))
+            results = list(train_cells(exps, on_epoch=progress.epoch))
             log.info("trained %d cells in %.1f s", len(exps), time.perf_counter() - start)
         except Exception:
             log.exception("training the pack failed; its cells will train one by one")
+        finally:
+            progress.close()
     for (cell_dir, exp), trained in zip(cells, results, strict=True):
         start = time.perf_counter()
         runs: list[dict[str, Any]] = []
         error = ""
+        alone = None
+        if trained is None:  # a pack of one, or a pack whose joint training failed
+            alone = PackProgress(
+                f"{label}: {display_name(cell_dir.name)}", len(exp.seeds), exp.trainer.epochs
+            )
         try:
-            runs = run_experiment(exp, cell_dir, trained, run_id=run_id)["runs"]
+            on_epoch = alone.epoch if alone is not None else None
+            runs = run_experiment(exp, cell_dir, trained, run_id=run_id, on_epoch=on_epoch)["runs"]
         except Exception as err:
             error = error_line(err)
             log.error("cell failed: %s", error, exc_info=not is_config_error(err))
+        finally:
+            if alone is not None:
+                alone.close()
         records.write_attempt(cell_dir, "failed" if error else "completed", run_id, error)
         log.info(progress_line(sweep_dir, cell_dir.name, runs, error, start))
 

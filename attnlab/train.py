@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
@@ -34,7 +34,7 @@ import tensorflow as tf
 
 from attnlab.config import TrainerConfig
 from attnlab.data import SHUFFLE_STREAM, ReplicaData, rng_for
-from attnlab.models import ShardedModel, logits_model
+from attnlab.models import LOGITS_LAYER, ShardedModel, attention_model, logits_model
 
 log = logging.getLogger(__name__)
 
@@ -80,22 +80,45 @@ def shard_slices(replicas: int, cores: int) -> list[slice]:
     return [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
 
+# The learning curves fit records, each (epochs, replicas), in history.csv's column order.
+CURVES = ("train_loss", "val_accuracy", "attn_key_weight")
+
+
 @dataclass
 class History:
-    """Per-replica outcome of training."""
+    """Per-replica outcome of training, and its learning curves: one row per epoch trained
+    (cfg.epochs, unless every replica blew up sooner).
+
+    A curve's entries after a replica stopped are NaN: after its shard's early stop, and
+    for a diverged replica after the epoch it blew up (there its train_loss is the loss that
+    blew up; its val_accuracy and attn_key_weight are NaN, as its metrics are).
+    """
 
     epochs_run: np.ndarray  # (replicas,) epochs until the loss blew up (see blown_up), or all
     diverged: np.ndarray  # (replicas,) bool
+    train_loss: np.ndarray  # (epochs, replicas) the epoch's mean training loss
+    val_accuracy: np.ndarray  # (epochs, replicas) on the validation split, after the epoch
+    attn_key_weight: np.ndarray  # (epochs, replicas) mean attention on the key, validation
+
+    def last(self, curve: str) -> np.ndarray:
+        """(replicas,) each replica's value of the curve in its last epoch (epochs_run)."""
+        values = getattr(self, curve)
+        return values[self.epochs_run - 1, np.arange(values.shape[1])]
 
 
-def shuffled_indices(seeds: list[int], n: int, epochs: int) -> np.ndarray:
-    """Each replica's own sample order for every epoch: (epochs, n, replicas) int32."""
-    orders = np.empty((epochs, n, len(seeds)), np.int32)
-    for r, seed in enumerate(seeds):
-        rng = rng_for(seed, SHUFFLE_STREAM)
-        for e in range(epochs):
-            orders[e, :, r] = rng.permutation(n)
-    return orders
+def sample_orders(seeds: list[int], n: int) -> Iterator[np.ndarray]:
+    """Each replica's sample order, epoch after epoch: (n, replicas) int32 each.
+
+    One generator per replica (its seed's shuffle stream), advanced one permutation an
+    epoch: the orders all epochs drawn up front would have, without holding them all
+    (trainer.epochs=1000000 at 10000 samples and 32 seeds would need 11.9 GiB).
+    """
+    rngs = [rng_for(seed, SHUFFLE_STREAM) for seed in seeds]
+    while True:
+        order = np.empty((n, len(rngs)), np.int32)
+        for r, rng in enumerate(rngs):
+            order[:, r] = rng.permutation(n)
+        yield order
 
 
 def fit(
@@ -104,36 +127,57 @@ def fit(
     seeds: list[int],
     cfg: TrainerConfig,
     classes: np.ndarray,
+    keys: np.ndarray,
+    on_epoch: Callable[[int], None] | None = None,
+    record: bool = True,
 ) -> History:
     """Train all replicas for cfg.epochs with Adam, each shard on its own thread; a shard
     stops early only if every replica in it diverged.
 
     classes: (replicas,) each replica's class count, for its divergence threshold.
+    keys: (replicas,) each replica's key column (or time step), for attn_key_weight.
+    on_epoch: called after every epoch of a shard, from that shard's thread (so possibly
+        from several threads at once), with the number of replicas that just finished it.
+    record: False skips measuring val_accuracy and attn_key_weight (left NaN), for
+        benchmarks/history_overhead.py only: metrics.json's val_accuracy comes from them.
     """
     # Optimizers, constants and traces are made here, on this thread (Keras' state is not
     # built for concurrent model building); the threads only run the epochs.
     runs = [
-        _prepare(shard, data, part, seeds[part], cfg, classes[part])
+        _prepare(shard, data, part, seeds[part], cfg, classes[part], keys[part], record)
         for shard, part in zip(model.models, model.slices, strict=True)
     ]
     stop = threading.Event()  # set: every shard stops at its next epoch
     pool = ThreadPoolExecutor(len(runs))
     try:
-        futures = [pool.submit(run, stop) for run in runs]
+        futures = [pool.submit(run, stop, on_epoch) for run in runs]
         done, _ = wait(futures, return_when=FIRST_EXCEPTION)  # a failed shard, or all done
         for future in done:
             future.result()  # raises a failed shard's error before waiting on the others
-        losses = np.concatenate([f.result() for f in futures], axis=1)
+        curves = _join([f.result() for f in futures])
     except BaseException:  # a shard's error, or Ctrl-C: do not train the others on
         stop.set()
         raise
     finally:
         pool.shutdown(wait=True)
-    bad = blown_up(losses, classes)
-    finite = np.concatenate([_finite_weights(m, int(m.input.shape[1])) for m in model.models])
+    return _history(curves, classes, _finite_weights(model))
+
+
+def _history(curves: dict[str, np.ndarray], classes: np.ndarray, finite: np.ndarray) -> History:
+    """The outcome from the shards' curves; a diverged replica's curves end where it blew up.
+
+    finite: (replicas,) bool, every weight of the replica is finite after training.
+    """
+    bad = blown_up(curves["train_loss"], classes)
+    epochs = len(bad)
     diverged = bad.any(axis=0) | ~finite
-    first_bad = np.where(bad.any(axis=0), bad.argmax(axis=0) + 1, cfg.epochs)
-    return History(epochs_run=first_bad, diverged=diverged)
+    epochs_run = np.where(bad.any(axis=0), bad.argmax(axis=0) + 1, epochs)
+    after = np.arange(epochs)[:, None] >= epochs_run[None, :]  # (epochs, replicas)
+    curves["train_loss"][after & diverged] = np.nan
+    at_or_after = after | (np.arange(epochs)[:, None] == epochs_run[None, :] - 1)
+    for name in ("val_accuracy", "attn_key_weight"):
+        curves[name][at_or_after & diverged] = np.nan
+    return History(epochs_run=epochs_run, diverged=diverged, **curves)
 
 
 def _prepare(
@@ -143,31 +187,73 @@ def _prepare(
     seeds: list[int],
     cfg: TrainerConfig,
     classes: np.ndarray,
+    keys: np.ndarray,
+    record: bool,
 ) -> Any:
-    """One shard's training, ready to run: a function of a stop event returning the shard's
-    (epochs, replicas) mean training losses (NaN after an early stop)."""
+    """One shard's training, ready to run: a function of a stop event and on_epoch
+    returning the shard's curves, each (epochs it trained, replicas)."""
     x = tf.constant(data.x_train[:, part])  # (n, replicas, ...)
     y = tf.constant(data.y_train[:, part])  # (n, replicas)
     n, replicas = y.shape
     adam = FusedAdam(model.trainable_variables, cfg.learning_rate)
     epoch_fn = make_epoch_fn(logits_model(model), adam.apply, x, y, cfg.batch_size)
     epoch_fn.get_concrete_function(tf.TensorSpec((n, replicas), tf.int32))  # trace here
+    evaluate = None
+    if record:
+        evaluate = make_eval_fn(model, data.x_val[:, part], data.y_val[:, part], keys)
+        evaluate.get_concrete_function()
 
-    def run(stop: threading.Event) -> np.ndarray:
-        # Drawn on the shard's thread (numpy's shuffles release the GIL).
-        orders = shuffled_indices(seeds, n, cfg.epochs)
-        losses = np.full((cfg.epochs, replicas), np.nan)
+    def run(stop: threading.Event, on_epoch: Callable[[int], None] | None) -> dict[str, np.ndarray]:
+        orders = sample_orders(seeds, n)  # drawn on this thread: numpy's shuffles release the GIL
+        # Rows as the epochs come: memory grows with the epochs trained, not configured.
+        rows: dict[str, list[np.ndarray]] = {c: [] for c in CURVES}
+        bad = np.zeros(replicas, bool)  # blown up in some epoch so far
         for epoch in range(cfg.epochs):
             if stop.is_set():
                 break
-            losses[epoch] = epoch_fn(tf.constant(orders[epoch])).numpy()
-            if cfg.verbose:
-                log.info("epoch %d/%d: loss %s", epoch + 1, cfg.epochs, np.round(losses[epoch], 4))
-            if blown_up(losses[: epoch + 1], classes).any(axis=0).all():
+            loss = epoch_fn(tf.constant(next(orders))).numpy()
+            row = dict(zip(CURVES, (loss, *_measure(evaluate, replicas)), strict=True))
+            for name, values in row.items():
+                rows[name].append(values)
+            _log_epoch(row, epoch, cfg)
+            if on_epoch is not None:
+                on_epoch(replicas)
+            bad |= blown_up(loss, classes)
+            if bad.all():
                 break
-        return losses
+        return {name: np.array(values).reshape(-1, replicas) for name, values in rows.items()}
 
     return run
+
+
+def _measure(evaluate: Any, replicas: int) -> tuple[np.ndarray, np.ndarray]:
+    """(val_accuracy, attn_key_weight) now, each (replicas,); NaN when not recording."""
+    if evaluate is None:
+        return np.full(replicas, np.nan), np.full(replicas, np.nan)
+    correct, key_weight, n = (t.numpy() for t in evaluate())
+    return correct / n, key_weight  # divided in float64: exactly correct / n
+
+
+def _join(shards: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """The shards' curves side by side, each padded with NaN to the longest shard's epochs
+    (a shard stops early when all its replicas blew up)."""
+    epochs = max(len(shard["train_loss"]) for shard in shards)
+
+    def padded(a: np.ndarray) -> np.ndarray:
+        return np.pad(a, ((0, epochs - len(a)), (0, 0)), constant_values=np.nan)
+
+    return {c: np.concatenate([padded(shard[c]) for shard in shards], axis=1) for c in CURVES}
+
+
+def _log_epoch(row: dict[str, np.ndarray], epoch: int, cfg: TrainerConfig) -> None:
+    if cfg.verbose:
+        log.info(
+            "epoch %d/%d: loss %s, val_accuracy %s",
+            epoch + 1,
+            cfg.epochs,
+            np.round(row["train_loss"], 4),
+            np.round(row["val_accuracy"], 4),
+        )
 
 
 def blown_up(losses: np.ndarray, classes: int | np.ndarray) -> np.ndarray:
@@ -270,13 +356,48 @@ def make_epoch_fn(
     return run_epoch
 
 
-def _finite_weights(model: keras.Model, replicas: int) -> np.ndarray:
+def make_eval_fn(
+    model: keras.Model, x: np.ndarray, y: np.ndarray, keys: np.ndarray, batch_size: int = 1024
+) -> Any:
+    """A tf.function measuring every replica on (x, y), in inference mode: each replica's
+    correct predictions (replicas,) int32, its mean attention weight on its key over the
+    samples (replicas,) float64 (attn_key_weight as attnlab.metrics defines it, over time
+    steps for lstm), and n.
+
+    x: (n, replicas, ...); y: (n, replicas); keys: (replicas,). A prediction is the argmax of
+    the logits: the argmax of the softmax output, never a masked class (pinned to -1e9).
+    """
+    out = [model.get_layer(LOGITS_LAYER).output, attention_model(model).output]
+    both = keras.Model(model.input, out, name="logits_and_attention")
+    x, y = tf.constant(x), tf.constant(y)
+    n, replicas = (int(d) for d in y.shape)
+    on_key = tf.one_hot(keys, int(both.outputs[1].shape[-1]))  # (replicas, key_axis)
+
+    @tf.function
+    def evaluate():
+        correct = tf.zeros([replicas], tf.int32)
+        key_weight = tf.zeros([replicas], tf.float64)
+        for start in tf.range(0, n, batch_size):
+            logits, alpha = both(x[start : start + batch_size], training=False)
+            hits = tf.argmax(logits, axis=-1, output_type=tf.int32) == y[start : start + batch_size]
+            correct += tf.reduce_sum(tf.cast(hits, tf.int32), axis=0)
+            on = tf.reduce_sum(alpha * on_key, axis=-1)  # (batch, replicas)
+            key_weight += tf.cast(tf.reduce_sum(on, axis=0), tf.float64)
+        return correct, key_weight / n, n
+
+    return evaluate
+
+
+def _finite_weights(model: ShardedModel) -> np.ndarray:
     """(replicas,) bool: every weight slice of the replica is finite."""
-    ok = np.ones(replicas, bool)
-    for w in model.weights:
-        values = np.asarray(w.numpy()).reshape(replicas, -1)
-        ok &= np.isfinite(values).all(axis=1)
-    return ok
+    parts = []
+    for shard, part in zip(model.models, model.slices, strict=True):
+        ok = np.ones(part.stop - part.start, bool)
+        for w in shard.weights:
+            values = np.asarray(w.numpy()).reshape(len(ok), -1)
+            ok &= np.isfinite(values).all(axis=1)
+        parts.append(ok)
+    return np.concatenate(parts)
 
 
 def predict(model: keras.Model, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:

@@ -171,7 +171,7 @@ cfg = ExperimentConfig(
     seeds=list(range({replicas})),
 )
 start = time.perf_counter()
-records, _ = train_and_measure(cfg)
+records = train_and_measure(cfg).records
 assert len(records) == {replicas}
 print(time.perf_counter() - start)
 """

@@ -21,6 +21,7 @@ Run: .venv/bin/python benchmarks/train_step.py [--replicas 5 16 64] [--models de
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -36,7 +37,7 @@ import tensorflow as tf
 from attnlab.config import DataConfig, ModelConfig
 from attnlab.data import make_replica_data
 from attnlab.models import build_model, logits_model
-from attnlab.train import FusedAdam, make_epoch_fn, shuffled_indices
+from attnlab.train import FusedAdam, make_epoch_fn, sample_orders
 
 MODELS = {
     "dense": ModelConfig(),
@@ -63,7 +64,7 @@ def epoch_fn(way: str, model_cfg: ModelConfig, seeds: list[int]) -> tuple[Any, t
         optimizer.build(weights)
         apply = lambda grads: optimizer.apply_gradients(zip(grads, weights, strict=True))  # noqa: E731
     fn = make_epoch_fn(model, apply, x, y, BATCH_SIZE, jit_compile=way.startswith("XLA"))
-    orders = shuffled_indices(seeds, int(y.shape[0]), EPOCHS)
+    orders = list(itertools.islice(sample_orders(seeds, int(y.shape[0])), EPOCHS))
     return fn, orders
 
 

@@ -4,6 +4,7 @@ import json
 import math
 import os
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -26,6 +27,7 @@ RECORD_KEYS = [
     "peak_ablation_drop",
     "train_seconds",
     "epochs_run",
+    "still_improving",
 ]
 
 
@@ -36,7 +38,7 @@ def _numbers(record):
 def test_binary_case_learns_and_attends_to_column_1(make_config):
     # 4000 samples, 3 epochs: a short run, at a learning rate that converges in it.
     cfg = make_config("data.samples=4000", "trainer.epochs=3", "trainer.learning_rate=0.01")
-    records, attention = train_and_measure(cfg)
+    records, attention, _ = train_and_measure(cfg)
     assert [r["seed"] for r in records] == [0, 1]
     for r in records:
         assert r["status"] == "completed"
@@ -72,11 +74,18 @@ def test_same_config_gives_same_numbers(make_config):
 
 
 def test_exploding_learning_rate_is_recorded_as_diverged(make_config):
-    records, _ = train_and_measure(make_config("trainer.learning_rate=1000", "data.classes=20"))
-    for r in records:
+    result = train_and_measure(make_config("trainer.learning_rate=1000", "data.classes=20"))
+    for r in result.records:
         assert r["status"] == "diverged"
         assert math.isnan(r["val_accuracy"]) and math.isnan(r["attn_key_weight"])
+        assert math.isnan(r["still_improving"])
         assert 1 <= r["epochs_run"] <= 4
+        # Its curves end in the epoch it blew up, with the loss that blew it up.
+        rows = result.history[result.history["seed"] == r["seed"]]
+        assert list(rows["epoch"]) == list(range(1, r["epochs_run"] + 1))
+        last = rows.iloc[-1]
+        assert not last["train_loss"] <= 10 * math.log(20)  # NaN, inf or far above
+        assert math.isnan(last["val_accuracy"]) and math.isnan(last["attn_key_weight"])
 
 
 def test_run_writes_metrics_attention_csv_and_png(make_config, tmp_path):
@@ -93,3 +102,38 @@ def test_run_writes_metrics_attention_csv_and_png(make_config, tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert (tmp_path / "metrics.json").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_a_billion_epochs_cost_only_the_epochs_trained(make_config):
+    # Nothing is allocated per configured epoch (the sample orders once took 11.9 GiB at a
+    # million epochs): every seed blows up within a few epochs and training stops there.
+    cfg = make_config("trainer.learning_rate=1000", "data.classes=20", "trainer.epochs=1000000000")
+    result = train_and_measure(cfg)
+    assert [r["status"] for r in result.records] == ["diverged", "diverged"]
+    assert len(result.history) == sum(r["epochs_run"] for r in result.records) <= 8
+
+
+def test_run_writes_history_csv_whose_last_epoch_is_metrics_json(make_config, tmp_path):
+    cfg = make_config("data.classes=3", "seeds=[0,4,9]")  # 4 epochs, 400 validation samples
+    run_experiment(cfg, tmp_path)
+    doc = json.loads((tmp_path / "metrics.json").read_text())
+    history = pd.read_csv(tmp_path / "history.csv")
+    assert list(history.columns) == [
+        "seed",
+        "epoch",
+        "train_loss",
+        "val_accuracy",
+        "attn_key_weight",
+    ]
+    assert list(history["seed"]) == [0] * 4 + [4] * 4 + [9] * 4
+    assert list(history["epoch"]) == [1, 2, 3, 4] * 3
+    assert history.notna().all().all()
+    counts = history["val_accuracy"] * 400  # correct samples of 400
+    np.testing.assert_allclose(counts, counts.round(), atol=1e-9)
+    assert history["attn_key_weight"].between(0, 1).all()
+    last = history[history["epoch"] == 4].set_index("seed")
+    for record in doc["runs"]:
+        assert record["val_accuracy"] == last.loc[record["seed"], "val_accuracy"]  # exactly
+        assert isinstance(record["still_improving"], bool)
+    first = history[history["epoch"] == 1].set_index("seed")
+    assert (last["train_loss"] < first["train_loss"]).all()  # it trained

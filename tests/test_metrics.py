@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from attnlab.metrics import accuracy, attention_metrics, shuffle_column
+from attnlab.metrics import accuracy, attention_metrics, shuffle_column, still_improving
 
 # 4 probe samples over 4 columns; the key is column 1.
 ALPHA = np.array(
@@ -67,3 +67,32 @@ def test_shuffle_column_keeps_marginal_and_only_that_column():
         assert not np.array_equal(out[:, r, col], x[:, r, col])
         others = [c for c in range(5) if c != col]
         np.testing.assert_array_equal(out[:, r, others], x[:, r, others])
+
+
+@pytest.mark.parametrize(
+    ("curve", "expected"),
+    [
+        ([0.5], None),  # one epoch: nothing to compare with
+        ([0.5, 0.52], True),  # 2 epochs: epoch 1 -> 2
+        ([0.5, 0.51], False),  # a rise of exactly 0.01 does not count
+        ([0.1, 0.5, 0.52], True),  # 3 epochs: epoch 2 -> 3
+        ([0.1, 0.5, 0.505], False),  # rose early, flat over the last epoch
+        ([0.1, 0.2, 0.5, 0.505], False),  # 4 epochs: epoch 3 -> 4
+        ([0.1, 0.2, 0.5, 0.52], True),
+        ([0.9, 0.5, 0.4, 0.3], False),  # falling
+        ([0.5, np.nan], None),  # a diverged run's curve
+    ],
+)
+def test_still_improving_on_short_hand_made_histories(curve, expected):
+    assert still_improving(np.array(curve)) is expected
+
+
+def test_still_improving_compares_the_last_quarter_of_20_epochs():
+    curve = np.linspace(0.3, 0.7, 20)  # +0.021 an epoch
+    assert still_improving(curve) is True
+    flat = np.concatenate([np.linspace(0.3, 0.7, 15), np.full(5, 0.7)])
+    assert still_improving(flat) is False  # epochs 15 -> 20: no rise
+    flat[19] = 0.7105
+    assert still_improving(flat) is True
+    flat[14] = 0.7104  # epoch 15 is the start: epoch 14's value does not count
+    assert still_improving(flat) is False

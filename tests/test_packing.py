@@ -22,8 +22,16 @@ def test_cells_trained_together_give_the_numbers_they_give_alone(
         make_config("data.classes=4", "data.key_encoding=scaled"),
     ]
     together = train_cells(cells)
-    for cfg, (records, attention) in zip(cells, together, strict=True):
-        alone, alone_attention = train_and_measure(cfg)
+    for cfg, (records, attention, history) in zip(cells, together, strict=True):
+        alone, alone_attention, alone_history = train_and_measure(cfg)
+        # Each cell its own curves: its seeds, every epoch, the numbers it gets alone.
+        assert list(history["seed"]) == [s for s in cfg.seeds for _ in range(4)]
+        np.testing.assert_allclose(history["train_loss"], alone_history["train_loss"], rtol=1e-5)
+        np.testing.assert_allclose(
+            history["val_accuracy"], alone_history["val_accuracy"], atol=0.005
+        )
+        last = history[history["epoch"] == 4]
+        assert list(last["val_accuracy"]) == [r["val_accuracy"] for r in records]
         assert [r["seed"] for r in records] == list(cfg.seeds)
         for packed, single in zip(records, alone, strict=True):
             assert packed["status"] == single["status"] == "completed"
@@ -42,7 +50,8 @@ def test_padded_logits_get_no_weight_and_no_probability():
     seeds = [0, 1]
     model = build_model(ModelConfig(), data_cfgs[0], seeds, classes=[2, 5])
     data = make_replica_data(data_cfgs, seeds, 0.2)
-    fit(ShardedModel([model]), data, seeds, TrainerConfig(epochs=2), np.array([2, 5]))
+    keys = np.array([1, 1])
+    fit(ShardedModel([model]), data, seeds, TrainerConfig(epochs=2), np.array([2, 5]), keys)
     kernel = model.get_layer("head").kernel.numpy()  # (replicas, hidden, 5)
     assert np.all(kernel[0, :, 2:] == 0.0)  # replica 0 has 2 classes: columns 2..4 unused
     assert np.any(kernel[1, :, 2:] != 0.0)

@@ -59,10 +59,10 @@ def test_a_pack_that_fails_trains_its_cells_one_by_one(make_config, tmp_path, mo
 
     alone = experiment.train_cells
 
-    def fails_when_packed(cfgs):
+    def fails_when_packed(cfgs, **kwargs):
         if len(cfgs) > 1:
             raise RuntimeError("out of memory")
-        return alone(cfgs)
+        return alone(cfgs, **kwargs)
 
     monkeypatch.setattr(experiment, "train_cells", fails_when_packed)
     cells = [make_config("data.classes=2", "trainer.epochs=1"), make_config("data.classes=1")]

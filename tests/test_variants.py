@@ -75,7 +75,7 @@ def test_variant_trains_and_reads_attention_over_the_key_axis(make_config, overr
     cfg = make_config(
         *overrides, "data.samples=4000", "trainer.epochs=3", "trainer.learning_rate=0.01"
     )
-    records, attention = train_and_measure(cfg)
+    records, attention, _ = train_and_measure(cfg)
     assert len(attention) == 2 * key_axis  # one weight per key-axis position per seed
     assert attention.groupby("seed")["weight"].sum().to_numpy() == pytest.approx([1, 1], abs=1e-4)
     for r in records:
