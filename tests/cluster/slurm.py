@@ -149,15 +149,22 @@ def up(root: Path = DEFAULT_DIR, timeout: float = 90) -> Cluster:
 
 
 def down(root: Path = DEFAULT_DIR) -> None:
-    """Stop the daemons started under root (by their pid files) and remove root."""
+    """Cancel the cluster's jobs, stop the daemons started under root (by their pid files)
+    and remove root. Jobs go first: their processes (slurmstepd's) outlive slurmd."""
+    if _alive(root, "slurmctld"):
+        cluster = Cluster(root)
+        _run(["scancel", "--full", f"--user={os.geteuid()}"], cluster, check=False)
+        squeue = ["squeue", "-h", "-o", "%i"]
+        _wait_quietly(lambda: not _run(squeue, cluster, check=False).stdout.strip(), 20)
     for name in reversed(DAEMONS):
         _stop(root, name)
     shutil.rmtree(root, ignore_errors=True)
 
 
 def _stop(root: Path, name: str) -> None:
-    pid = _pid(root, name)
-    if pid is not None and _pid_alive(pid):
+    if _alive(root, name):
+        pid = _pid(root, name)
+        assert pid is not None
         os.kill(pid, signal.SIGTERM)
         _wait_gone(pid, 15)
 
@@ -300,6 +307,12 @@ def _wait(ready: Callable[[], bool], timeout: float, root: Path, what: str) -> N
         time.sleep(0.5)
 
 
+def _wait_quietly(done: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not done() and time.monotonic() < deadline:
+        time.sleep(0.5)
+
+
 def _log_tail(root: Path, lines: int = 15) -> str:
     parts = []
     for log in sorted((root / "log").glob("*")) + sorted((root / "munge").glob("*.log")):
@@ -316,8 +329,15 @@ def _pid(root: Path, name: str) -> int | None:
 
 
 def _alive(root: Path, name: str) -> bool:
+    """The daemon's recorded pid runs that daemon (a stale pid may be another process now)."""
     pid = _pid(root, name)
-    return pid is not None and _pid_alive(pid)
+    if pid is None or not _pid_alive(pid):
+        return False
+    try:
+        program = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0]
+    except OSError:
+        return False
+    return Path(program.decode()).name == name
 
 
 def _pid_alive(pid: int) -> bool:
