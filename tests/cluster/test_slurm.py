@@ -16,30 +16,20 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import pandas as pd
 import pytest
-
-from attnlab.metrics import RUN_METRICS
 
 from ..conftest import run_cli
 from . import slurm
+from .conftest import GRID, TINY, assert_same_report, read_report
 
 pytestmark = pytest.mark.slow
 
 SMALL = ["data.samples=600", "data.probe_samples=100", "data.classes=2", "seeds=[0]"]
-TINY = ["data.samples=600", "data.probe_samples=100", "trainer.epochs=1", "seeds=[0,1]"]
-GRID = ["data.classes=2,5", "model.attn_layers=1,2"]
 # One core per job, so two jobs run at once on a 2-core node.
 SLURM = ["hydra/launcher=attnlab_slurm", "hydra.launcher.cpus_per_task=1"]
 # One seed at 600 samples trains ~2000 epochs in 5 s here: these run ~1 min and ~5 min.
 MINUTE, LONG = 20000, 100000
 TIMED_OUT = "UncompletedJobError: Job not requeued because: timed-out too many times."
-COMPARED = [m for m in RUN_METRICS if m != "train_seconds"]
-
-
-def read_report(sweep_dir: Path) -> pd.DataFrame:
-    report = pd.read_csv(sweep_dir / "report.csv")
-    return report.sort_values(["job", "seed"], ignore_index=True)
 
 
 def array_ids(sweep_dir: Path) -> list[str]:
@@ -69,27 +59,17 @@ def sweep_dir(cluster: slurm.Cluster, tmp_path: Path) -> Iterator[Path]:
 
 
 @pytest.fixture(scope="module")
-def tiny_grid(cluster: slurm.Cluster, tmp_path_factory: pytest.TempPathFactory):
+def tiny_grid(cluster: slurm.Cluster, default_grid: Path, tmp_path_factory: pytest.TempPathFactory):
     """(default launcher's sweep dir, SLURM's completed process and sweep dir) of the grid."""
     root = tmp_path_factory.mktemp("slurm_grid")
-    ref = run_cli(command(root / "default", *GRID, *TINY), cwd=root)
-    assert ref.returncode == 0, ref.stderr
     proc = run_cli(command(root / "slurm", *GRID, *TINY, *SLURM), cwd=root, env=cluster.env)
-    return root / "default", proc, root / "slurm"
+    return default_grid, proc, root / "slurm"
 
 
 def test_tiny_grid_report_equals_the_default_launchers(cluster, tiny_grid):
     ref_dir, proc, sweep_dir = tiny_grid
     assert proc.returncode == 0, proc.stderr
-    ref, report = read_report(ref_dir), read_report(sweep_dir)
-    assert len(report) == 4 * 2 and set(report["status"]) == {"completed"}
-    exact = [c for c in ref.columns if c not in RUN_METRICS]
-    pd.testing.assert_frame_equal(report[exact], ref[exact])
-    pd.testing.assert_frame_equal(
-        report[COMPARED], ref[COMPARED], check_exact=False, rtol=0, atol=1e-6
-    )
-    summary, ref_summary = (pd.read_csv(d / "summary.csv") for d in (sweep_dir, ref_dir))
-    pd.testing.assert_frame_equal(summary, ref_summary, check_exact=False, rtol=0, atol=1e-6)
+    assert_same_report(sweep_dir, ref_dir)
     # The jobs really went through SLURM: one array, every task COMPLETED in its accounting.
     (array,) = array_ids(sweep_dir)
     assert set(cluster.states([array]).values()) == {"COMPLETED"}
