@@ -194,7 +194,7 @@ def _start_mariadb(root: Path) -> None:
         done = subprocess.run(
             ["mariadb-install-db", "--no-defaults", f"--datadir={datadir}", "--user=root",
              "--auth-root-authentication-method=socket", "--skip-test-db"],
-            capture_output=True, text=True, timeout=120,
+            capture_output=True, text=True, timeout=120, env={**os.environ, "PATH": _path()},
         )  # fmt: skip
         if done.returncode != 0:
             raise RuntimeError(f"mariadb-install-db failed: {done.stderr[-2000:]}")
@@ -267,14 +267,16 @@ StorageLoc=slurm_acct_db
 
 def _node_line() -> str:
     """`slurmd -C`'s NodeName line (this machine's CPUs and memory), as SLURM sees them."""
-    out = subprocess.run(["slurmd", "-C"], capture_output=True, text=True, check=True).stdout
-    return next(line for line in out.splitlines() if line.startswith("NodeName="))
+    env = {**os.environ, "PATH": _path()}
+    done = subprocess.run(["slurmd", "-C"], capture_output=True, text=True, check=True, env=env)
+    return next(line for line in done.stdout.splitlines() if line.startswith("NodeName="))
 
 
 def _start(root: Path, name: str, cmd: list[str]) -> None:
     """Start one daemon detached (own session, output to log/NAME.out); record its pid."""
+    # slurmdbd's MariaDB client finds the private socket through MYSQL_UNIX_PORT.
     env = {**os.environ, "SLURM_CONF": str(root / "slurm.conf"),
-           "MYSQL_UNIX_PORT": _db_socket(root)}  # fmt: skip
+           "MYSQL_UNIX_PORT": _db_socket(root), "PATH": _path()}  # fmt: skip
     with open(root / "log" / f"{name}.out", "ab") as out:
         proc = subprocess.Popen(
             cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
