@@ -99,7 +99,7 @@ def test_failing_cell_is_reported_and_the_sweep_exits_1(cluster, sweep_dir):
 
 
 def test_time_limit_fails_the_cell_inside_its_job(cluster, sweep_dir):
-    # timeout_min=1 is under submitit's signal_delay_s (120 s): SLURM sends USR2 at its first
+    # timeout_min=1 is under submitit's signal_delay_s (120 s): SLURM sends USR2 at a
     # time-limit check (~30 s in), submitit's handler finds the job timed out and, as the
     # job may not be requeued (max_num_timeout=0), raises inside the cell.
     overrides = [*SMALL, f"trainer.epochs={LONG}", *SLURM]
@@ -112,8 +112,11 @@ def test_time_limit_fails_the_cell_inside_its_job(cluster, sweep_dir):
     assert (
         row["error"] == "UncompletedJobError: Job not requeued because: timed-out too many times."
     )
-    # So SLURM never reaches its own TIMEOUT: the job ends COMPLETED, before its limit.
-    assert list(cluster.states(array_ids(sweep_dir)).values()) == ["COMPLETED"]
+    # Mostly the job then ends COMPLETED, before its limit; when the warning comes late (a
+    # loaded slurmctld sent it with the kill at the limit, seen once), sacct says TIMEOUT,
+    # but the cell is failed the same way within KillWait.
+    (state,) = cluster.states(array_ids(sweep_dir)).values()
+    assert state in {"COMPLETED", "TIMEOUT"}
 
 
 def start_sweep(sweep_dir: Path, cluster: slurm.Cluster, *overrides: str) -> subprocess.Popen:
