@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pytest
@@ -36,13 +36,14 @@ def make_config() -> Callable[..., ExperimentConfig]:
     return make
 
 
-def run_cli(args: list[str], cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    """`python -m attnlab ARGS` in a subprocess, from cwd (not the checkout)."""
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+def run_cli(
+    args: list[str], cwd: Path, timeout: float = 600, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`python -m attnlab ARGS` in a subprocess, from cwd (not the checkout); env adds variables."""
     return subprocess.run(
         [sys.executable, "-m", "attnlab", *args],
         cwd=cwd,
-        env=env,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})},
         capture_output=True,
         text=True,
         timeout=timeout,
