@@ -89,7 +89,7 @@ def _sweep_status(outcome: object) -> int:
         _say(
             f"attnlab: error: {len(outcome.failed)} of {outcome.cells} cell(s) of this run "
             f"failed ({outcome.sweep_dir / 'report.md'} lists them); every finished cell is "
-            f"kept; retry the others with: {resume_command(outcome.sweep_dir)}"
+            f"kept; resume with: {resume_command(outcome.sweep_dir)}"
         )
         return EXIT_FAILED
     return 0

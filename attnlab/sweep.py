@@ -246,12 +246,17 @@ def run_pack_job(sweep_dir: Path, pack_id: str, hc: Any) -> None:
 
     spec = records.read_json(sweep_dir / records.JOBS_DIR / f"{pack_id}.json", sweep_dir)
     run_id = spec.get("run_id")
-    cells = [
-        (sweep_dir / entry["name"], from_hydra(OmegaConf.create(entry["config"])))
-        for entry in spec["cells"]
-    ]
-    exps = [exp for _, exp in cells]
-    apply_threads(exps[0].trainer.threads, hc)
+    names = [str(entry["name"]) for entry in spec["cells"]]
+    try:
+        exps = [from_hydra(OmegaConf.create(entry["config"])) for entry in spec["cells"]]
+        apply_threads(exps[0].trainer.threads, hc)  # imports TensorFlow: seconds
+    except Exception as err:  # e.g. submitit's time-limit signal while TensorFlow loads
+        error = error_line(err)
+        log.error("the pack could not start: %s", error, exc_info=not is_config_error(err))
+        for name in names:
+            records.write_attempt(sweep_dir / name, "failed", run_id, error)
+        return
+    cells = [(sweep_dir / name, exp) for name, exp in zip(names, exps, strict=True)]
     results: list[Any] = [None] * len(exps)
     seeds = sum(len(e.seeds) for e in exps)
     label = f"pack {int(spec.get('index', 0)) + 1}/{spec.get('of', '?')} ({seeds} seeds)"

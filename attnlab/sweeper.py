@@ -153,9 +153,13 @@ def sweep(
         )
         record_lost(sweep_dir, run_id, packs_cells, lost_reasons(err, config, len(batch)))
         return []
-    for ret in returns:
-        if ret.status == JobStatus.FAILED:
-            log.error("a job failed: %s", records.one_line(repr(ret._return_value)))
+    failed = {}
+    for index, ret in enumerate(returns):
+        if ret.status == JobStatus.FAILED:  # raised outside a cell's own record keeping
+            raised = ret._return_value
+            failed[index] = records.one_line(f"{type(raised).__name__}: {raised}", 300)
+            log.error("job %d failed: %s", index, failed[index])
+    record_lost(sweep_dir, run_id, packs_cells, failed)
     return [returns]
 
 
