@@ -10,26 +10,38 @@ import contextlib
 import logging
 import os
 import sys
-
-# TensorFlow's C++ start-up chatter (CUDA probes, oneDNN notes) hides the run's own log.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from importlib.metadata import version
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from attnlab.config import register_configs
+from attnlab.cli import require_multirun, version_line
+from attnlab.config import ConfigError, register_configs
 from attnlab.errors import config_error_line, is_config_error
 from attnlab.launchers import register_packed_launcher
+from attnlab.quiet import quiet_start
+
+# TensorFlow's C++ start-up chatter (CUDA probes, oneDNN notes) hides the run's own log;
+# nothing above imports TensorFlow.
+quiet_start()
 
 register_configs()
 register_packed_launcher()
 
 
 @hydra.main(config_path="pkg://attnlab.conf", config_name="config", version_base="1.3")
-def _hydra_main(cfg: DictConfig) -> None:
+def _hydra_main(cfg: DictConfig) -> float | None:
     from attnlab.sweep import run_job
 
-    run_job(cfg)
+    hc = HydraConfig.get()
+    try:
+        require_multirun(hc.mode == RunMode.MULTIRUN, hc.sweeper.get("params"))
+    except ConfigError as err:  # raised here, Hydra would add a line of its own
+        print(f"attnlab: error: {err}", file=sys.stderr)
+        sys.exit(2)
+    return run_job(cfg)  # the objective: what Hydra's optimizing sweepers read
 
 
 def main() -> int:
@@ -72,5 +84,16 @@ def exit_now(status: int) -> None:
     os._exit(status)
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The `attnlab` console command: `python -m attnlab`, plus `--version`."""
+    # The installed distribution's version: `attnlab` may resolve to a namespace package
+    # (a dir named attnlab in the working dir, such as a sweep's), whose __init__ never runs.
+    line = version_line(sys.argv[1:], version("attnlab"))
+    if line is not None:
+        print(line)
+        sys.exit(0)
     exit_now(main())
+
+
+if __name__ == "__main__":
+    cli()

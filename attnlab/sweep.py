@@ -30,6 +30,7 @@ from attnlab.experiment import ATTENTION_CSV, ATTENTION_PNG, METRICS_FILE, run_e
 from attnlab.files import write_atomic, write_json
 from attnlab.launchers import apply_threads
 from attnlab.packing import take
+from attnlab.report import objective_value
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ SWEEP_STATE = ".sweep.json"
 failed_jobs: list[str] = []
 
 
-def run_job(cfg: DictConfig) -> None:
+def run_job(cfg: DictConfig) -> float:
     """Run one job: reuse a finished identical cell, else train; record any failure."""
     hc = HydraConfig.get()
     out_dir = Path(hc.runtime.output_dir)
@@ -65,6 +66,7 @@ def run_job(cfg: DictConfig) -> None:
         log.error("job failed: %s", doc["error"], exc_info=not is_config_error(err))
     if multirun:
         log.info(progress_line(Path(hc.sweep.dir), hc.job.override_dirname, doc, start))
+    return objective_value(doc, cfg.objective)
 
 
 def _fail_single_run(err: Exception) -> None:
