@@ -13,8 +13,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from attnlab.quiet import quiet_start
+
 __version__ = "0.1.0"
 __all__ = ["__version__", "load_report", "run_cell"]
+
+# Here, not only in the CLI: a launcher's worker processes (joblib's loky, submitit, ray)
+# import attnlab's modules but never attnlab.__main__, and load TensorFlow to train.
+quiet_start()
 
 if TYPE_CHECKING:
     from attnlab.api import load_report, run_cell

@@ -187,3 +187,16 @@ def test_normal_run_console_shows_only_attnlab_lines(tmp_path):
     assert lines, "a run says what it did"
     assert [ln for ln in lines if not OWN_LINE.match(ln)] == []
     assert (tmp_path / "run" / "metrics.json").exists()
+
+
+@needs_command
+@pytest.mark.slow
+def test_joblib_workers_start_quietly_too(tmp_path):
+    # Workers import attnlab's modules, never attnlab.__main__: attnlab/__init__ quiets them.
+    tiny = ["data.samples=600", "data.probe_samples=100", "trainer.epochs=1", "seeds=[0,1]"]
+    args = ["-m", "data.classes=2,5", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *tiny]
+    proc = _attnlab([*args, f"hydra.sweep.dir={tmp_path}/sweep"], tmp_path, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    hydra_line = re.compile(r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}\]\[HYDRA\] ")
+    lines = (proc.stdout + proc.stderr).splitlines()
+    assert [ln for ln in lines if not (OWN_LINE.match(ln) or hydra_line.match(ln))] == []
