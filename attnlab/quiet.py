@@ -72,21 +72,30 @@ def keep_lines(text: str) -> str:
 def filtered_stderr() -> Iterator[None]:
     """Send file descriptor 2 to a temporary file for the block, then replay what was
     written there to the real stderr, start-up notices left out (also if the block raises)."""
-    sys.stderr.flush()
-    saved = os.dup(2)
+    _flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no file descriptor 2 (a detached process): nothing to filter
+        yield
+        return
     with tempfile.TemporaryFile() as capture:
         os.dup2(capture.fileno(), 2)
         try:
             yield
         finally:
-            sys.stderr.flush()
+            _flush()
             os.dup2(saved, 2)
             os.close(saved)
             capture.seek(0)
             kept = keep_lines(capture.read().decode(errors="replace"))
-            if kept:
+            if kept and sys.stderr is not None:
                 sys.stderr.write(kept)
                 sys.stderr.flush()
+
+
+def _flush() -> None:
+    if sys.stderr is not None:  # None under pythonw
+        sys.stderr.flush()
 
 
 class _QuietImport(importlib.abc.MetaPathFinder):
