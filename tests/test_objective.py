@@ -82,12 +82,15 @@ def test_optuna_search_of_three_trials_lands_in_the_report(tmp_path):
     launched = (proc.stdout + proc.stderr).count("Launching 1 jobs locally")
     assert launched == 3
     assert 1 <= len(summary) <= 3 and len(report) == 2 * len(summary)
-    assert (summary["data.classes"] == 50).all() and (summary["objective"] == "focus_rate").all()
+    assert (summary["data.classes"] == 50).all()
+    assert (summary["objective"] == "attn_key_weight").all()
     assert set(summary["model.attn_layers"]) <= {1, 2, 3, 4}
+    assert set(summary["model.attn_activation"]) <= {"linear", "relu", "tanh"}
     assert set(summary["model.hidden"]) <= {8, 16, 32, 64, 128}
-    # What the sweeper saw as the best value is the best cell's focus rate in the report.
+    # What the sweeper saw as the best value is the best cell's mean key weight in the report.
     results = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
-    assert results["best_value"] == pytest.approx(summary["focus_rate"].max())
-    best = summary.set_index(["model.attn_layers", "model.hidden"])["focus_rate"]
-    params = results["best_params"]
-    assert best[(params["model.attn_layers"], params["model.hidden"])] == results["best_value"]
+    assert results["best_value"] == pytest.approx(summary["attn_key_weight_mean"].max())
+    axes = ["model.attn_layers", "model.attn_activation", "model.hidden"]
+    best = summary.set_index(axes)["attn_key_weight_mean"]
+    params = tuple(results["best_params"][a] for a in axes)
+    assert best[params] == pytest.approx(results["best_value"])
