@@ -12,18 +12,24 @@ import logging
 import os
 import signal
 import sys
+from importlib.metadata import version
 from types import FrameType
 
-# TensorFlow's C++ start-up chatter (CUDA probes, oneDNN notes) hides the run's own log.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from attnlab.config import register_configs
+from attnlab.cli import require_multirun, version_line
+from attnlab.config import ConfigError, register_configs
 from attnlab.errors import config_error_line, is_config_error
+from attnlab.quiet import quiet_start
 from attnlab.sweep import Abort, Terminated, register_resolvers
 from hydra_plugins.attnlab_sweeper.attnlab_sweeper import register as register_sweeper
+
+# TensorFlow's C++ start-up chatter (CUDA probes, oneDNN notes) hides the run's own log;
+# nothing above imports TensorFlow.
+quiet_start()
 
 register_configs()
 register_resolvers()
@@ -36,7 +42,12 @@ EXIT_BAD_INPUT, EXIT_FAILED, EXIT_SIGINT, EXIT_SIGTERM = 2, 1, 130, 143
 def _hydra_main(cfg: DictConfig) -> float | None:
     from attnlab.sweep import run_job
 
-    return run_job(cfg)
+    hc = HydraConfig.get()
+    try:
+        require_multirun(hc.mode == RunMode.MULTIRUN, hc.sweeper.get("params"))
+    except ConfigError as err:  # a preset that defines a sweep, run without -m
+        raise Abort(str(err), EXIT_BAD_INPUT) from None
+    return run_job(cfg)  # the objective: what Hydra's optimizing sweepers read
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:
@@ -116,5 +127,16 @@ def exit_now(status: int) -> None:
     os._exit(status)
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The `attnlab` console command: `python -m attnlab`, plus `--version`."""
+    # The installed distribution's version: `attnlab` may resolve to a namespace package
+    # (a dir named attnlab in the working dir, such as a sweep's), whose __init__ never runs.
+    line = version_line(sys.argv[1:], version("attnlab"))
+    if line is not None:
+        print(line)
+        sys.exit(0)
     exit_now(main())
+
+
+if __name__ == "__main__":
+    cli()

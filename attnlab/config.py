@@ -16,6 +16,20 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig
 
 MODEL_VARIANTS = ("dense", "double", "lstm")
+LOGGERS = ("none", "tensorboard")
+# What a job returns to Hydra (its mean over the cell's usable seeds): focus_rate or a
+# summary metric of attnlab.report.SUMMARY_METRICS (kept equal by a test; the report
+# layer sits above this one).
+OBJECTIVES = (
+    "focus_rate",
+    "val_accuracy",
+    "probe_accuracy",
+    "attn_key_weight",
+    "attn_hit_rate",
+    "attn_entropy",
+    "key_ablation_drop",
+    "peak_ablation_drop",
+)
 ATTENTION_POSITIONS = ("before", "after")
 KEY_ENCODINGS = ("raw", "scaled")
 # Depth and sequence length are unrolled into the graph: its build time grows with them
@@ -176,15 +190,45 @@ class TrainerConfig:
 
 
 @dataclass
+class LoggerConfig:
+    # Where curves go besides metrics.json: none, or tensorboard (event files per run,
+    # attnlab/tensorboard.py; needs the `tensorboard` extra only to view them).
+    kind: str = "none"
+    # The sub-directory of the run dir that holds the event files.
+    subdir: str = "tensorboard"
+
+    def validate(self) -> None:
+        _require(self.kind in LOGGERS, "logger.kind", self.kind, f"one of {', '.join(LOGGERS)}")
+        _require(
+            bool(self.subdir) and "/" not in self.subdir and self.subdir not in (".", ".."),
+            "logger.subdir",
+            self.subdir,
+            "a plain directory name",
+        )
+
+
+@dataclass
 class ExperimentConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
-    # One model per seed; seed s drives its data draw and initialisation.
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    # The number a job returns to Hydra (for optimizing sweepers such as optuna): this
+    # summary metric's mean over the cell's usable seeds, or focus_rate.
+    objective: str = "val_accuracy"
+    # One model per seed; seed s drives its data draw and initialisation. Last, as in the
+    # report's columns (the cell's config, then its seeds).
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
 
     def validate(self, activations: bool = True) -> None:
         """Every range check; activations=False skips the one that imports Keras."""
+        _require(
+            self.objective in OBJECTIVES,
+            "objective",
+            self.objective,
+            f"one of {', '.join(OBJECTIVES)}",
+        )
+        self.logger.validate()
         self.model.validate()
         self.data.validate(sequence=self.model.sequence)
         self.trainer.validate(self.data.samples)
@@ -222,14 +266,15 @@ def from_hydra(cfg: DictConfig) -> ExperimentConfig:
     The schemas reject unknown keys at compose time, except ones added with `+key=...`
     (Hydra's force-add), which are caught here.
     """
-    groups = {"data": DataConfig, "model": ModelConfig, "trainer": TrainerConfig}
+    groups = {
+        "data": DataConfig,
+        "model": ModelConfig,
+        "trainer": TrainerConfig,
+        "logger": LoggerConfig,
+    }
+    top = (*groups, "seeds", "objective")
     for key in cfg:
-        _require(
-            key in (*groups, "seeds"),
-            str(key),
-            cfg[key],
-            "not a config key (allowed: data, model, trainer, seeds)",
-        )
+        _require(key in top, str(key), cfg[key], f"not a config key (allowed: {', '.join(top)})")
     for group, schema in groups.items():
         allowed = [f.name for f in fields(schema)]
         for key in cfg[group]:
@@ -243,6 +288,8 @@ def from_hydra(cfg: DictConfig) -> ExperimentConfig:
         data=DataConfig(**cfg.data),
         model=ModelConfig(**cfg.model),
         trainer=TrainerConfig(**cfg.trainer),
+        logger=LoggerConfig(**cfg.logger),
+        objective=cfg.objective,
         seeds=list(cfg.seeds),
     )
 
@@ -250,9 +297,10 @@ def from_hydra(cfg: DictConfig) -> ExperimentConfig:
 def flatten(cfg: ExperimentConfig) -> dict[str, Any]:
     """Dotted key -> value for every config value, e.g. {"data.classes": 20, "seeds": [0, 1]}."""
     out: dict[str, Any] = {}
-    for group in ("data", "model", "trainer"):
+    for group in ("data", "model", "trainer", "logger"):
         for key, value in vars(getattr(cfg, group)).items():
             out[f"{group}.{key}"] = value
+    out["objective"] = cfg.objective
     out["seeds"] = list(cfg.seeds)
     return out
 
@@ -269,9 +317,14 @@ def dotted(tree: dict[Any, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def register_configs() -> None:
-    """Register the schemas that conf/*.yaml extend."""
+    """Register the schemas that conf/*.yaml extend.
+
+    They are stored outside every config group (conf/data/default.yaml names
+    `/base_data@_here_`), so --help and shell completion list only the real options.
+    """
     cs = ConfigStore.instance()
     cs.store(name="base_config", node=ExperimentConfig)
-    cs.store(group="data", name="base_data", node=DataConfig)
-    cs.store(group="model", name="base_model", node=ModelConfig)
-    cs.store(group="trainer", name="base_trainer", node=TrainerConfig)
+    cs.store(name="base_data", node=DataConfig)
+    cs.store(name="base_model", node=ModelConfig)
+    cs.store(name="base_trainer", node=TrainerConfig)
+    cs.store(name="base_logger", node=LoggerConfig)

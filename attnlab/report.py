@@ -148,6 +148,20 @@ def _flags(column: pd.Series) -> pd.Series:
     return column.map(lambda v: float(v) if isinstance(v, bool | np.bool_) else math.nan)
 
 
+def objective_value(doc: dict[str, Any], objective: str) -> float:
+    """A job's objective: the mean of `objective` over the cell's usable seeds (completed or
+    cached), as summarize() computes it; focus_rate is the share of those seeds focused.
+    NaN if no seed has a finite value (a failed cell, every seed diverged)."""
+    usable = [run for run in doc.get("runs", []) if run.get("status") in USABLE]
+    key = "attn_focused" if objective == "focus_rate" else objective
+    values = np.array([_as_float(run.get(key)) for run in usable], dtype=float)
+    return _finite_mean(values)
+
+
+def _as_float(value: Any) -> float:
+    return float(value) if isinstance(value, int | float) else math.nan  # bools included
+
+
 def _finite_mean(values: np.ndarray) -> float:
     values = values[np.isfinite(values)]
     return float(values.mean()) if len(values) else math.nan

@@ -217,11 +217,12 @@ def run_cell_job(cfg: DictConfig, sweep_dir: Path, out_dir: Path, hc: Any) -> fl
     run_id = records.read_state(sweep_dir).get("run_id")
     start = time.perf_counter()
     cell = make_cell(cfg, list(hc.overrides.task))
+    objective = cell.exp.objective if cell.exp is not None else "val_accuracy"
     held = records.read_cell(out_dir, sweep_dir)
     if held.finished and not cell.error:  # a bad value is an error even for a finished cell
         records.write_attempt(out_dir, "cached", run_id)
         log.info(progress_line(sweep_dir, cell.name, held.runs, "", start, cached=True))
-        return objective_value(held.runs)
+        return objective_value(held.runs, objective)
     runs: list[dict[str, Any]] = []
     error = cell.error
     if cell.exp is not None:
@@ -235,7 +236,7 @@ def run_cell_job(cfg: DictConfig, sweep_dir: Path, out_dir: Path, hc: Any) -> fl
             log.error("cell failed: %s", error, exc_info=not is_config_error(err))
     records.write_attempt(out_dir, "failed" if error else "completed", run_id, error)
     log.info(progress_line(sweep_dir, cell.name, runs, error, start))
-    return objective_value(runs)
+    return objective_value(runs, objective)
 
 
 def run_pack_job(sweep_dir: Path, pack_id: str, hc: Any) -> None:
@@ -294,12 +295,12 @@ def run_pack_job(sweep_dir: Path, pack_id: str, hc: Any) -> None:
         log.info(progress_line(sweep_dir, cell_dir.name, runs, error, start))
 
 
-def objective_value(runs: list[dict[str, Any]]) -> float:
-    """The cell's mean val_accuracy over its usable seeds (NaN if none): what an optimizing
-    sweeper maximises."""
-    values = [r.get("val_accuracy") for r in runs if r.get("status") != "diverged"]
-    finite = [float(v) for v in values if isinstance(v, int | float) and _finite(v)]
-    return sum(finite) / len(finite) if finite else math.nan
+def objective_value(runs: list[dict[str, Any]], objective: str = "val_accuracy") -> float:
+    """The cell's mean `objective` over its usable seeds (attnlab.report.objective_value):
+    what an optimizing sweeper maximises."""
+    from attnlab.report import objective_value as mean_over_seeds
+
+    return mean_over_seeds({"runs": runs}, objective)
 
 
 # --- progress -------------------------------------------------------------------------------

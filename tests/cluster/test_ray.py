@@ -42,7 +42,7 @@ def test_failing_cell_is_reported_and_the_sweep_exits_1(tmp_path):
     overrides = ["data.classes=2,1", "model.attn_layers=1", *TINY]
     proc = run_cli(command(tmp_path / "sweep", *overrides), cwd=tmp_path)
     assert proc.returncode == 1, proc.stderr
-    assert "1 job(s) of the sweep failed" in proc.stderr
+    assert "1 of 2 cell(s) of this run failed" in proc.stderr
     report = read_report(tmp_path / "sweep")
     cells = {c: list(g["status"]) for c, g in report.groupby("data.classes")}
     assert cells == {1: ["failed"] * 2, 2: ["completed"] * 2}

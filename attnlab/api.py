@@ -1,0 +1,150 @@
+"""The Python API, for notebooks: read a sweep's tables, run one cell as the CLI would.
+
+    import attnlab
+    report, summary = attnlab.load_report("outputs/sweeps/2026-12-01_10-00-00")
+    doc = attnlab.run_cell(["data.classes=20", "seeds=[0,1,2]"], "outputs/nb/classes20")
+
+Exposed lazily by attnlab/__init__.py, so `import attnlab` loads neither TensorFlow nor
+pandas; TensorFlow loads when run_cell trains.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from attnlab.config import ConfigError, ExperimentConfig, flatten
+
+# Dtypes of the metrics that are not floats (report.csv); seeds and counts are ints too.
+INT_COLUMNS = ("seed", "attn_peak_column", "attn_key_rank", "epochs_run")
+COUNT_COLUMNS = ("n_seeds", "n_diverged", "n_failed")
+BOOL_COLUMNS = ("attn_focused",)
+REPORT_FILES = ("report.csv", "summary.csv")
+
+
+def load_report(sweep_dir: str | PathLike[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A sweep's report and summary as DataFrames, rebuilt first if missing or stale.
+
+    Stale: report.csv or summary.csv is older than some cell's record (metrics.json,
+    run.json or cell.json: a resumed or grown sweep, a sweep killed before its report). Columns get the types of
+    their values: config ints and counts as ints, `attn_focused` as bools, `seed` as int
+    (pandas' nullable Int64/boolean where a failed or diverged row has no value).
+
+    Raises:
+        ConfigError: sweep_dir is not a directory or holds no cell dirs (one-line message).
+    """
+    from attnlab.records import cell_dirs
+    from attnlab.report import write_report
+
+    root = Path(sweep_dir)
+    if not root.is_dir():
+        raise ConfigError(f"sweep_dir={str(root)!r} is not allowed: an existing sweep directory")
+    if not cell_dirs(root):
+        raise ConfigError(
+            f"sweep_dir={str(root)!r} is not allowed: a sweep directory with cell dirs "
+            "(sub-directories with cell.json, metrics.json or .hydra/)"
+        )
+    if report_is_stale(root):
+        write_report(root)
+    report = typed(pd.read_csv(root / "report.csv", keep_default_na=False, na_values=[""]))
+    summary = typed(pd.read_csv(root / "summary.csv", keep_default_na=False, na_values=[""]))
+    return report, summary
+
+
+def report_is_stale(sweep_dir: Path) -> bool:
+    """Whether report.csv or summary.csv is missing or older than a cell's record."""
+    from attnlab import records
+
+    paths = [sweep_dir / name for name in REPORT_FILES]
+    if not all(p.exists() for p in paths):
+        return True
+    written = min(p.stat().st_mtime for p in paths)
+    names = (records.METRICS_FILE, records.RUN_FILE, records.CELL_FILE)
+    files = [d / name for d in records.cell_dirs(sweep_dir) for name in names]
+    return any(p.exists() and p.stat().st_mtime > written for p in files)
+
+
+def typed(frame: pd.DataFrame) -> pd.DataFrame:
+    """frame with each known column cast to its type: config values as the schema types
+    them, ints and bools of the metrics; nullable types only where a value is missing."""
+    kinds = {key: type(value) for key, value in flatten(ExperimentConfig()).items()}
+    kinds.update(dict.fromkeys((*INT_COLUMNS, *COUNT_COLUMNS), int))
+    kinds.update(dict.fromkeys(BOOL_COLUMNS, bool))
+    out = frame.copy()
+    for column, kind in kinds.items():
+        if column in out:
+            out[column] = _cast(out[column], kind)
+    return out
+
+
+def _cast(values: pd.Series, kind: type) -> pd.Series:
+    missing = values.isna().any()
+    if kind is bool:
+        words = {"True": True, "False": False, "true": True, "false": False}
+        flags = values.map(lambda v: words.get(v, v) if isinstance(v, str) else v)
+        return flags.astype("boolean" if missing else bool)
+    if kind is int:
+        numbers = pd.to_numeric(values, errors="coerce")
+        if numbers.isna().sum() > values.isna().sum() or (numbers.dropna() % 1 != 0).any():
+            return values  # not all ints (a hand-edited file): left as read
+        return numbers.astype("Int64" if missing else "int64")
+    if kind is float:
+        return pd.to_numeric(values, errors="coerce").astype(float)
+    return values
+
+
+def run_cell(overrides: Sequence[str], out_dir: str | PathLike[str]) -> dict[str, Any]:
+    """Compose the CLI's config with these overrides, train the cell, write its files into
+    out_dir (metrics.json, attention.csv, attention.png), and return the metrics document.
+
+    Args:
+        overrides: Hydra overrides as on the command line, e.g. ["data.classes=20",
+            "seeds=[0,1,2]", "+experiment=blog_wide"]. A preset that defines a sweep is
+            refused, as by `attnlab` without -m.
+        out_dir: the run's directory (created if missing).
+
+    Returns:
+        {"config": {dotted key: value}, "runs": [one record per seed]}, as in metrics.json.
+
+    Raises:
+        ConfigError: bad input, with the one-line message the CLI prints; before training.
+    """
+    from attnlab.experiment import run_experiment
+    from attnlab.launchers import apply_threads
+    from attnlab.quiet import quiet_start
+
+    quiet_start()
+    exp = compose_cell(list(overrides))
+    exp.validate()
+    apply_threads(exp.trainer.threads, None)
+    return run_experiment(exp, Path(out_dir))
+
+
+def compose_cell(overrides: list[str]) -> ExperimentConfig:
+    """The typed config that `attnlab OVERRIDES` would run (Hydra's compose API on the
+    packaged attnlab.conf); bad input raises ConfigError with the CLI's one-line message."""
+    from hydra import compose, initialize_config_module
+    from omegaconf import open_dict
+
+    from attnlab.cli import require_multirun
+    from attnlab.config import from_hydra, register_configs
+    from attnlab.errors import config_error_line, is_config_error
+
+    register_configs()
+    try:
+        with initialize_config_module(config_module="attnlab.conf", version_base="1.3"):
+            cfg = compose("config", overrides=overrides, return_hydra_config=True)
+        require_multirun(False, cfg.hydra.sweeper.get("params"))
+        with open_dict(cfg):
+            del cfg["hydra"]
+        return from_hydra(cfg)
+    except ConfigError:
+        raise
+    except Exception as err:
+        if not is_config_error(err):
+            raise
+        raise ConfigError(config_error_line(err, overrides)) from err
