@@ -21,19 +21,16 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from attnlab.cli import require_multirun, version_line
-from attnlab.config import ConfigError, register_configs
+from attnlab.config import ConfigError
 from attnlab.errors import config_error_line, is_config_error
 from attnlab.quiet import quiet_start
-from attnlab.sweep import Abort, Terminated, register_resolvers
-from hydra_plugins.attnlab_sweeper.attnlab_sweeper import register as register_sweeper
+from attnlab.sweep import Abort, Terminated, register
 
 # TensorFlow's C++ start-up chatter (CUDA probes, oneDNN notes) hides the run's own log;
 # nothing above imports TensorFlow.
 quiet_start()
 
-register_configs()
-register_resolvers()
-register_sweeper()
+register()
 
 EXIT_BAD_INPUT, EXIT_FAILED, EXIT_SIGINT, EXIT_SIGTERM = 2, 1, 130, 143
 

@@ -30,9 +30,10 @@ def load_report(sweep_dir: str | PathLike[str]) -> tuple[pd.DataFrame, pd.DataFr
     """A sweep's report and summary as DataFrames, rebuilt first if missing or stale.
 
     Stale: report.csv or summary.csv is older than some cell's record (metrics.json,
-    run.json or cell.json: a resumed or grown sweep, a sweep killed before its report). Columns get the types of
-    their values: config ints and counts as ints, `attn_focused` as bools, `seed` as int
-    (pandas' nullable Int64/boolean where a failed or diverged row has no value).
+    run.json or cell.json: a resumed or grown sweep, a sweep killed before its report).
+    Columns get the types of their values: config ints and counts as ints, `attn_focused`
+    as bools, `seed` as int (pandas' nullable Int64/boolean where a failed or diverged row
+    has no value).
 
     Raises:
         ConfigError: sweep_dir is not a directory or holds no cell dirs (one-line message).
@@ -131,10 +132,11 @@ def compose_cell(overrides: list[str]) -> ExperimentConfig:
     from omegaconf import open_dict
 
     from attnlab.cli import require_multirun
-    from attnlab.config import from_hydra, register_configs
+    from attnlab.config import from_hydra
     from attnlab.errors import config_error_line, is_config_error
+    from attnlab.sweep import register
 
-    register_configs()
+    register()
     try:
         with initialize_config_module(config_module="attnlab.conf", version_base="1.3"):
             cfg = compose("config", overrides=overrides, return_hydra_config=True)

@@ -89,7 +89,7 @@ def train_and_measure(
 ) -> CellResult:
     """Train one replica per seed; return one record per seed, the tidy mean attention and
     the tidy learning curves."""
-    return train_cells([cfg], on_epoch)[0]
+    return train_cells([cfg], on_epoch=on_epoch)[0]
 
 
 def train_cells(

@@ -350,8 +350,11 @@ def write_figures(
         written.append((f"{records.FIGURES_DIR}/{name}", what))
 
     axes = figure_axes(report)
-    if axes and (summary["n_seeds"] > 0).any():
-        for name, figure, what in summary_figures(summary, axes):
+    # A cell whose config is unknown (a broken record) has no place on an axis; report.md
+    # lists it among the failed cells.
+    placed = summary.dropna(subset=axes) if axes else summary
+    if axes and (placed["n_seeds"] > 0).any():
+        for name, figure, what in summary_figures(placed, axes):
             save(name, figure, what)
     histories = cell_histories(sweep_dir, report, summary)
     if histories:

@@ -154,9 +154,17 @@ def cell_dir_resolver(*, _root_: DictConfig) -> str:
     return name_cell(task, overrides).name
 
 
-def register_resolvers() -> None:
+def register() -> None:
+    """What Hydra needs to compose and run attnlab's configs, in any process (the CLI, the
+    Python API, tests): the schemas, the cell-dir resolver, and attnlab's sweeper (its
+    plugin class and its config, hydra/sweeper=attnlab)."""
+    from attnlab.config import register_configs
+    from hydra_plugins.attnlab_sweeper.attnlab_sweeper import register as register_sweeper
+
+    register_configs()
     if not OmegaConf.has_resolver(RESOLVER):
         OmegaConf.register_new_resolver(RESOLVER, cell_dir_resolver)
+    register_sweeper()
 
 
 # --- the task function --------------------------------------------------------------------

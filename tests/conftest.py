@@ -12,10 +12,11 @@ import pytest
 from hydra import compose, initialize_config_module
 from omegaconf import DictConfig
 
-from attnlab.config import ExperimentConfig, from_hydra, register_configs
+from attnlab.config import ExperimentConfig, from_hydra
+from attnlab.sweep import register
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-register_configs()
+register()
 
 # Small enough to train in a second or two, big enough for the binary case to converge.
 TINY = ["data.samples=2000", "data.probe_samples=300", "trainer.epochs=4", "seeds=[0,1]"]

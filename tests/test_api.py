@@ -104,6 +104,7 @@ def test_load_report_rebuilds_only_when_a_job_is_newer(sweep_dir):
     metrics = sweep_dir / "classes3" / "metrics.json"
     doc = json.loads(metrics.read_text())
     doc["runs"] = doc["runs"][:1]  # a re-run of the cell with one seed
+    doc["config"]["seeds"] = [doc["runs"][0]["seed"]]
     metrics.write_text(json.dumps(doc))
     os.utime(metrics, (later, later))
     report, _ = attnlab.load_report(sweep_dir)

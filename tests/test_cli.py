@@ -23,10 +23,8 @@ needs_command = pytest.mark.skipif(
 )
 
 # attnlab's own console lines: Hydra's log format for attnlab's loggers, and its error lines.
-OWN_LINE = re.compile(
-    r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}\]\[attnlab(\.\w+)*\]\[(INFO|WARNING|ERROR)\] - "
-    r"|^attnlab: error: "
-)
+# The console's log format (conf/hydra/job_logging/attnlab.yaml), or the CLI's error line.
+OWN_LINE = re.compile(r"^\[\d\d:\d\d:\d\d\] \S|^attnlab: error: ")
 
 
 def _env(**extra: str) -> dict[str, str]:

@@ -32,7 +32,8 @@ def test_all_presets_are_listed():
 
 @pytest.mark.parametrize("preset", PRESETS)
 def test_preset_composes_validates_and_builds(preset):
-    cfg = from_hydra(compose_config([f"+experiment={preset}", "seeds=[0,1]"]))
+    sweeper = ["hydra/sweeper=optuna"] if preset.endswith("_optuna") else []
+    cfg = from_hydra(compose_config([f"+experiment={preset}", "seeds=[0,1]", *sweeper]))
     cfg.validate()
     model = build_model(cfg.model, cfg.data, cfg.seeds)
     key_axis = cfg.data.time_steps if cfg.model.sequence else cfg.data.features

@@ -10,7 +10,7 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
 
-from hydra_plugins.attnlab_sweeper.config import AttnlabSweeperConf  # noqa: F401  (registers it)
+from hydra_plugins.attnlab_sweeper import config
 
 
 class AttnlabSweeper(Sweeper):
@@ -47,6 +47,7 @@ class AttnlabSweeper(Sweeper):
 def register() -> None:
     """Make the sweeper known to Hydra: its plugin walk misses hydra_plugins packages of an
     editable install (setuptools maps them through an import hook the walk does not see)."""
+    config.register()
     plugins = Plugins.instance()
     name = f"{AttnlabSweeper.__module__}.{AttnlabSweeper.__name__}"
     if name not in plugins.class_name_to_class:
