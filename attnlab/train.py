@@ -20,7 +20,7 @@ benchmarks/train_step.py, one 64-replica shard of the 20-class cell: 2.5 ms a st
 
 After each epoch a shard measures its replicas on their validation split (accuracy and
 attention on the key: the learning curves) in one more graph call, a batched forward pass
-that costs ~7% of an epoch of the 20-class cell (benchmarks/history_overhead.py).
+that costs 8-9% of an epoch of the 20-class cell (benchmarks/history_overhead.py).
 """
 
 from __future__ import annotations
