@@ -261,12 +261,17 @@ def write_outputs(
     cfg: ExperimentConfig,
     history: pd.DataFrame,
 ) -> None:
-    """attention.csv, history.csv, attention.png, then metrics.json (last: its presence
-    means done; it is created, never replaced)."""
+    """attention.csv, history.csv (and TensorBoard's event files with logger=tensorboard),
+    attention.png, then metrics.json (last: its presence means done; it is created, never
+    replaced)."""
     from attnlab.plots import attention_figure
 
     write_csv(out_dir / ATTENTION_CSV, attention)
     write_csv(out_dir / HISTORY_CSV, history)
+    if cfg.logger.kind == "tensorboard":  # the same curves as event files, with the hparams
+        from attnlab.tensorboard import write_events
+
+        write_events(out_dir, history, flatten(cfg), cfg.logger.subdir)
     d, m = cfg.data, cfg.model
     if m.sequence:
         title = f"lstm, attention {m.attention_position}: {d.classes} classes, {d.time_steps} steps"

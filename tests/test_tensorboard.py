@@ -90,3 +90,20 @@ def test_hparam_values_keep_scalars_and_write_lists_as_json():
 def test_history_without_the_columns_is_refused(tmp_path):
     with pytest.raises(ValueError, match="attn_key_weight"):
         write_events(tmp_path, _history().drop(columns="attn_key_weight"), {})
+
+
+def test_a_run_with_logger_tensorboard_writes_its_curves_as_events(make_config, tmp_path):
+    import json
+
+    from attnlab.experiment import run_experiment
+
+    doc = run_experiment(make_config("logger=tensorboard", "trainer.epochs=2"), tmp_path)
+    history = pd.read_csv(tmp_path / "history.csv")
+    for run in doc["runs"]:
+        scalars, plugins = _read(tmp_path / "tensorboard" / f"seed_{run['seed']}")
+        assert sorted(scalars["val_accuracy"]) == [1, 2] and {"hparams"} <= plugins
+        # The events hold the same numbers as history.csv and metrics.json.
+        assert scalars["val_accuracy"][2] == pytest.approx(run["val_accuracy"], abs=1e-6)
+        mine = history[history["seed"] == run["seed"]]
+        assert scalars["train_loss"][1] == pytest.approx(mine["train_loss"].iloc[0], abs=1e-6)
+    assert json.loads((tmp_path / "metrics.json").read_text())["runs"] == doc["runs"]
