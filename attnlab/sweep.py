@@ -300,7 +300,8 @@ def run_pack_job(sweep_dir: Path, pack_id: str, hc: Any) -> None:
             if alone is not None:
                 alone.close()
         records.write_attempt(cell_dir, "failed" if error else "completed", run_id, error)
-        log.info(progress_line(sweep_dir, cell_dir.name, runs, error, start))
+        packed = frozenset(n for n, r in zip(names, results, strict=True) if r is not None)
+        log.info(progress_line(sweep_dir, cell_dir.name, runs, error, start, trained=packed))
 
 
 def objective_value(runs: list[dict[str, Any]], objective: str = "val_accuracy") -> float:
@@ -327,15 +328,17 @@ def progress_line(
     error: str,
     start: float,
     cached: bool = False,
+    trained: frozenset[str] = frozenset(),
 ) -> str:
     """`[3/6] data.classes=20 model.attn_layers=1: val_acc 0.71 ± 0.05, focused 4/5 seeds,
-    8.1 s, ~40 s left`."""
+    8.1 s, ~40 s left`. trained: cells of this job trained already but not yet written
+    (their work counts as done for the time left)."""
     state = records.read_state(sweep_dir)
     run_id, cells = state.get("run_id"), state.get("cells")
     total = len(cells) if isinstance(cells, list) else 0
     done_names = {r.name for r in records.read_cells(sweep_dir) if r.run_id == run_id and run_id}
     seconds = time.perf_counter() - start
-    left = time_left(state, done_names)
+    left = time_left(state, done_names | trained)
     head = f"[{len(done_names)}/{total or '?'}] {display_name(name)}:"
     eta = f"~{left:.0f} s left" if math.isfinite(left) else "measuring speed"
     if error:
