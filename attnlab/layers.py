@@ -137,6 +137,47 @@ class ReplicaDense(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="attnlab")
+class ReplicaGate(keras.layers.Layer):
+    """Per replica, a learned attention or a fixed vector over the key's axis (axis 2).
+
+    Called on x (replicas, batch, axis[, channels]) alone, every replica is fixed: the
+    output is fixed[r] broadcast to x's shape. Called on [x, probs] (probs: a learned
+    softmax of x's shape), replica r outputs probs[r] where learned[r], else fixed[r]:
+    probs * mask + fixed, with mask 0 and fixed 0 where they do not apply. A learned
+    replica's output is then its probs exactly (times 1, plus 0); a fixed replica's
+    probs get an exactly zero gradient, so Adam leaves their weights as they started.
+    That lets cells of different attention modes train as one model.
+    """
+
+    def __init__(
+        self, fixed: list[list[float]], learned: list[bool] | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.fixed = [[float(v) for v in row] for row in fixed]  # (replicas, axis)
+        self.learned = [bool(v) for v in learned] if learned is not None else None
+        flags = np.array(self.learned or [False] * len(self.fixed))
+        vectors = np.array(self.fixed, np.float32)
+        vectors[flags] = 0.0  # a learned replica adds nothing to its probs
+        self.vectors = vectors
+        self.mask = flags.astype(np.float32)
+
+    def call(self, inputs: Any) -> Any:
+        x, probs = inputs if isinstance(inputs, list | tuple) else (inputs, None)
+        extra = len(x.shape) - 3  # 1 for (time, channels): the vector spans time steps
+        shape = (len(self.fixed), 1, len(self.fixed[0])) + (1,) * extra
+        fixed = ops.reshape(ops.convert_to_tensor(self.vectors), shape)
+        if probs is None:
+            return ops.zeros_like(x) + fixed
+        mask = ops.reshape(
+            ops.convert_to_tensor(self.mask), (len(self.fixed),) + (1,) * (2 + extra)
+        )
+        return probs * mask + fixed
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "fixed": self.fixed, "learned": self.learned}
+
+
+@keras.saving.register_keras_serializable(package="attnlab")
 class ReplicaLSTM(keras.layers.Layer):
     """An LSTM (Keras' default gates and initialisers) with one set of weights per replica.
 

@@ -27,13 +27,15 @@ from attnlab.config import ExperimentConfig, as_json, cell_identity, flatten
 log = logging.getLogger(__name__)
 
 # What cells of one pack may differ in: all else (the model, the trainer, the data's shape)
-# is shared by the one model that trains them.
+# is shared by the one model that trains them (model.attention: per replica, see
+# attnlab.layers.ReplicaGate).
 PACK_FREE = frozenset(
     {
         "seeds",
         "data.classes",
         "data.attention_column",
         "data.key_encoding",
+        "model.attention",
         "trainer.verbose",
         "trainer.threads",
     }

@@ -25,7 +25,7 @@ from omegaconf import OmegaConf
 from attnlab.config import dotted
 from attnlab.experiment import ATTENTION_CSV, METRICS_FILE
 from attnlab.files import write_csv, write_figure, write_text
-from attnlab.metrics import RUN_METRICS
+from attnlab.metrics import NO_ATTENTION, RUN_METRICS
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +187,11 @@ def markdown(summary: pd.DataFrame, report: pd.DataFrame) -> str:
             _fmt(row["key_ablation_drop_mean"]),
         ]
         lines.append("| " + " | ".join(cells) + " |")
+    if "model.attention" in summary and (summary["model.attention"] == "none").any():
+        lines += [
+            "",
+            f"Attention columns are empty (–) in the cells without attention: {NO_ATTENTION}.",
+        ]
     failed = report[report["status"] == "failed"].drop_duplicates("job")
     if len(failed):
         lines += ["", "## Failed cells", ""]
