@@ -228,9 +228,9 @@ def write_outputs(
         axis = "time step"
     else:
         title = f"{m.variant}: {d.classes} classes, {d.features} features, depth {m.attn_layers}"
+        axis = "input column"
     if m.attention != "learned":
         title += f", attention {m.attention}"
-        axis = "input column"
     figure = attention_figure(attention, d.attention_column, title, axis)
     write_figure(out_dir / ATTENTION_PNG, figure)
     write_json(out_dir / METRICS_FILE, doc)
