@@ -308,6 +308,10 @@ class Estimate:
     def below_zero(self) -> bool:
         return self.high < 0
 
+    @property
+    def contains_zero(self) -> bool:
+        return not (self.above_zero or self.below_zero)
+
 
 def t_interval(row: pd.Series, metric: str) -> Estimate:
     """Student-t 95% interval of the mean across seeds: mean ± t_{0.975, n-1} sd / sqrt(n),
@@ -433,6 +437,17 @@ def controls_readings(c: pd.DataFrame) -> list[str]:
         f"learned − uniform = {_mode_diff(c, high, 'learned', 'uniform').signed()}.",
         f"- **Learned vs oracle:** {_compare(c, 'learned', 'oracle')}.",
     ]
+    scaled = [k for k in ks if not _mode_diff(c, k, "uniform", "none").contains_zero]
+    lines.insert(
+        2,
+        f"- **Uniform vs none** (the same inputs, uniform's scaled by 1/features, into the "
+        f"same linear layers): {_compare(c, 'uniform', 'none')}"
+        + (
+            ": the scale of the inputs alone changes what training reaches."
+            if scaled
+            else ": the scale of the inputs makes no difference."
+        ),
+    )
     linear = (
         (c["model.hidden_activation"] == "linear").all() if "model.hidden_activation" in c else True
     )
@@ -590,7 +605,53 @@ def remedy_readings(c: pd.DataFrame, raw: pd.DataFrame) -> list[str]:
         )
     else:
         why = "Where perfect attention leaves room, neither remedy takes any of it."
-    return [f"- **Not supported: 'more capacity in the attention'.** {found} {why}"]
+    return [
+        f"- **Not supported: 'more capacity in the attention'.** {found} {why} This "
+        "contradicts the blog's explanation of the fall."
+    ]
+
+
+def answer_readings(controls: Controls, raw: pd.DataFrame) -> list[str]:
+    """Every change tried, by what it adds to the learned model's val_accuracy at 50 classes
+    and up (the blog's remedy cell and beyond), largest first: the section's answer."""
+    c = controls.controls
+    counts = [k for k in _classes(c) if k >= 50] or _classes(c)[-1:]
+    return [_answer(controls, raw, k) for k in counts]
+
+
+def _answer(controls: Controls, raw: pd.DataFrame, k: int) -> str:
+    c = controls.controls
+    base = _acc(c, k, model__attention="learned")
+    changes = {
+        "perfect attention (oracle)": _mode_diff(c, k, "oracle", "learned"),
+        "a second attention layer (blog_all)": t_difference(
+            cell(raw, k, attn_layers=2), cell(raw, k), "val_accuracy"
+        ),
+        "128 features instead of 32 (blog_all)": t_difference(
+            cell(raw, k, features=128), cell(raw, k), "val_accuracy"
+        ),
+    }
+    b = controls.budget
+    if b is not None and k in set(b["data.classes"]):
+        epochs = sorted(int(e) for e in b["trainer.epochs"].unique())
+        last = _acc(b, k, model__attention="learned", trainer__epochs=epochs[-1])
+        changes[f"{epochs[-1]} epochs instead of {epochs[0]}"] = t_difference(
+            last, _acc(b, k, model__attention="learned", trainer__epochs=epochs[0]), "val_accuracy"
+        )
+    n = controls.nonlinear
+    if n is not None and k in set(n["data.classes"]):
+        for act in sorted(set(n["model.hidden_activation"]) - {"linear"}):
+            changes[f"a {act} hidden layer"] = t_difference(
+                _acc(n, k, model__hidden_activation=act),
+                _acc(n, k, model__hidden_activation="linear"),
+                "val_accuracy",
+            )
+    ranked = sorted(changes.items(), key=lambda item: -item[1].mean)
+    items = "; ".join(f"{name} {d.signed()}" for name, d in ranked)
+    return (
+        f"- **At {k} classes**, from the learned model's {t_interval(base, 'val_accuracy')}, "
+        f"each change adds: {items}."
+    )
 
 
 def why_accuracy_falls(controls: Controls, raw: pd.DataFrame) -> list[str]:
@@ -646,6 +707,7 @@ def why_accuracy_falls(controls: Controls, raw: pd.DataFrame) -> list[str]:
         *remedy_table(c, raw),
         "",
         *remedy_readings(c, raw),
+        *answer_readings(controls, raw),
         "",
     ]
     return out
