@@ -141,12 +141,12 @@ class ReplicaGate(keras.layers.Layer):
     """Per replica, a learned attention or a fixed vector over the key's axis (axis 2).
 
     Called on x (replicas, batch, axis[, channels]) alone, every replica is fixed: the
-    output is fixed[r] broadcast to x's shape. Called on [x, probs] (probs: a learned
-    softmax of x's shape), replica r outputs probs[r] where learned[r], else fixed[r]:
-    probs * mask + fixed, with mask 0 and fixed 0 where they do not apply. A learned
-    replica's output is then its probs exactly (times 1, plus 0); a fixed replica's
-    probs get an exactly zero gradient, so Adam leaves their weights as they started.
-    That lets cells of different attention modes train as one model.
+    output is fixed[r] broadcast to x's shape. Called on [x, probs], where probs is the
+    learned softmax of the learned replicas only (in order, see TakeReplicas), replica r
+    outputs its probs where learned[r], else fixed[r] (a select, not arithmetic: a fixed
+    replica never sees another's probs, not even a NaN, and sends them an exactly zero
+    gradient), so cells of different attention modes train as one model, each as it
+    would alone.
     """
 
     def __init__(
@@ -156,25 +156,45 @@ class ReplicaGate(keras.layers.Layer):
         self.fixed = [[float(v) for v in row] for row in fixed]  # (replicas, axis)
         self.learned = [bool(v) for v in learned] if learned is not None else None
         flags = np.array(self.learned or [False] * len(self.fixed))
-        vectors = np.array(self.fixed, np.float32)
-        vectors[flags] = 0.0  # a learned replica adds nothing to its probs
-        self.vectors = vectors
-        self.mask = flags.astype(np.float32)
+        self.vectors = np.array(self.fixed, np.float32)
+        self.mask = flags
+        # Replica r's row in probs: its rank among the learned replicas (fixed ones: row 0,
+        # not selected).
+        self.rows = np.maximum(np.cumsum(flags) - 1, 0).astype(np.int32)
 
     def call(self, inputs: Any) -> Any:
         x, probs = inputs if isinstance(inputs, list | tuple) else (inputs, None)
         extra = len(x.shape) - 3  # 1 for (time, channels): the vector spans time steps
-        shape = (len(self.fixed), 1, len(self.fixed[0])) + (1,) * extra
-        fixed = ops.reshape(ops.convert_to_tensor(self.vectors), shape)
+        replicas = len(self.fixed)
+        fixed = ops.reshape(
+            ops.convert_to_tensor(self.vectors), (replicas, 1, len(self.fixed[0])) + (1,) * extra
+        )
         if probs is None:
             return ops.zeros_like(x) + fixed
-        mask = ops.reshape(
-            ops.convert_to_tensor(self.mask), (len(self.fixed),) + (1,) * (2 + extra)
-        )
-        return probs * mask + fixed
+        mask = ops.reshape(ops.convert_to_tensor(self.mask), (replicas,) + (1,) * (2 + extra))
+        every = ops.take(probs, ops.convert_to_tensor(self.rows), axis=0)  # x's shape
+        return ops.where(mask, every, fixed)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "fixed": self.fixed, "learned": self.learned}
+
+
+@keras.saving.register_keras_serializable(package="attnlab")
+class TakeReplicas(keras.layers.Layer):
+    """(replicas, ...) -> (len(rows), ...): the listed replicas, in order."""
+
+    def __init__(self, rows: list[int], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.rows = [int(r) for r in rows]
+
+    def call(self, x: Any) -> Any:
+        return ops.take(x, ops.convert_to_tensor(np.array(self.rows, np.int32)), axis=0)
+
+    def compute_output_shape(self, input_shape: tuple[Any, ...]) -> tuple[Any, ...]:
+        return (len(self.rows), *input_shape[1:])
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "rows": self.rows}
 
 
 @keras.saving.register_keras_serializable(package="attnlab")

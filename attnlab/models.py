@@ -32,6 +32,7 @@ from attnlab.layers import (
     ReplicaGate,
     ReplicaLSTM,
     SwapBatchReplica,
+    TakeReplicas,
 )
 
 ATTENTION_LAYER = "attention_vec"
@@ -40,8 +41,9 @@ LOGITS_LAYER = "logits"
 
 # What a replica's gate is, by its model.attention and its key: (modes, keys) per replica.
 Gates = tuple[list[str], list[int]]
-# Builds the learned softmax over the key's axis, its last layer named by the argument.
-LearnedProbs = Callable[[str], KerasTensor]
+# Builds the learned softmax over the key's axis of (some replicas') inputs: (inputs, their
+# seeds, the name of its last layer) -> probs of the inputs' shape.
+LearnedProbs = Callable[[KerasTensor, list[int], str], KerasTensor]
 
 
 def build_model(
@@ -97,23 +99,28 @@ def fixed_attention(mode: str, size: int, key: int) -> np.ndarray:
     return vector
 
 
-def _gate(x: KerasTensor, learned_probs: LearnedProbs, gates: Gates) -> KerasTensor:
+def _gate(
+    x: KerasTensor, seeds: list[int], learned_probs: LearnedProbs, gates: Gates
+) -> KerasTensor:
     """x times each replica's attention over axis 2 (its output is `attention_vec`).
 
     All learned: the learned softmax, as the seed. All none: x itself, no gate. Otherwise
-    a ReplicaGate gives every replica its own: the learned softmax (built only if some
-    replica learns) or its fixed vector.
+    a ReplicaGate gives every replica its own: the learned softmax, computed for the
+    learned replicas only (their slices of x, their seeds), or its fixed vector.
     """
     modes, keys = gates
     if all(mode == "learned" for mode in modes):
-        return layers.Multiply(name="attention_mul")([x, learned_probs(ATTENTION_LAYER)])
+        probs = learned_probs(x, seeds, ATTENTION_LAYER)
+        return layers.Multiply(name="attention_mul")([x, probs])
     if all(mode == "none" for mode in modes):
         return x
     size = int(x.shape[2])
     fixed = [fixed_attention(m, size, k).tolist() for m, k in zip(modes, keys, strict=True)]
     learned = [mode == "learned" for mode in modes]
     if any(learned):
-        probs = learned_probs("attention_learned")
+        rows = [r for r, flag in enumerate(learned) if flag]
+        x_learned = TakeReplicas(rows, name="learned_replicas")(x)
+        probs = learned_probs(x_learned, [seeds[r] for r in rows], "attention_learned")
         gate = ReplicaGate(fixed, learned, name=ATTENTION_LAYER)([x, probs])
     else:
         gate = ReplicaGate(fixed, name=ATTENTION_LAYER)(x)
@@ -123,8 +130,8 @@ def _gate(x: KerasTensor, learned_probs: LearnedProbs, gates: Gates) -> KerasTen
 def _dense(
     x: KerasTensor, m: ModelConfig, d: DataConfig, seeds: list[int], gates: Gates
 ) -> KerasTensor:
-    def learned_probs(name: str) -> KerasTensor:
-        h = x  # (replicas, batch, features)
+    def learned_probs(h: KerasTensor, seeds: list[int], name: str) -> KerasTensor:
+        # h: (replicas, batch, features)
         for i in range(m.attn_layers - 1):
             h = ReplicaDense(
                 d.features,
@@ -135,7 +142,7 @@ def _dense(
             )(h)
         return ReplicaDense(d.features, seeds, salt=0, activation="softmax", name=name)(h)
 
-    gated = _gate(x, learned_probs, gates)
+    gated = _gate(x, seeds, learned_probs, gates)
     return ReplicaDense(m.hidden, seeds, salt=1, activation=m.hidden_activation, name="hidden")(
         gated
     )
@@ -144,10 +151,10 @@ def _dense(
 def _double(
     x: KerasTensor, m: ModelConfig, d: DataConfig, seeds: list[int], gates: Gates
 ) -> KerasTensor:
-    def learned_probs(name: str) -> KerasTensor:
-        return ReplicaDense(d.features, seeds, salt=0, activation="softmax", name=name)(x)
+    def learned_probs(h: KerasTensor, seeds: list[int], name: str) -> KerasTensor:
+        return ReplicaDense(d.features, seeds, salt=0, activation="softmax", name=name)(h)
 
-    gated = _gate(x, learned_probs, gates)
+    gated = _gate(x, seeds, learned_probs, gates)
     hidden = ReplicaDense(m.hidden, seeds, salt=1, activation=m.hidden_activation, name="hidden")(
         gated
     )
@@ -165,14 +172,14 @@ def _time_attention(x: KerasTensor, seeds: list[int], gates: Gates) -> KerasTens
     """
     steps = x.shape[2]
 
-    def learned_probs(name: str) -> KerasTensor:
-        by_channel = layers.Permute((1, 3, 2))(x)  # (replicas, batch, channels, time)
+    def learned_probs(h: KerasTensor, seeds: list[int], name: str) -> KerasTensor:
+        by_channel = layers.Permute((1, 3, 2))(h)  # (replicas, batch, channels, time)
         probs = ReplicaDense(
             steps, seeds, salt=0, activation="softmax", name="attention_by_channel"
         )(by_channel)
         return layers.Permute((1, 3, 2), name=name)(probs)  # (replicas, batch, time, channels)
 
-    return _gate(x, learned_probs, gates)
+    return _gate(x, seeds, learned_probs, gates)
 
 
 def _lstm(

@@ -271,9 +271,15 @@ def make_epoch_fn(
 
 
 def _finite_weights(model: keras.Model, replicas: int) -> np.ndarray:
-    """(replicas,) bool: every weight slice of the replica is finite."""
+    """(replicas,) bool: every weight slice of the replica is finite.
+
+    Weights of some replicas only (the learned attention of a model mixing attention
+    modes, attnlab.models) are skipped: a non-finite one makes its replicas' loss NaN.
+    """
     ok = np.ones(replicas, bool)
     for w in model.weights:
+        if w.shape[0] != replicas:
+            continue
         values = np.asarray(w.numpy()).reshape(replicas, -1)
         ok &= np.isfinite(values).all(axis=1)
     return ok

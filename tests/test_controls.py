@@ -116,20 +116,26 @@ def test_cells_of_every_mode_trained_together_give_their_numbers_alone(
         np.testing.assert_allclose(attention["weight"], alone_attention["weight"], atol=1e-4)
 
 
-def test_fixed_replicas_leave_the_learned_attention_weights_untouched(make_config):
-    """In a mixed model a fixed replica's slice of the softmax Dense gets exactly zero
-    gradients, so Adam's update is exactly zero: the slice stays at its initial value."""
+def test_a_learned_replica_among_fixed_ones_trains_its_attention_as_alone(make_config):
+    """In a mixed model the softmax Dense holds the learned replicas' slices only, and the
+    fixed replicas add exactly zero to their gradients: a learned replica ends with the
+    attention weights it ends with alone."""
     cfg = make_config("trainer.epochs=2")
-    modes, seeds = ["learned", "oracle", "none", "uniform"], [0, 1, 2, 3]
-    model = build_model(cfg.model, cfg.data, seeds, attention=modes, keys=[1, 1, 1, 1])
-    layer = model.get_layer("attention_learned")
-    start = layer.kernel.numpy().copy(), layer.bias.numpy().copy()
+    seeds = [0, 1, 2, 3]
     data = make_replica_data(cfg.data, seeds, 0.2)
-    fit(ShardedModel([model]), data, seeds, cfg.trainer, np.full(4, cfg.data.classes))
-    kernel, bias = layer.kernel.numpy(), layer.bias.numpy()
-    np.testing.assert_array_equal(kernel[1:], start[0][1:])
-    np.testing.assert_array_equal(bias[1:], start[1][1:])
-    assert np.abs(kernel[0] - start[0][0]).max() > 1e-4  # the learned replica trained
+    mixed = build_model(
+        cfg.model, cfg.data, seeds, attention=["oracle", "learned", "none", "uniform"]
+    )
+    fit(ShardedModel([mixed]), data, seeds, cfg.trainer, np.full(4, cfg.data.classes))
+    layer = mixed.get_layer("attention_learned")
+    assert layer.kernel.shape == (1, 32, 32)  # seed 1's slice only
+    alone = build_model(cfg.model, cfg.data, [1])
+    alone_data = make_replica_data(cfg.data, [1], 0.2)
+    fit(ShardedModel([alone]), alone_data, [1], cfg.trainer, np.full(1, cfg.data.classes))
+    reference = alone.get_layer(ATTENTION_LAYER)
+    np.testing.assert_allclose(layer.kernel.numpy(), reference.kernel.numpy(), atol=1e-6)
+    np.testing.assert_allclose(layer.bias.numpy(), reference.bias.numpy(), atol=1e-6)
+    assert np.abs(layer.kernel.numpy() - layer.kernel.numpy().mean()).max() > 0
 
 
 @pytest.mark.parametrize(
@@ -202,3 +208,15 @@ def test_control_presets_compose_with_ten_seeds_and_their_grids(preset):
         for value in values.split(","):
             one = from_hydra(compose_config([f"+experiment={preset}", f"{key}={value}"]))
             one.validate()
+
+
+def test_a_diverged_learned_replica_leaves_the_fixed_ones_finite(make_config):
+    cfg = make_config()
+    modes = ["oracle", "learned", "none", "uniform"]
+    model = build_model(cfg.model, cfg.data, [0, 1, 2, 3], attention=modes)
+    kernel = model.get_layer("attention_learned").kernel
+    kernel.assign(np.full(kernel.shape, np.nan, np.float32))
+    x = np.random.default_rng(0).standard_normal((5, 4, 32)).astype(np.float32)
+    probs = np.asarray(model(x))  # (batch, replicas, classes)
+    assert np.isnan(probs[:, 1]).all()
+    assert np.isfinite(probs[:, [0, 2, 3]]).all()
