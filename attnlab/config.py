@@ -37,6 +37,7 @@ KEY_ENCODINGS = ("raw", "scaled")
 # bounded per cell by attnlab.resources.check_fits.
 MAX_ATTN_LAYERS = 32
 MAX_TIME_STEPS = 1000
+ATTENTION_MODES = ("learned", "uniform", "oracle", "none")
 
 
 class ConfigError(ValueError):
@@ -113,6 +114,10 @@ class ModelConfig:
     attention_position: str = "after"
     # model=lstm only: LSTM units.
     lstm_units: int = 32
+    # What multiplies the key's axis (double: the first gate): learned (the softmax Dense),
+    # uniform (1/size everywhere, fixed), oracle (1 on data.attention_column, fixed), none
+    # (no multiply). The controls that separate what attention buys from what the head does.
+    attention: str = "learned"
 
     @property
     def sequence(self) -> bool:
@@ -138,6 +143,19 @@ class ModelConfig:
             "model.attention_position",
             self.attention_position,
             f"one of {', '.join(ATTENTION_POSITIONS)}",
+        )
+        _require(
+            self.attention in ATTENTION_MODES,
+            "model.attention",
+            self.attention,
+            f"one of {', '.join(ATTENTION_MODES)}",
+        )
+        # A fixed attention has no layers to deepen: refuse rather than ignore attn_layers.
+        _require(
+            self.attention == "learned" or self.attn_layers == 1,
+            "model.attn_layers",
+            self.attn_layers,
+            f"1 with model.attention={self.attention} (only learned attention has layers)",
         )
 
     def validate_activations(self) -> None:

@@ -20,6 +20,7 @@ import pandas as pd
 from attnlab.config import ExperimentConfig, flatten
 from attnlab.files import write_csv, write_figure
 from attnlab.metrics import (
+    NO_ATTENTION,
     accuracy,
     attention_metrics,
     nan_attention_metrics,
@@ -98,9 +99,9 @@ def train_cells(
     """Train several cells as replicas of one model, one replica per (cell, seed); return
     each cell's records, tidy mean attention and tidy learning curves, in order.
 
-    The cells may differ only in seeds, data.classes, data.attention_column and
-    data.key_encoding (attnlab.packing.pack_key): each replica has its own data, key and
-    class count, so it trains as it would alone.
+    The cells may differ only in seeds, data.classes, data.attention_column,
+    data.key_encoding and model.attention (attnlab.packing.pack_key): each replica has its
+    own data, key, class count and attention mode, so it trains as it would alone.
     """
     import keras  # deferred: TensorFlow loads only when a job really trains
 
@@ -115,11 +116,19 @@ def train_cells(
     data_cfgs = [cfg.data for cfg in cfgs for _ in cfg.seeds]  # replica r's own
     classes = np.array([d.classes for d in data_cfgs])
     keys = np.array([d.attention_column for d in data_cfgs])
+    modes = [cfg.model.attention for cfg in cfgs for _ in cfg.seeds]
     sequence = first.model.sequence
     data = make_replica_data(data_cfgs, seeds, first.trainer.validation_split, sequence)
     model = ShardedModel(
         [
-            build_model(first.model, first.data, seeds[part], classes=classes[part].tolist())
+            build_model(
+                first.model,
+                first.data,
+                seeds[part],
+                classes=classes[part].tolist(),
+                attention=modes[part],
+                keys=keys[part].tolist(),
+            )
             for part in shard_slices(len(seeds), cores)
         ]
     )
@@ -138,7 +147,7 @@ def train_cells(
     for cfg in cfgs:
         records, frames = [], []
         for r, seed in enumerate(cfg.seeds, start=first_replica):
-            record = measure_replica(alpha[:, r], int(keys[r]))
+            record = measure_replica(alpha[:, r], int(keys[r]), modes[r])
             record = {
                 "seed": seed,
                 "status": "diverged" if history.diverged[r] else "completed",
@@ -151,15 +160,20 @@ def train_cells(
                 "epochs_run": int(history.epochs_run[r]),
                 "still_improving": still_improving(_curve(history, "val_accuracy", r)),
             }
+            if modes[r] == "none":  # no attention: no most-attended column to shuffle
+                record["peak_ablation_drop"] = math.nan
             records.append(_nan_if_diverged(record))
-            # A diverged seed's attention means nothing, as its metrics: NaN, left out of plots.
-            diverged = history.diverged[r]
-            weight = np.full(alpha.shape[2], np.nan) if diverged else alpha[:, r].mean(0)
+            # A diverged seed's attention means nothing, as its metrics, and a seed without
+            # attention has none: NaN, left out of plots.
+            blank = history.diverged[r] or modes[r] == "none"
+            weight = np.full(alpha.shape[2], np.nan) if blank else alpha[:, r].mean(0)
             frames.append(
                 pd.DataFrame({"seed": seed, "column": range(alpha.shape[2]), "weight": weight})
             )
         replicas = range(first_replica, first_replica + len(cfg.seeds))
         curves = history_frame(history, cfg.seeds, replicas)
+        if cfg.model.attention == "none":  # the curve read ones, not an attention
+            curves["attn_key_weight"] = math.nan
         first_replica += len(cfg.seeds)
         results.append(CellResult(records, pd.concat(frames, ignore_index=True), curves))
     return results
@@ -186,10 +200,11 @@ def _curve(history: History, name: str, replica: int) -> np.ndarray:
     return getattr(history, name)[: history.epochs_run[replica], replica]
 
 
-def measure_replica(alpha: np.ndarray, key: int) -> dict[str, Any]:
-    """Attention metrics of one replica; NaNs if its attention is not finite (a diverged
-    replica's whole record is NaN-ed by _nan_if_diverged)."""
-    if not np.isfinite(alpha).all():
+def measure_replica(alpha: np.ndarray, key: int, mode: str = "learned") -> dict[str, Any]:
+    """Attention metrics of one replica; NaNs if it has no attention (model.attention=none,
+    see NO_ATTENTION) or its attention is not finite (a diverged replica's whole record is
+    NaN-ed by _nan_if_diverged). A fixed mode's are those of its fixed vector."""
+    if mode == "none" or not np.isfinite(alpha).all():
         return dict(nan_attention_metrics())
     return dict(attention_metrics(alpha, key))
 
@@ -240,6 +255,15 @@ def _log_record(logger: logging.Logger, record: dict[str, Any], key: int) -> Non
             record["epochs_run"],
         )
         return
+    if not isinstance(record["attn_focused"], bool):  # NaN: model.attention=none
+        logger.info(
+            "seed %d: val_accuracy %.3f, probe_accuracy %.3f, %s",
+            record["seed"],
+            record["val_accuracy"],
+            record["probe_accuracy"],
+            NO_ATTENTION,
+        )
+        return
     focus = "focused on" if record["attn_focused"] else "NOT focused on"
     logger.info(
         "seed %d: val_accuracy %.3f, probe_accuracy %.3f, attention %s column %d "
@@ -279,6 +303,8 @@ def write_outputs(
     else:
         title = f"{m.variant}: {d.classes} classes, {d.features} features, depth {m.attn_layers}"
         axis = "input column"
+    if m.attention != "learned":
+        title += f", attention {m.attention}"
     figure = attention_figure(attention, d.attention_column, title, axis)
     write_figure(out_dir / ATTENTION_PNG, figure)
     if not write_result(out_dir, doc):

@@ -6,7 +6,11 @@
     python -m attnlab.findings outputs/sweeps/blog_all outputs/sweeps/blog_all_scaled
 
 copies each sweep's summary.csv into docs/data/ and writes docs/findings.md from those
-copies; with no sweep dirs it regenerates the page from the committed copies.
+copies; with no sweep dirs it regenerates the page from the committed copies. The section
+"Why accuracy falls" reads the control presets, given as options:
+
+    python -m attnlab.findings --controls outputs/sweeps/blog_controls \
+        --budget outputs/sweeps/blog_budget --nonlinear outputs/sweeps/blog_nonlinear
 """
 
 from __future__ import annotations
@@ -25,6 +29,12 @@ from attnlab.stats import wilson_interval
 
 DOCS = Path("docs")
 RAW, SCALED = "blog_all_summary.csv", "blog_all_scaled_summary.csv"
+# The control presets' summaries, by the --option that gives their sweep dir.
+CONTROL_FILES = {
+    "controls": "blog_controls_summary.csv",
+    "budget": "blog_budget_summary.csv",
+    "nonlinear": "blog_nonlinear_summary.csv",
+}
 
 
 @dataclass(frozen=True)
@@ -248,7 +258,7 @@ def _setting(summary: pd.DataFrame, key: str) -> str:
     return str(values[0]) if len(values) == 1 else "varied"
 
 
-def render(raw: pd.DataFrame, scaled: pd.DataFrame | None) -> str:
+def render(raw: pd.DataFrame, scaled: pd.DataFrame | None, controls: Controls | None = None) -> str:
     n = int(raw["n_seeds"].min())
     out = [
         "# What holds of the seed blog's attention study",
@@ -297,6 +307,8 @@ def render(raw: pd.DataFrame, scaled: pd.DataFrame | None) -> str:
             *encoding_table(raw, scaled),
             "",
         ]
+    if controls is not None:
+        out += why_accuracy_falls(controls, raw)
     return "\n".join(out) + "\n"
 
 
@@ -363,6 +375,454 @@ def read_inputs(
     return raw, scaled
 
 
+# --- Why accuracy falls: the control presets (blog_controls, blog_budget, blog_nonlinear) ---
+
+
+@dataclass(frozen=True)
+class Controls:
+    """The control presets' summaries; budget and nonlinear may be missing."""
+
+    controls: pd.DataFrame
+    budget: pd.DataFrame | None = None
+    nonlinear: pd.DataFrame | None = None
+
+
+def read_controls(data: Path, given: dict[str, Path] | None = None) -> Controls | None:
+    """The control summaries: each from its given sweep's summary.csv, else the committed
+    copy in docs/data/; None without blog_controls'."""
+    paths = {k: data / name for k, name in CONTROL_FILES.items()} | (given or {})
+    if not paths["controls"].exists():
+        return None
+    return Controls(**{k: pd.read_csv(path) for k, path in paths.items() if path.exists()})
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A mean (or a difference of means) and its 95% interval."""
+
+    mean: float
+    low: float
+    high: float
+
+    def __str__(self) -> str:
+        return f"{self.mean:.3f} [{self.low:.3f}, {self.high:.3f}]"
+
+    def signed(self) -> str:
+        return f"{self.mean:+.3f} [{self.low:+.3f}, {self.high:+.3f}]"
+
+    @property
+    def above_zero(self) -> bool:
+        return self.low > 0
+
+    @property
+    def below_zero(self) -> bool:
+        return self.high < 0
+
+    @property
+    def contains_zero(self) -> bool:
+        return not (self.above_zero or self.below_zero)
+
+
+def t_interval(row: pd.Series, metric: str) -> Estimate:
+    """Student-t 95% interval of the mean across seeds: mean ± t_{0.975, n-1} sd / sqrt(n),
+    from the summary's <metric>_mean, <metric>_std and n_seeds."""
+    from scipy.stats import t
+
+    mean, sd, n = float(row[f"{metric}_mean"]), float(row[f"{metric}_std"]), int(row["n_seeds"])
+    if n < 2 or not math.isfinite(sd):
+        return Estimate(mean, math.nan, math.nan)
+    half = float(t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
+    return Estimate(mean, mean - half, mean + half)
+
+
+def t_difference(a: pd.Series, b: pd.Series, metric: str) -> Estimate:
+    """a's mean minus b's with Welch's 95% t interval (unequal variances; the summary holds
+    no per-seed pairing, so the interval ignores that both cells share seeds and data)."""
+    from scipy.stats import t
+
+    (ma, sa, na), (mb, sb, nb) = (
+        (float(r[f"{metric}_mean"]), float(r[f"{metric}_std"]), int(r["n_seeds"])) for r in (a, b)
+    )
+    va, vb = sa**2 / na, sb**2 / nb
+    diff = ma - mb
+    if va + vb == 0:  # both cells without spread (say, every seed at accuracy 1)
+        return Estimate(diff, diff, diff)
+    df = (va + vb) ** 2 / (va**2 / (na - 1) + vb**2 / (nb - 1))
+    half = float(t.ppf(0.975, df)) * math.sqrt(va + vb)
+    return Estimate(diff, diff - half, diff + half)
+
+
+def pick(summary: pd.DataFrame, **where: object) -> pd.Series:
+    """The one summary row whose config matches where (keys: dotted with '__' for '.',
+    e.g. data__classes=20); a key the summary lacks must be its default."""
+    rows = summary
+    for key, value in where.items():
+        column = key.replace("__", ".")
+        if column in rows:
+            rows = rows[rows[column] == value]
+        elif value != DEFAULTS.get(column):
+            rows = rows.iloc[0:0]
+    if len(rows) != 1:
+        raise ValueError(f"summary has {len(rows)} rows for {where}; expected 1")
+    return rows.iloc[0]
+
+
+# Defaults of the keys the control sections select on (summaries from before a key existed
+# hold its default: blog_all ran before model.attention).
+DEFAULTS: dict[str, object] = {
+    "model.attention": "learned",
+    "model.hidden_activation": "linear",
+    "trainer.epochs": 20,
+}
+
+
+def _classes(summary: pd.DataFrame) -> list[int]:
+    return [int(c) for c in sorted(summary["data.classes"].unique())]
+
+
+def _acc(summary: pd.DataFrame, classes: int, **where: object) -> pd.Series:
+    return pick(summary, data__classes=classes, **where)
+
+
+def _verdict(diff: Estimate, more: str, less: str, same: str) -> str:
+    """Which way a difference's interval points: more / less if it excludes 0, else same."""
+    return more if diff.above_zero else less if diff.below_zero else same
+
+
+def controls_table(c: pd.DataFrame) -> list[str]:
+    """val_accuracy of every mode, and the differences the section reads, per class count."""
+    head = (
+        "| classes | learned | uniform | oracle | none | learned − none | learned − uniform "
+        "| oracle − learned |"
+    )
+    lines = [head, "|---|---|---|---|---|---|---|---|"]
+    for k in _classes(c):
+        row = {m: _acc(c, k, model__attention=m) for m in ("learned", "uniform", "oracle", "none")}
+        acc = {m: t_interval(r, "val_accuracy") for m, r in row.items()}
+        diffs = [
+            t_difference(row[a], row[b], "val_accuracy").signed()
+            for a, b in (("learned", "none"), ("learned", "uniform"), ("oracle", "learned"))
+        ]
+        cells = [str(acc[m]) for m in ("learned", "uniform", "oracle", "none")] + diffs
+        lines.append(f"| {k} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _mode_diff(c: pd.DataFrame, k: int, a: str, b: str) -> Estimate:
+    """val_accuracy of mode a minus mode b at k classes (Welch)."""
+    return t_difference(
+        _acc(c, k, model__attention=a), _acc(c, k, model__attention=b), "val_accuracy"
+    )
+
+
+def _listing(counts: list[int]) -> str:
+    return ", ".join(map(str, counts)) + " classes" if counts else "no class count"
+
+
+def _compare(c: pd.DataFrame, a: str, b: str) -> str:
+    """'higher at ..., lower at ..., indistinguishable at ...' for mode a against mode b."""
+    ks = _classes(c)
+    diffs = {k: _mode_diff(c, k, a, b) for k in ks}
+    up = [k for k in ks if diffs[k].above_zero]
+    down = [k for k in ks if diffs[k].below_zero]
+    same = [k for k in ks if k not in up and k not in down]
+    return (
+        f"higher at {_listing(up)}, lower at {_listing(down)}, indistinguishable at "
+        f"{_listing(same)}"
+    )
+
+
+def controls_readings(c: pd.DataFrame) -> list[str]:
+    """What learned attention buys, how close it comes to the oracle, and where the oracle
+    itself stands, each sentence computed from the controls summary."""
+    ks = _classes(c)
+    low, high = ks[0], ks[-1]
+    oracle = {k: t_interval(_acc(c, k, model__attention="oracle"), "val_accuracy") for k in ks}
+    focus = {k: _acc(c, k, model__attention="learned")["focus_rate"] for k in ks}
+    beaten = [k for k in ks if _mode_diff(c, k, "learned", "oracle").above_zero]
+    lines = [
+        f"- **Learned attention vs none:** {_compare(c, 'learned', 'none')}. At {high} "
+        f"classes learned − none = {_mode_diff(c, high, 'learned', 'none').signed()}.",
+        f"- **Learned vs uniform:** {_compare(c, 'learned', 'uniform')}. At {high} classes "
+        f"learned − uniform = {_mode_diff(c, high, 'learned', 'uniform').signed()}.",
+        f"- **Learned vs oracle:** {_compare(c, 'learned', 'oracle')}.",
+    ]
+    scaled = [k for k in ks if not _mode_diff(c, k, "uniform", "none").contains_zero]
+    lines.insert(
+        2,
+        f"- **Uniform vs none** (the same inputs, uniform's scaled by 1/features, into the "
+        f"same linear layers): {_compare(c, 'uniform', 'none')}"
+        + (
+            ": the scale of the inputs alone changes what training reaches."
+            if scaled
+            else ": the scale of the inputs makes no difference."
+        ),
+    )
+    linear = (
+        (c["model.hidden_activation"] == "linear").all() if "model.hidden_activation" in c else True
+    )
+    if beaten and linear:
+        seeds = int(c["n_seeds"].min())
+        shares = ", ".join(f"{round(focus[k] * seeds)}/{seeds}" for k in beaten)
+        lines[-1] += (
+            f" Learned attention beats perfect attention at {_listing(beaten)}, where its "
+            f"mean attention peaks on the key in {shares} seeds: what it adds there is not "
+            "focus on the key. With a linear hidden layer the learned gate, softmax(Wx) ⊙ x, "
+            "is the model's only nonlinear function of the inputs before the head's "
+            "softmax; a fixed gate leaves the model linear up to it."
+        )
+    trend = ", ".join(f"{k}: {oracle[k].mean:.3f}" for k in ks)
+    falls = oracle[high].high < oracle[low].low
+    head = "Perfect attention falls too." if falls else "Perfect attention holds."
+    tail = (
+        "Attention that is given rather than learned does not rescue accuracy at many "
+        "classes, so the bottleneck is not the attention but what follows it: the head and "
+        "its training."
+        if falls
+        else "The fall is the learned attention's."
+    )
+    lines.append(
+        f"- **{head}** With all weight on the key, val_accuracy by class count is {trend} "
+        f"({low} classes {oracle[low]}, {high} classes {oracle[high]}). {tail}"
+    )
+    return lines
+
+
+def budget_table(b: pd.DataFrame) -> list[str]:
+    epochs = sorted(int(e) for e in b["trainer.epochs"].unique())
+    modes = [m for m in ("learned", "oracle") if m in set(b["model.attention"])]
+    head = ["classes", "attention", *(f"{e} epochs" for e in epochs), f"{epochs[-1]} − {epochs[0]}"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for k in _classes(b):
+        for m in modes:
+            rows = [_acc(b, k, model__attention=m, trainer__epochs=e) for e in epochs]
+            cells = [str(t_interval(r, "val_accuracy")) for r in rows]
+            cells.append(t_difference(rows[-1], rows[0], "val_accuracy").signed())
+            lines.append(f"| {k} | {m} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def budget_readings(b: pd.DataFrame) -> list[str]:
+    epochs = sorted(int(e) for e in b["trainer.epochs"].unique())
+    first, last = epochs[0], epochs[-1]
+    lines = []
+    for m in ("learned", "oracle"):
+        if m not in set(b["model.attention"]):
+            continue
+        parts = []
+        for k in _classes(b):
+            d = t_difference(
+                _acc(b, k, model__attention=m, trainer__epochs=last),
+                _acc(b, k, model__attention=m, trainer__epochs=first),
+                "val_accuracy",
+            )
+            word = _verdict(d, "gains", "loses", "no clear change")
+            parts.append(f"{k} classes {word} ({d.signed()})")
+        lines.append(
+            f"- **{m.capitalize()} attention, {first} → {last} epochs:** {'; '.join(parts)}."
+        )
+    if {"learned", "oracle"} <= set(b["model.attention"]):
+        parts = []
+        for k in _classes(b):
+            d = t_difference(
+                _acc(b, k, model__attention="oracle", trainer__epochs=last),
+                _acc(b, k, model__attention="learned", trainer__epochs=last),
+                "val_accuracy",
+            )
+            parts.append(f"{k} classes {d.signed()}")
+        lines.append(f"- **Oracle − learned at {last} epochs:** {'; '.join(parts)}.")
+    return lines
+
+
+def nonlinear_table(n: pd.DataFrame) -> list[str]:
+    acts = [a for a in ("linear", "relu", "tanh") if a in set(n["model.hidden_activation"])]
+    others = [a for a in acts if a != "linear"]
+    head = ["classes", *acts, *(f"{a} − linear" for a in others)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for k in _classes(n):
+        rows = {a: _acc(n, k, model__hidden_activation=a) for a in acts}
+        cells = [str(t_interval(rows[a], "val_accuracy")) for a in acts]
+        cells += [t_difference(rows[a], rows["linear"], "val_accuracy").signed() for a in others]
+        lines.append(f"| {k} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def nonlinear_readings(n: pd.DataFrame) -> list[str]:
+    lines = []
+    for a in ("relu", "tanh"):
+        if a not in set(n["model.hidden_activation"]):
+            continue
+        parts = []
+        for k in _classes(n):
+            d = t_difference(
+                _acc(n, k, model__hidden_activation=a),
+                _acc(n, k, model__hidden_activation="linear"),
+                "val_accuracy",
+            )
+            parts.append(
+                f"{k} classes {_verdict(d, 'higher', 'lower', 'no clear change')} ({d.signed()})"
+            )
+        lines.append(f"- **{a} hidden layer vs linear:** {'; '.join(parts)}.")
+    return lines
+
+
+def remedy_table(c: pd.DataFrame, raw: pd.DataFrame) -> list[str]:
+    """Per class count: the most any attention could add (oracle − learned) beside what the
+    blog's two remedies add (blog_all: a second attention layer, 128 features)."""
+    lines = [
+        "| classes | oracle − learned | depth 2 − depth 1 | 128 − 32 features |",
+        "|---|---|---|---|",
+    ]
+    for k in _classes(c):
+        base = cell(raw, k)
+        cells = [
+            _mode_diff(c, k, "oracle", "learned"),
+            t_difference(cell(raw, k, attn_layers=2), base, "val_accuracy"),
+            t_difference(cell(raw, k, features=128), base, "val_accuracy"),
+        ]
+        lines.append(f"| {k} | " + " | ".join(d.signed() for d in cells) + " |")
+    return lines
+
+
+def remedy_readings(c: pd.DataFrame, raw: pd.DataFrame) -> list[str]:
+    """Whether 'more capacity in the attention' is supported, over the class counts from 30
+    up (where the blog sees the fall): only if perfect attention leaves room above the
+    learned one and a remedy takes some of it."""
+    many = [k for k in _classes(c) if k >= 30]
+    room = [k for k in many if _mode_diff(c, k, "oracle", "learned").above_zero]
+
+    def helps(**where: int) -> list[int]:
+        return [
+            k
+            for k in many
+            if t_difference(cell(raw, k, **where), cell(raw, k), "val_accuracy").above_zero
+        ]
+
+    deep, wide = helps(attn_layers=2), helps(features=128)
+    supported = [k for k in room if k in deep or k in wide]
+    found = (
+        f"From 30 classes up, perfect attention is above learned attention at "
+        f"{_listing(room)}; a second attention layer raises accuracy at {_listing(deep)}, "
+        f"128 features at {_listing(wide)}."
+    )
+    if supported:
+        return [f"- **Supported at {_listing(supported)}.** {found}"]
+    if not room:
+        why = (
+            "Perfect attention is the most that better focus on the key could give, and it "
+            "is no better than the learned attention there: the fall is not for want of "
+            "attention capacity."
+        )
+    else:
+        why = "Where perfect attention leaves room, neither remedy takes any of it."
+    return [
+        f"- **Not supported: 'more capacity in the attention'.** {found} {why} This "
+        "contradicts the blog's explanation of the fall."
+    ]
+
+
+def answer_readings(controls: Controls, raw: pd.DataFrame) -> list[str]:
+    """Every change tried, by what it adds to the learned model's val_accuracy at 50 classes
+    and up (the blog's remedy cell and beyond), largest first: the section's answer."""
+    c = controls.controls
+    counts = [k for k in _classes(c) if k >= 50] or _classes(c)[-1:]
+    return [_answer(controls, raw, k) for k in counts]
+
+
+def _answer(controls: Controls, raw: pd.DataFrame, k: int) -> str:
+    c = controls.controls
+    base = _acc(c, k, model__attention="learned")
+    changes = {
+        "perfect attention (oracle)": _mode_diff(c, k, "oracle", "learned"),
+        "a second attention layer (blog_all)": t_difference(
+            cell(raw, k, attn_layers=2), cell(raw, k), "val_accuracy"
+        ),
+        "128 features instead of 32 (blog_all)": t_difference(
+            cell(raw, k, features=128), cell(raw, k), "val_accuracy"
+        ),
+    }
+    b = controls.budget
+    if b is not None and k in set(b["data.classes"]):
+        epochs = sorted(int(e) for e in b["trainer.epochs"].unique())
+        last = _acc(b, k, model__attention="learned", trainer__epochs=epochs[-1])
+        changes[f"{epochs[-1]} epochs instead of {epochs[0]}"] = t_difference(
+            last, _acc(b, k, model__attention="learned", trainer__epochs=epochs[0]), "val_accuracy"
+        )
+    n = controls.nonlinear
+    if n is not None and k in set(n["data.classes"]):
+        for act in sorted(set(n["model.hidden_activation"]) - {"linear"}):
+            changes[f"a {act} hidden layer"] = t_difference(
+                _acc(n, k, model__hidden_activation=act),
+                _acc(n, k, model__hidden_activation="linear"),
+                "val_accuracy",
+            )
+    ranked = sorted(changes.items(), key=lambda item: -item[1].mean)
+    items = "; ".join(f"{name} {d.signed()}" for name, d in ranked)
+    return (
+        f"- **At {k} classes**, from the learned model's {t_interval(base, 'val_accuracy')}, "
+        f"each change adds: {items}."
+    )
+
+
+def why_accuracy_falls(controls: Controls, raw: pd.DataFrame) -> list[str]:
+    """The section "Why accuracy falls", from the control presets' summaries."""
+    c = controls.controls
+    n = int(c["n_seeds"].min())
+    out = [
+        "## Why accuracy falls",
+        "",
+        f"From three control presets, {n} seeds a cell, 32 features, "
+        f"{_setting(c, 'data.samples')} samples, key column "
+        f"{_setting(c, 'data.attention_column')}: `blog_controls` (the gate that multiplies "
+        "the inputs is "
+        "`learned` (the seed's softmax Dense), `uniform` (1/32 on every column, fixed), "
+        "`oracle` (1 on the key, 0 elsewhere, fixed) or `none` (no multiply); "
+        f"[`data/{CONTROL_FILES['controls']}`](data/{CONTROL_FILES['controls']})), "
+        f"`blog_budget` (more epochs; [`data/{CONTROL_FILES['budget']}`]"
+        f"(data/{CONTROL_FILES['budget']})) and `blog_nonlinear` (a relu or tanh hidden "
+        f"layer; [`data/{CONTROL_FILES['nonlinear']}`](data/{CONTROL_FILES['nonlinear']})). "
+        "Intervals in this section are Student-t 95% intervals of the mean across seeds "
+        "(mean ± t₀.₉₇₅,ₙ₋₁·sd/√n); a difference of two cells has Welch's t interval, and it "
+        "counts as higher or lower only when that interval excludes 0. The metric is "
+        "val_accuracy.",
+        "",
+        "### What the attention buys",
+        "",
+        *controls_table(c),
+        "",
+        *controls_readings(c),
+        "",
+    ]
+    if controls.budget is not None:
+        out += [
+            "### More epochs",
+            "",
+            *budget_table(controls.budget),
+            "",
+            *budget_readings(controls.budget),
+            "",
+        ]
+    if controls.nonlinear is not None:
+        out += [
+            "### A nonlinear hidden layer",
+            "",
+            *nonlinear_table(controls.nonlinear),
+            "",
+            *nonlinear_readings(controls.nonlinear),
+            "",
+        ]
+    out += [
+        "### Does more attention capacity help?",
+        "",
+        *remedy_table(c, raw),
+        "",
+        *remedy_readings(c, raw),
+        *answer_readings(controls, raw),
+        "",
+    ]
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m attnlab.findings",
@@ -372,6 +832,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("raw_sweep", type=Path, nargs="?", help="the blog_all sweep dir")
     parser.add_argument("scaled_sweep", type=Path, nargs="?", help="the same, key_encoding=scaled")
     parser.add_argument("--docs", type=Path, default=DOCS)
+    for option in CONTROL_FILES:
+        parser.add_argument(f"--{option}", type=Path, help=f"the blog_{option} sweep dir")
     args = parser.parse_args(argv)
     data = args.docs / "data"
     # Every input is read and checked, and the page rendered, before anything is written:
@@ -382,10 +844,15 @@ def main(argv: list[str] | None = None) -> int:
     else:
         raw_path, keys = data / RAW, (f"raw_sweep (not given; {data / RAW})", "scaled copy")
         scaled_path = data / SCALED if (data / SCALED).exists() else None
+    given = {o: getattr(args, o) / "summary.csv" for o in CONTROL_FILES if getattr(args, o)}
     try:
         raw, scaled = read_inputs(raw_path, scaled_path, keys)
-        page = render(raw, scaled)
-    except ValueError as err:  # InputError, or a cell the page's grid tables lack
+        for option, path in given.items():
+            if not path.is_file():
+                raise InputError(f"--{option}: {path} does not exist")
+        controls = read_controls(data, given)
+        page = render(raw, scaled, controls)
+    except ValueError as err:  # InputError, or a cell the page's tables lack
         print(f"attnlab.findings: error: {err}", file=sys.stderr)
         return 2
     if args.raw_sweep is not None:
@@ -393,6 +860,9 @@ def main(argv: list[str] | None = None) -> int:
         write_text(data / RAW, raw_path.read_text())
         if scaled_path is not None:
             write_text(data / SCALED, scaled_path.read_text())
+    for option, path in given.items():
+        data.mkdir(parents=True, exist_ok=True)
+        write_text(data / CONTROL_FILES[option], path.read_text())
     write_text(args.docs / "findings.md", page)
     print(args.docs / "findings.md")
     return 0

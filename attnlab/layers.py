@@ -137,6 +137,67 @@ class ReplicaDense(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="attnlab")
+class ReplicaGate(keras.layers.Layer):
+    """Per replica, a learned attention or a fixed vector over the key's axis (axis 2).
+
+    Called on x (replicas, batch, axis[, channels]) alone, every replica is fixed: the
+    output is fixed[r] broadcast to x's shape. Called on [x, probs], where probs is the
+    learned softmax of the learned replicas only (in order, see TakeReplicas), replica r
+    outputs its probs where learned[r], else fixed[r] (a select, not arithmetic: a fixed
+    replica never sees another's probs, not even a NaN, and sends them an exactly zero
+    gradient), so cells of different attention modes train as one model, each as it
+    would alone.
+    """
+
+    def __init__(
+        self, fixed: list[list[float]], learned: list[bool] | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.fixed = [[float(v) for v in row] for row in fixed]  # (replicas, axis)
+        self.learned = [bool(v) for v in learned] if learned is not None else None
+        flags = np.array(self.learned or [False] * len(self.fixed))
+        self.vectors = np.array(self.fixed, np.float32)
+        self.mask = flags
+        # Replica r's row in probs: its rank among the learned replicas (fixed ones: row 0,
+        # not selected).
+        self.rows = np.maximum(np.cumsum(flags) - 1, 0).astype(np.int32)
+
+    def call(self, inputs: Any) -> Any:
+        x, probs = inputs if isinstance(inputs, list | tuple) else (inputs, None)
+        extra = len(x.shape) - 3  # 1 for (time, channels): the vector spans time steps
+        replicas = len(self.fixed)
+        fixed = ops.reshape(
+            ops.convert_to_tensor(self.vectors), (replicas, 1, len(self.fixed[0])) + (1,) * extra
+        )
+        if probs is None:
+            return ops.zeros_like(x) + fixed
+        mask = ops.reshape(ops.convert_to_tensor(self.mask), (replicas,) + (1,) * (2 + extra))
+        every = ops.take(probs, ops.convert_to_tensor(self.rows), axis=0)  # x's shape
+        return ops.where(mask, every, fixed)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "fixed": self.fixed, "learned": self.learned}
+
+
+@keras.saving.register_keras_serializable(package="attnlab")
+class TakeReplicas(keras.layers.Layer):
+    """(replicas, ...) -> (len(rows), ...): the listed replicas, in order."""
+
+    def __init__(self, rows: list[int], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.rows = [int(r) for r in rows]
+
+    def call(self, x: Any) -> Any:
+        return ops.take(x, ops.convert_to_tensor(np.array(self.rows, np.int32)), axis=0)
+
+    def compute_output_shape(self, input_shape: tuple[Any, ...]) -> tuple[Any, ...]:
+        return (len(self.rows), *input_shape[1:])
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "rows": self.rows}
+
+
+@keras.saving.register_keras_serializable(package="attnlab")
 class ReplicaLSTM(keras.layers.Layer):
     """An LSTM (Keras' default gates and initialisers) with one set of weights per replica.
 

@@ -86,8 +86,12 @@ def still_improving(val_accuracy: np.ndarray) -> bool | None:
     return bool(last - start > IMPROVING_RISE + 1e-9)
 
 
+# Why a run with model.attention=none has NaN attention metrics (logs and report.md say it).
+NO_ATTENTION = "model.attention=none has no attention layer, so its attention metrics are NaN"
+
+
 def nan_attention_metrics() -> dict[str, float]:
-    """The attention metrics of a diverged model: all NaN."""
+    """The attention metrics of a diverged model, or of one without attention: all NaN."""
     return {name: math.nan for name in ATTENTION_METRICS}
 
 

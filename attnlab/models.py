@@ -10,10 +10,15 @@ Every variant names the softmax attention that multiplies the known key's axis
   again over those hidden units (`attention_vec_2`), then the head.
 - lstm: the sequel. A softmax over time steps (one per feature, as the source's
   attention_3d_block), placed before or after an LSTM.
+
+model.attention replaces that gate (for double the first one) by a fixed vector: uniform
+(1/size), oracle (1 on the key) or none (no multiply at all). Each replica has its own mode
+and key, so cells of different modes train as one model (attnlab.layers.ReplicaGate).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import keras
@@ -21,10 +26,24 @@ import numpy as np
 from keras import KerasTensor, layers, ops
 
 from attnlab.config import DataConfig, ModelConfig
-from attnlab.layers import MergeLastAxes, ReplicaDense, ReplicaLSTM, SwapBatchReplica
+from attnlab.layers import (
+    MergeLastAxes,
+    ReplicaDense,
+    ReplicaGate,
+    ReplicaLSTM,
+    SwapBatchReplica,
+    TakeReplicas,
+)
 
 ATTENTION_LAYER = "attention_vec"
 LOGITS_LAYER = "logits"
+
+
+# What a replica's gate is, by its model.attention and its key: (modes, keys) per replica.
+Gates = tuple[list[str], list[int]]
+# Builds the learned softmax over the key's axis of (some replicas') inputs: (inputs, their
+# seeds, the name of its last layer) -> probs of the inputs' shape.
+LearnedProbs = Callable[[KerasTensor, list[int], str], KerasTensor]
 
 
 def build_model(
@@ -32,19 +51,27 @@ def build_model(
     data_cfg: DataConfig,
     seeds: list[int],
     classes: list[int] | None = None,
+    attention: list[str] | None = None,
+    keys: list[int] | None = None,
 ) -> keras.Model:
     """The model for every seed at once: (batch, replicas, ...) -> (batch, replicas, classes).
 
     Inside, tensors are replica-major (replicas, batch, ...); see attnlab.layers. classes,
     if given, is each replica's own class count (cells trained together, attnlab.packing):
     the head is as wide as the largest, and narrower replicas' extra logits are masked out.
+    attention and keys, if given, are each replica's model.attention and key column
+    (default: model_cfg's and data_cfg's for every replica).
     """
     builders = {"dense": _dense, "double": _double, "lstm": _lstm}
     seeds = list(seeds)
+    gates = (
+        list(attention or [model_cfg.attention] * len(seeds)),
+        list(keys or [data_cfg.attention_column] * len(seeds)),
+    )
     sample_shape = (data_cfg.time_steps,) if model_cfg.sequence else ()
     inputs = keras.Input(shape=(len(seeds), *sample_shape, data_cfg.features), name="inputs")
     x = SwapBatchReplica(name="to_replica_major")(inputs)  # (replicas, batch, ...)
-    hidden = builders[model_cfg.variant](x, model_cfg, data_cfg, seeds)
+    hidden = builders[model_cfg.variant](x, model_cfg, data_cfg, seeds, gates)
     classes = list(classes) if classes is not None else [data_cfg.classes] * len(seeds)
     widths = classes if len(set(classes)) > 1 else None  # a mask only where widths differ
     logits = ReplicaDense(max(classes), seeds, salt=2, valid_units=widths, name="head")(hidden)
@@ -58,26 +85,76 @@ def logits_model(model: keras.Model) -> keras.Model:
     return keras.Model(model.input, model.get_layer(LOGITS_LAYER).output, name="logits")
 
 
-def _dense(x: KerasTensor, m: ModelConfig, d: DataConfig, seeds: list[int]) -> KerasTensor:
-    h = x  # (replicas, batch, features)
-    for i in range(m.attn_layers - 1):
-        h = ReplicaDense(
-            d.features,
-            seeds,
-            salt=10 + i,
-            activation=m.attn_activation,
-            name=f"attention_dense_{i + 1}",
-        )(h)
-    probs = ReplicaDense(d.features, seeds, salt=0, activation="softmax", name=ATTENTION_LAYER)(h)
-    gated = layers.Multiply(name="attention_mul")([x, probs])
+def fixed_attention(mode: str, size: int, key: int) -> np.ndarray:
+    """The vector a fixed mode multiplies an axis of `size` by (float32): uniform 1/size,
+    oracle one-hot on key, none ones (multiplying by it changes nothing); learned: zeros,
+    unused."""
+    vector = np.zeros(size, np.float32)
+    if mode == "uniform":
+        vector[:] = np.float32(1.0) / np.float32(size)
+    elif mode == "oracle":
+        vector[key] = 1.0
+    elif mode == "none":
+        vector[:] = 1.0
+    return vector
+
+
+def _gate(
+    x: KerasTensor, seeds: list[int], learned_probs: LearnedProbs, gates: Gates
+) -> KerasTensor:
+    """x times each replica's attention over axis 2 (its output is `attention_vec`).
+
+    All learned: the learned softmax, as the seed. All none: x itself, no gate. Otherwise
+    a ReplicaGate gives every replica its own: the learned softmax, computed for the
+    learned replicas only (their slices of x, their seeds), or its fixed vector.
+    """
+    modes, keys = gates
+    if all(mode == "learned" for mode in modes):
+        probs = learned_probs(x, seeds, ATTENTION_LAYER)
+        return layers.Multiply(name="attention_mul")([x, probs])
+    if all(mode == "none" for mode in modes):
+        return x
+    size = int(x.shape[2])
+    fixed = [fixed_attention(m, size, k).tolist() for m, k in zip(modes, keys, strict=True)]
+    learned = [mode == "learned" for mode in modes]
+    if any(learned):
+        rows = [r for r, flag in enumerate(learned) if flag]
+        x_learned = TakeReplicas(rows, name="learned_replicas")(x)
+        probs = learned_probs(x_learned, [seeds[r] for r in rows], "attention_learned")
+        gate = ReplicaGate(fixed, learned, name=ATTENTION_LAYER)([x, probs])
+    else:
+        gate = ReplicaGate(fixed, name=ATTENTION_LAYER)(x)
+    return layers.Multiply(name="attention_mul")([x, gate])
+
+
+def _dense(
+    x: KerasTensor, m: ModelConfig, d: DataConfig, seeds: list[int], gates: Gates
+) -> KerasTensor:
+    def learned_probs(h: KerasTensor, seeds: list[int], name: str) -> KerasTensor:
+        # h: (replicas, batch, features)
+        for i in range(m.attn_layers - 1):
+            h = ReplicaDense(
+                d.features,
+                seeds,
+                salt=10 + i,
+                activation=m.attn_activation,
+                name=f"attention_dense_{i + 1}",
+            )(h)
+        return ReplicaDense(d.features, seeds, salt=0, activation="softmax", name=name)(h)
+
+    gated = _gate(x, seeds, learned_probs, gates)
     return ReplicaDense(m.hidden, seeds, salt=1, activation=m.hidden_activation, name="hidden")(
         gated
     )
 
 
-def _double(x: KerasTensor, m: ModelConfig, d: DataConfig, seeds: list[int]) -> KerasTensor:
-    probs = ReplicaDense(d.features, seeds, salt=0, activation="softmax", name=ATTENTION_LAYER)(x)
-    gated = layers.Multiply(name="attention_mul")([x, probs])
+def _double(
+    x: KerasTensor, m: ModelConfig, d: DataConfig, seeds: list[int], gates: Gates
+) -> KerasTensor:
+    def learned_probs(h: KerasTensor, seeds: list[int], name: str) -> KerasTensor:
+        return ReplicaDense(d.features, seeds, salt=0, activation="softmax", name=name)(h)
+
+    gated = _gate(x, seeds, learned_probs, gates)
     hidden = ReplicaDense(m.hidden, seeds, salt=1, activation=m.hidden_activation, name="hidden")(
         gated
     )
@@ -87,28 +164,33 @@ def _double(x: KerasTensor, m: ModelConfig, d: DataConfig, seeds: list[int]) -> 
     return layers.Multiply(name="attention_mul_2")([hidden, probs2])
 
 
-def _time_attention(x: KerasTensor, seeds: list[int]) -> KerasTensor:
+def _time_attention(x: KerasTensor, seeds: list[int], gates: Gates) -> KerasTensor:
     """Softmax over time steps, one per channel (the source's attention_3d_block).
 
     (replicas, batch, time, channels) -> x * probs, same shape; probs is `attention_vec`.
+    A fixed mode's vector spans the time steps, the same for every channel.
     """
     steps = x.shape[2]
-    by_channel = layers.Permute((1, 3, 2))(x)  # (replicas, batch, channels, time)
-    probs = ReplicaDense(steps, seeds, salt=0, activation="softmax", name="attention_by_channel")(
-        by_channel
-    )
-    probs = layers.Permute((1, 3, 2), name=ATTENTION_LAYER)(
-        probs
-    )  # (replicas, batch, time, channels)
-    return layers.Multiply(name="attention_mul")([x, probs])
+
+    def learned_probs(h: KerasTensor, seeds: list[int], name: str) -> KerasTensor:
+        by_channel = layers.Permute((1, 3, 2))(h)  # (replicas, batch, channels, time)
+        probs = ReplicaDense(
+            steps, seeds, salt=0, activation="softmax", name="attention_by_channel"
+        )(by_channel)
+        return layers.Permute((1, 3, 2), name=name)(probs)  # (replicas, batch, time, channels)
+
+    return _gate(x, seeds, learned_probs, gates)
 
 
-def _lstm(x: KerasTensor, m: ModelConfig, d: DataConfig, seeds: list[int]) -> KerasTensor:
+def _lstm(
+    x: KerasTensor, m: ModelConfig, d: DataConfig, seeds: list[int], gates: Gates
+) -> KerasTensor:
     if m.attention_position == "before":
-        return ReplicaLSTM(m.lstm_units, seeds, salt=4, name="lstm")(_time_attention(x, seeds))
+        gated = _time_attention(x, seeds, gates)
+        return ReplicaLSTM(m.lstm_units, seeds, salt=4, name="lstm")(gated)
     seq = ReplicaLSTM(m.lstm_units, seeds, salt=4, return_sequences=True, name="lstm")(x)
     return MergeLastAxes(name="flatten")(
-        _time_attention(seq, seeds)
+        _time_attention(seq, seeds, gates)
     )  # (replicas, batch, time*units)
 
 
@@ -116,8 +198,14 @@ def attention_model(model: keras.Model) -> keras.Model:
     """Sub-model from the inputs to the attention over the key's axis.
 
     Output (batch, replicas, key_axis): for lstm the per-channel time attention is averaged
-    over channels, giving one distribution over time steps per sample.
+    over channels, giving one distribution over time steps per sample. A model without a
+    gate (model.attention=none) reads as ones: what it multiplies the inputs by, in effect.
     """
+    if ATTENTION_LAYER not in {layer.name for layer in model.layers}:
+        ones = layers.Lambda(
+            lambda x: ops.ones_like(x if len(x.shape) == 3 else x[..., 0]), name="attention"
+        )(model.input)  # (batch, replicas, key_axis)
+        return keras.Model(model.input, ones, name="attention")
     probs = model.get_layer(ATTENTION_LAYER).output  # (replicas, batch, key_axis[, channels])
     if len(probs.shape) == 4:
         probs = layers.Lambda(lambda p: ops.mean(p, axis=-1), name="time_attention")(probs)

@@ -21,15 +21,20 @@ from attnlab.config import ExperimentConfig, flatten
 from attnlab.records import identity_key
 
 # What cells of one pack may differ in: all else (the model, the trainer, the data's shape)
-# is shared by the one model that trains them.
+# is shared by the one model that trains them (model.attention: per replica, see
+# attnlab.layers.ReplicaGate).
 PACK_FREE = frozenset(
     {
         "seeds",
         "data.classes",
         "data.attention_column",
         "data.key_encoding",
+        "model.attention",
         "trainer.verbose",
         "trainer.threads",
+        "objective",
+        "logger.kind",
+        "logger.subdir",
     }
 )
 

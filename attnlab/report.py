@@ -26,7 +26,7 @@ import pandas as pd
 
 from attnlab import records
 from attnlab.files import write_csv, write_figure, write_text
-from attnlab.metrics import RUN_METRICS
+from attnlab.metrics import NO_ATTENTION, RUN_METRICS
 from attnlab.stats import t_interval, wilson_interval
 
 log = logging.getLogger(__name__)
@@ -209,6 +209,11 @@ def markdown(summary: pd.DataFrame, report: pd.DataFrame, made: Provenance) -> s
         "",
         *summary_table(summary, swept),
     ]
+    if "model.attention" in summary and (summary["model.attention"] == "none").any():
+        lines += [
+            "",
+            f"Attention columns are empty (–) in the cells without attention: {NO_ATTENTION}.",
+        ]
     if made.figures:
         lines += ["", "## Figures", ""]
         lines += [f"- [{Path(path).name}]({path}): {what}" for path, what in made.figures]

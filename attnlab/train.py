@@ -393,11 +393,17 @@ def make_eval_fn(
 
 
 def _finite_weights(model: ShardedModel) -> np.ndarray:
-    """(replicas,) bool: every weight slice of the replica is finite."""
+    """(replicas,) bool: every weight slice of the replica is finite.
+
+    Weights of some replicas only (the learned attention of a model mixing attention
+    modes, attnlab.models) are skipped: a non-finite one makes its replicas' loss NaN.
+    """
     parts = []
     for shard, part in zip(model.models, model.slices, strict=True):
         ok = np.ones(part.stop - part.start, bool)
         for w in shard.weights:
+            if w.shape[0] != len(ok):
+                continue
             values = np.asarray(w.numpy()).reshape(len(ok), -1)
             ok &= np.isfinite(values).all(axis=1)
         parts.append(ok)

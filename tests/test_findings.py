@@ -4,8 +4,9 @@ import itertools
 import math
 
 import pandas as pd
+import pytest
 
-from attnlab.findings import main, render
+from attnlab.findings import Controls, main, render, t_difference, t_interval
 from attnlab.stats import wilson_interval
 
 METRICS = ("val_accuracy", "attn_key_weight", "key_ablation_drop", "peak_ablation_drop")
@@ -33,6 +34,7 @@ def _summary():
         for metric, mean in zip(METRICS, (acc, 0.2 + classes / 1000, 0.4, 0.0), strict=True):
             row |= {
                 f"{metric}_mean": mean,
+                f"{metric}_std": 0.03,
                 f"{metric}_ci_low": mean - 0.02,
                 f"{metric}_ci_high": mean + 0.02,
             }
@@ -97,3 +99,69 @@ def test_findings_command_checks_inputs_before_writing(tmp_path, capsys):
         assert err.startswith("attnlab.findings: error: ") and message in err
         assert len(err.strip().splitlines()) == 1
         assert {p: p.read_bytes() for p in docs.rglob("*") if p.is_file()} == before
+
+
+def _control_rows(acc, **config):
+    """Summary rows of 10 seeds with val_accuracy mean acc(classes, ...) and sd 0.1."""
+    rows = []
+    for classes in (2, 20, 50, 100):
+        row = {"data.classes": classes, **config, "n_seeds": 10, "focus_rate": 0.1}
+        row |= {"val_accuracy_mean": acc(classes), "val_accuracy_std": 0.1}
+        rows.append(row)
+    return rows
+
+
+def _controls(oracle_falls):
+    learned = {2: 1.0, 20: 0.8, 50: 0.4, 100: 0.2}
+    modes = {
+        "learned": learned.get,
+        "uniform": lambda k: learned[k] - 0.2,  # well below learned
+        "none": lambda k: learned[k] - 0.05,  # within the interval
+        "oracle": (lambda k: learned[k] - 0.3) if oracle_falls else (lambda k: 1.0),
+    }
+    rows = [r for m, acc in modes.items() for r in _control_rows(acc, **{"model.attention": m})]
+    budget = [
+        r
+        for m in ("learned", "oracle")
+        for e, gain in ((20, 0.0), (80, 0.1), (320, 0.3))
+        for r in _control_rows(
+            lambda k, g=gain: learned[k] + g, **{"model.attention": m, "trainer.epochs": e}
+        )
+    ]
+    nonlinear = [
+        r
+        for a, gain in (("linear", 0.0), ("relu", 0.3), ("tanh", -0.3))
+        for r in _control_rows(lambda k, g=gain: learned[k] + g, **{"model.hidden_activation": a})
+    ]
+    return Controls(pd.DataFrame(rows), pd.DataFrame(budget), pd.DataFrame(nonlinear))
+
+
+def test_student_t_interval_and_welch_difference_by_hand():
+    row = pd.Series({"val_accuracy_mean": 0.5, "val_accuracy_std": 0.1, "n_seeds": 10})
+    est = t_interval(row, "val_accuracy")
+    half = 2.2621571627 * 0.1 / math.sqrt(10)  # t_{0.975, 9}
+    assert (est.low, est.high) == pytest.approx((0.5 - half, 0.5 + half), abs=1e-9)
+    other = pd.Series({"val_accuracy_mean": 0.3, "val_accuracy_std": 0.1, "n_seeds": 10})
+    diff = t_difference(row, other, "val_accuracy")
+    half = 2.1009220402 * math.sqrt(2 * 0.01 / 10)  # Welch: df = 18 for equal sd and n
+    assert (diff.mean, diff.low, diff.high) == pytest.approx((0.2, 0.2 - half, 0.2 + half))
+
+
+@pytest.mark.parametrize("oracle_falls", [True, False])
+def test_why_accuracy_falls_reads_the_controls(oracle_falls):
+    page = render(_summary(), scaled=None, controls=_controls(oracle_falls))
+    section = page[page.index("## Why accuracy falls") :]
+    assert "- **Learned vs uniform:** higher at 2, 20, 50, 100 classes, lower at no" in section
+    assert "- **Learned attention vs none:** higher at no class count" in section
+    if oracle_falls:
+        assert "**Perfect attention falls too.**" in section
+        assert "the bottleneck is not the attention" in section
+        assert "Learned attention beats perfect attention at 2, 20, 50, 100 classes" in section
+        assert "- **Not supported: 'more capacity in the attention'.**" in section
+    else:
+        assert "**Perfect attention holds.** " in section
+    assert "- **Learned attention, 20 → 320 epochs:** 2 classes gains" in section
+    assert "- **relu hidden layer vs linear:** 2 classes higher" in section
+    assert "- **tanh hidden layer vs linear:** 2 classes lower" in section
+    # Table rows carry the Student-t interval: 1.0 ± 2.262 * 0.1 / sqrt(10).
+    assert "| 2 | 1.000 [0.928, 1.072] |" in section
