@@ -18,6 +18,17 @@ ATTENTION_METRICS = (
 )
 
 # Every number of a run record after seed and status, in metrics.json and report.csv order.
+# Run metrics the summary gives a mean, sd and interval (attnlab.report), and that a job
+# may return as its objective (attnlab.config.OBJECTIVES).
+SUMMARY_METRICS = (
+    "val_accuracy",
+    "probe_accuracy",
+    "attn_key_weight",
+    "attn_hit_rate",
+    "attn_entropy",
+    "key_ablation_drop",
+    "peak_ablation_drop",
+)
 RUN_METRICS = (
     "val_accuracy",
     "probe_accuracy",

@@ -26,20 +26,11 @@ import pandas as pd
 
 from attnlab import records
 from attnlab.files import write_csv, write_figure, write_text
-from attnlab.metrics import NO_ATTENTION, RUN_METRICS
+from attnlab.metrics import NO_ATTENTION, RUN_METRICS, SUMMARY_METRICS
 from attnlab.stats import t_interval, wilson_interval
 
 log = logging.getLogger(__name__)
 
-SUMMARY_METRICS = (
-    "val_accuracy",
-    "probe_accuracy",
-    "attn_key_weight",
-    "attn_hit_rate",
-    "attn_entropy",
-    "key_ablation_drop",
-    "peak_ablation_drop",
-)
 USABLE = ("completed", "cached")  # statuses whose numbers enter the summary
 
 
