@@ -16,14 +16,12 @@ from importlib.metadata import version
 from types import FrameType
 
 import hydra
-from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from attnlab.cli import require_multirun, version_line
-from attnlab.config import ConfigError
+from attnlab.cli import version_line
 from attnlab.errors import config_error_line, is_config_error
 from attnlab.quiet import quiet_start
+from attnlab.records import RecordError
 from attnlab.sweep import Abort, Terminated, register
 
 # TensorFlow's C++ start-up chatter (CUDA probes, oneDNN notes) hides the run's own log;
@@ -39,11 +37,7 @@ EXIT_BAD_INPUT, EXIT_FAILED, EXIT_SIGINT, EXIT_SIGTERM = 2, 1, 130, 143
 def _hydra_main(cfg: DictConfig) -> float | None:
     from attnlab.sweep import run_job
 
-    hc = HydraConfig.get()
-    try:
-        require_multirun(hc.mode == RunMode.MULTIRUN, hc.sweeper.get("params"))
-    except ConfigError as err:  # a preset that defines a sweep, run without -m
-        raise Abort(str(err), EXIT_BAD_INPUT) from None
+    # A sweep preset run without -m is refused before this, by SweepCallback.on_run_start.
     return run_job(cfg)  # the objective: what Hydra's optimizing sweepers read
 
 
@@ -75,6 +69,9 @@ def main() -> int:
         if is_config_error(err):  # before OSError: Hydra's missing-option error is an IOError
             _say(f"attnlab: error: {config_error_line(err, sys.argv[1:])}")
             return EXIT_BAD_INPUT
+        if isinstance(err, RecordError):  # a sweep dir's file that is not what it should be
+            _say(f"attnlab: error: {err}")
+            return EXIT_FAILED
         if not isinstance(err, OSError):
             raise
         # Disk full, a read-only dir, a path that is a file.

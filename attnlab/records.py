@@ -297,6 +297,8 @@ def read_cell(cell_dir: Path, root: Path) -> CellRecord:
                 record.config = _checked_or(doc.get("config"), record.config)
                 return record
             check_metrics(doc, METRICS_FILE)
+            if record.config and identity_key(doc["config"]) != identity_key(record.config):
+                raise RecordError(f"{METRICS_FILE} holds another cell than {CELL_FILE} says")
         except RecordError as err:
             record.error = str(err)
             return record
@@ -401,6 +403,43 @@ def new_state(command: str, cells: list[str]) -> dict[str, Any]:
         "host": socket.gethostname(),
         "cells": cells,
     }
+
+
+HOLDER_FILE = ".attnlab.holder.json"
+
+
+def command_line(program: str = "attnlab") -> str:
+    """This process's command as a user would retype it."""
+    import shlex
+    import sys
+
+    return shlex.join([*shlex.split(program), *sys.argv[1:]])
+
+
+def lock_sweep_dir(sweep_dir: Path, command: str) -> Any:
+    """Hold the sweep dir's lock (an flock, released when this process ends however it
+    ends) and say who holds it; RecordError naming the holder if another process does.
+
+    A sweep holds it for its whole run, `python -m attnlab.report` while it rebuilds the
+    report: the sweep's files have one owner at a time.
+    """
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(sweep_dir / LOCK_FILE))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        held = _read_optional(sweep_dir / HOLDER_FILE, sweep_dir)
+        held = held if isinstance(held, dict) else {}
+        since = time.strftime("%H:%M:%S", time.localtime(float(held.get("since") or 0)))
+        raise RecordError(
+            f"{sweep_dir} is in use by another process (pid {held.get('pid', '?')} on "
+            f"{held.get('host', '?')}, since {since}: {held.get('command', '?')}); wait for "
+            "it to end"
+        ) from None
+    holder = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
+    write_json(sweep_dir / HOLDER_FILE, {**holder, "command": command})
+    return lock
 
 
 def remove_temp_files(sweep_dir: Path) -> int:

@@ -311,6 +311,13 @@ def write_report(sweep_dir: Path, command: str | None = None) -> pd.DataFrame:
         raise records.RecordError(
             f"{figures_dir} is not a directory of the sweep: not written through"
         )
+    # The old report goes first, so a write that fails or is stopped half way leaves an
+    # incomplete report, never an old file beside new ones.
+    for name in records.REPORT_FILES:
+        path = sweep_dir / name
+        if path.is_dir() and not path.is_symlink():
+            raise records.RecordError(f"{path} is a directory, not a report file")
+        path.unlink(missing_ok=True)
     report = collect_runs(sweep_dir)
     summary = summarize(report)
     write_csv(sweep_dir / "report.csv", report)
@@ -491,21 +498,20 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    from filelock import FileLock, Timeout
-
     try:
         # The sweep running in the dir owns its files: rebuild the report once it is done.
-        with FileLock(str(args.sweep_dir / records.LOCK_FILE)).acquire(timeout=0):
+        lock = records.lock_sweep_dir(
+            args.sweep_dir, records.command_line("python -m attnlab.report")
+        )
+        with lock:
             report = write_report(args.sweep_dir)
-    except Timeout:
-        held = records.read_state(args.sweep_dir)
+    except KeyboardInterrupt:
         print(
-            f"attnlab.report: error: sweep_dir={args.sweep_dir} is in use by a running sweep "
-            f"(pid {held.get('pid', '?')}: {held.get('command', '?')}); run it again when "
-            "that sweep has ended",
+            f"attnlab.report: stopped by SIGINT; the report in {args.sweep_dir} is incomplete "
+            "(its old files were removed first): run the command again",
             file=sys.stderr,
         )
-        return 1
+        return 130
     except (OSError, records.RecordError) as err:
         print(f"attnlab.report: error: {_os_error_line(err)}", file=sys.stderr)
         return 1

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import re
 import shlex
 import sys
 import time
@@ -374,39 +375,25 @@ def _finite(value: Any) -> bool:
 # --- the sweep's start and end ------------------------------------------------------------
 
 
-def command_line() -> str:
-    """This process's command as a user would retype it."""
-    return shlex.join(["attnlab", *sys.argv[1:]])
-
-
 def open_sweep_dir(sweep_dir: Path) -> None:
     """Make the sweep dir ours for this run: create it, lock it (one sweep at a time),
     clear temp files a killed run left, write the run's state. Abort in one line if it is a
     file, unwritable, or held by another sweep."""
-    from filelock import FileLock, Timeout
-
     where = f"hydra.sweep.dir={sweep_dir}"
-    if sweep_dir.exists() and not sweep_dir.is_dir():
+    if sweep_dir.is_symlink() or (sweep_dir.exists() and not sweep_dir.is_dir()):
         raise Abort(f"{where} is not a directory")
     try:
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(sweep_dir / records.LOCK_FILE))
-        lock.acquire(timeout=0)
-    except Timeout:
-        held = records.read_state(sweep_dir)
-        since = time.strftime("%H:%M:%S", time.localtime(held.get("started", 0)))
-        raise Abort(
-            f"{where} is in use by another sweep (pid {held.get('pid', '?')} on "
-            f"{held.get('host', '?')}, since {since}: {held.get('command', '?')}); wait for it "
-            "to end or choose another hydra.sweep.dir"
-        ) from None
+        lock = records.lock_sweep_dir(sweep_dir, records.command_line())
+    except records.RecordError as err:
+        raise Abort(f"{where}: {err}; or choose another hydra.sweep.dir") from None
     except OSError as err:
         raise Abort(f"{where}: cannot write there ({err.strerror})", 1) from None
     outcome.lock, outcome.sweep_dir = lock, sweep_dir
     try:
         removed = records.remove_temp_files(sweep_dir)
         adopt_legacy_cells(sweep_dir)
-        state = records.new_state(command_line(), [])
+        state = records.new_state(records.command_line(), [])
         state["cells"] = None  # set by attnlab's sweeper once it has planned the cells
         from attnlab.files import write_json
 
@@ -457,10 +444,13 @@ def finish_sweep(sweep_dir: Path, lost_reason: str) -> None:
             with contextlib.suppress(OSError):
                 records.write_attempt(sweep_dir / name, outcome_now, run_id, error)
     cells = {r.name: r for r in records.read_cells(sweep_dir) if run_id and r.run_id == run_id}
-    outcome.cells = len(cells)
+    given = state.get("blocked")
+    blocked: dict[str, str] = given if isinstance(given, dict) else {}
+    outcome.cells = len(cells) + len(blocked)
     # A failed attempt counts even where an earlier run's result stands (a rerun with a bad
     # trainer.threads fails, and the finished cell keeps its result).
     outcome.failed = sorted(n for n, r in cells.items() if r.attempt == "failed" or not r.finished)
+    outcome.failed += sorted(blocked)
     write_report_or_say_why(sweep_dir)
 
 
@@ -474,12 +464,12 @@ def write_report_or_say_why(sweep_dir: Path) -> None:
     try:
         write_report(sweep_dir, command=records.read_state(sweep_dir).get("command"))
         log.info("report: %s", sweep_dir / "report.md")
-    except OSError as err:
-        for name in records.REPORT_FILES:
-            (sweep_dir / name).unlink(missing_ok=True)
+    except (OSError, records.RecordError) as err:
+        why = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+        where = f" ({err.filename})" if isinstance(err, OSError) and err.filename else ""
         outcome.report_error = (
-            f"writing the report in {sweep_dir} failed ({err.strerror or err}); the old report "
-            f"was removed; rebuild it with: python -m attnlab.report {sweep_dir}"
+            f"writing the report in {sweep_dir} failed: {why}{where}; no old report is left "
+            f"as if current; rebuild it with: python -m attnlab.report {sweep_dir}"
         )
         log.error(outcome.report_error)
 
@@ -500,12 +490,30 @@ def interrupted(signal_name: str) -> str:
 def resume_command(sweep_dir: Path) -> str:
     """This process's command, pointed at its sweep dir: rerunning it finishes the grid."""
     args = [a for a in sys.argv[1:] if not a.startswith("hydra.sweep.dir=")]
-    return shlex.join(["attnlab", *args, f"hydra.sweep.dir={sweep_dir}"])
+    return shlex.join(["attnlab", *args, f"hydra.sweep.dir={hydra_quoted(str(sweep_dir))}"])
+
+
+def hydra_quoted(value: str) -> str:
+    """value as a Hydra override value: as is if plain, else single-quoted (a `,` would
+    make a sweep, `=` or a space a parse error)."""
+    if re.fullmatch(r"[\w./@:%+~-]+", value):
+        return value
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 class SweepCallback(Callback):
     """The sweep dir's owner for the run: lock and state at start, report at the end (in the
-    parent process, from disk)."""
+    parent process, from disk). For a single run, the check that it is not a sweep preset
+    run without -m (before Hydra makes the run dir)."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from attnlab.cli import require_multirun
+        from attnlab.config import ConfigError
+
+        try:
+            require_multirun(False, OmegaConf.select(config, "hydra.sweeper.params"))
+        except ConfigError as err:
+            raise Abort(str(err), 2) from None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         open_sweep_dir(Path(config.hydra.sweep.dir))

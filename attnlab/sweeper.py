@@ -33,7 +33,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import DictConfig, OmegaConf
 
 from attnlab import records
-from attnlab.config import ExperimentConfig
+from attnlab.config import ConfigError, ExperimentConfig
 from attnlab.files import write_json
 from attnlab.packing import plan_packs
 from attnlab.resources import BASE_BYTES, GIB, USABLE_SHARE, available_memory, estimate_bytes
@@ -85,6 +85,10 @@ def sweep(
     max_replicas: int,
 ) -> list[Sequence[JobReturn]]:
     sweep_dir = Path(config.hydra.sweep.dir)
+    if max_replicas < 1:
+        raise ConfigError(
+            f"hydra.sweeper.max_replicas={max_replicas} is not allowed: an integer >= 1"
+        )
     lines = [f"{k}={v}" for k, v in (params or {}).items()] + list(arguments)
     parser = OverridesParser.create(config_loader=hydra_context.config_loader)
     jobs = expand(parser.parse_overrides(lines))
@@ -103,7 +107,13 @@ def sweep(
         if key in seen:
             continue  # a cell listed twice (say, a sweep over trainer.verbose) runs once
         seen.add(key)
-        if cell.error:  # checked first: a bad value is an error even for a finished cell
+        blocked = blocked_dir(sweep_dir / cell.name)
+        if blocked:  # nothing is written through it; the run fails with the reason
+            names.append(cell.name)
+            state.setdefault("blocked", {})[cell.name] = blocked
+            log.error("%s", blocked)
+            invalid += 1
+        elif cell.error:  # checked first: a bad value is an error even for a finished cell
             names.append(cell.name)
             record_invalid(sweep_dir, cell, run_id)
             invalid += 1
@@ -161,6 +171,15 @@ def sweep(
             log.error("job %d failed: %s", index, failed[index])
     record_lost(sweep_dir, run_id, packs_cells, failed)
     return [returns]
+
+
+def blocked_dir(cell_dir: Path) -> str:
+    """Why a cell's dir cannot be written (a symlink, a file), or ""."""
+    if cell_dir.is_symlink():
+        return f"{cell_dir} is a symlink: move it away to run this cell"
+    if cell_dir.exists() and not cell_dir.is_dir():
+        return f"{cell_dir} is a file, not a cell dir: move it away to run this cell"
+    return ""
 
 
 def compose(hydra_context: Any, config: DictConfig, overrides: list[str]) -> Cell:

@@ -146,7 +146,7 @@ def test_a_second_sweep_into_a_busy_dir_is_refused_naming_the_holder(tmp_path):
     proc, _ = sweep(tmp_path, *GRID)
     assert first.wait(timeout=300) == 0, first.stderr.read() if first.stderr else ""
     assert proc.returncode == 2
-    one_line_error(proc, "in use by another sweep", f"pid {first.pid}")
+    one_line_error(proc, "in use by another process", f"pid {first.pid}")
     assert len(results(sweep_dir)) == 2 and set(report(sweep_dir)["status"]) == {"completed"}
 
 
