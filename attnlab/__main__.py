@@ -91,10 +91,11 @@ def _sweep_status(outcome: object) -> int:
     if outcome.failed and outcome.sweep_dir is not None:
         from attnlab.sweep import resume_command
 
+        notes = "".join(f"; {note}" for note in outcome.notes)
         _say(
             f"attnlab: error: {len(outcome.failed)} of {outcome.cells} cell(s) of this run "
-            f"failed ({outcome.sweep_dir / 'report.md'} lists them); every finished cell is "
-            f"kept; resume with: {resume_command(outcome.sweep_dir)}"
+            f"failed ({outcome.sweep_dir / 'report.md'} lists them{notes}); every finished "
+            f"cell is kept; resume with: {resume_command(outcome.sweep_dir)}"
         )
         return EXIT_FAILED
     return 0

@@ -66,6 +66,7 @@ class SweepOutcome:
     cells: int = 0
     failed: list[str] = field(default_factory=list)
     report_error: str = ""
+    notes: list[str] = field(default_factory=list)  # why cells could not even start
     lock: Any = None  # the held filelock.FileLock; released when the process exits
 
 
@@ -451,6 +452,7 @@ def finish_sweep(sweep_dir: Path, lost_reason: str) -> None:
     # trainer.threads fails, and the finished cell keeps its result).
     outcome.failed = sorted(n for n, r in cells.items() if r.attempt == "failed" or not r.finished)
     outcome.failed += sorted(blocked)
+    outcome.notes = [blocked[name] for name in sorted(blocked)]
     write_report_or_say_why(sweep_dir)
 
 

@@ -156,10 +156,15 @@ def test_ctrl_c_during_a_report_rebuild_leaves_no_traceback_and_no_mixed_report(
         text=True,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
     )
+
+    def csv_inode() -> int | None:
+        path = sweep_dir / "report.csv"
+        return path.stat().st_ino if path.exists() else None
+
     deadline = time.monotonic() + 60
-    while (sweep_dir / "report.csv").stat().st_ino == old_csv and time.monotonic() < deadline:
+    while csv_inode() == old_csv and time.monotonic() < deadline:
         time.sleep(0.01)
-    proc.send_signal(signal.SIGINT)  # report.csv is new; figures and report.md are not yet
+    proc.send_signal(signal.SIGINT)  # the rebuild has begun; figures and report.md are not yet
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130
     assert "Traceback" not in stderr, stderr[-3000:]
