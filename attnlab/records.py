@@ -288,6 +288,8 @@ def read_cell(cell_dir: Path, root: Path) -> CellRecord:
         record.run_id = attempt.get("run_id") if isinstance(attempt.get("run_id"), str) else None
         record.attempt = attempt.get("outcome") if isinstance(attempt.get("outcome"), str) else None
     record.config = _known_config(cell_dir, root)
+    held = _read_optional(cell_dir / CELL_FILE, root)  # what the dir holds, if it says
+    held_config = _checked_or(held.get("config"), {}) if isinstance(held, dict) else {}
     path = cell_dir / METRICS_FILE
     if path.exists() or path.is_symlink():
         try:
@@ -297,7 +299,7 @@ def read_cell(cell_dir: Path, root: Path) -> CellRecord:
                 record.config = _checked_or(doc.get("config"), record.config)
                 return record
             check_metrics(doc, METRICS_FILE)
-            if record.config and identity_key(doc["config"]) != identity_key(record.config):
+            if held_config and identity_key(doc["config"]) != identity_key(held_config):
                 raise RecordError(f"{METRICS_FILE} holds another cell than {CELL_FILE} says")
         except RecordError as err:
             record.error = str(err)

@@ -24,7 +24,7 @@ needs_command = pytest.mark.skipif(
 
 # attnlab's own console lines: Hydra's log format for attnlab's loggers, and its error lines.
 # The console's log format (conf/hydra/job_logging/attnlab.yaml), or the CLI's error line.
-OWN_LINE = re.compile(r"^\[\d\d:\d\d:\d\d\] \S|^attnlab: error: ")
+OWN_LINE = re.compile(r"^\[\d\d:\d\d:\d\d\] |^attnlab: error: ")
 
 
 def _env(**extra: str) -> dict[str, str]:
