@@ -4,7 +4,8 @@ Everything that touches a sweep dir on disk asks this module; it imports neither
 nor Hydra, so it is testable on its own. A sweep dir holds:
 
     .sweep.json      the latest run: run_id, command, start time, pid, host, its cells
-    .attnlab.lock    held (flock) by the sweep running in the dir
+    .attnlab.lock    held (flock) by the sweep, or report rebuild, running in the dir
+    .attnlab.holder.json   who holds it: pid, host, since, command
     .jobs/           pack specs, and the Hydra dirs (.hydra/, log) of the jobs that ran them
     <cell>/          one per cell, named by its readable overrides plus a hash of its identity
         cell.json      the cell's config; written once, it is what the dir holds
