@@ -76,13 +76,6 @@ def _grid(
     return fig, list(axes.flat[:n])
 
 
-def _panel_columns(frame: pd.DataFrame, facets: list[str]) -> int:
-    """Panels side by side: the values of the last facet axis (it varies fastest)."""
-    if not facets:
-        return 1
-    return min(MAX_PANEL_COLUMNS, int(frame[facets[-1]].nunique()))
-
-
 # ---- heatmaps -------------------------------------------------------------------------------
 
 
