@@ -207,9 +207,7 @@ def run_single(cfg: DictConfig, out_dir: Path, hc: Any) -> None:
 
 def run_summary(runs: list[dict[str, Any]], key: int, seconds: float) -> str:
     """`5/5 seeds focused on column 1; val_accuracy 1.000 ± 0.000 (mean ± sd), 4.1 s`."""
-    accs = [float(r["val_accuracy"]) for r in runs if _finite(r.get("val_accuracy"))]
-    mean = sum(accs) / len(accs) if accs else math.nan
-    sd = math.sqrt(sum((a - mean) ** 2 for a in accs) / (len(accs) - 1)) if len(accs) > 1 else 0.0
+    accs, mean, sd = _accuracy_spread(runs)
     focused = sum(1 for r in runs if r.get("attn_focused") is True)
     diverged = sum(1 for r in runs if r.get("status") == "diverged")
     tail = f", {diverged} diverged" if diverged else ""
@@ -345,9 +343,7 @@ def progress_line(
     eta = f"~{left:.0f} s left" if math.isfinite(left) else "measuring speed"
     if error:
         return f"{head} FAILED: {error}, {seconds:.1f} s, {eta}"
-    accs = [r["val_accuracy"] for r in runs if _finite(r.get("val_accuracy"))]
-    mean = sum(accs) / len(accs) if accs else math.nan
-    sd = math.sqrt(sum((a - mean) ** 2 for a in accs) / (len(accs) - 1)) if len(accs) > 1 else 0.0
+    _, mean, sd = _accuracy_spread(runs)
     focused = sum(1 for r in runs if r.get("attn_focused") is True)
     tag = " (cached)" if cached else ""
     return (
@@ -367,6 +363,14 @@ def time_left(state: dict[str, Any], done: set[str]) -> float:
     if trained == 0 or elapsed <= 0:
         return math.nan
     return (total - trained) / (trained / elapsed)
+
+
+def _accuracy_spread(runs: list[dict[str, Any]]) -> tuple[list[float], float, float]:
+    """The runs' finite val_accuracy values, their mean and sd (ddof 1; 0 for one value)."""
+    accs = [float(r["val_accuracy"]) for r in runs if _finite(r.get("val_accuracy"))]
+    mean = sum(accs) / len(accs) if accs else math.nan
+    sd = math.sqrt(sum((a - mean) ** 2 for a in accs) / (len(accs) - 1)) if len(accs) > 1 else 0.0
+    return accs, mean, sd
 
 
 def _finite(value: Any) -> bool:

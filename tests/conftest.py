@@ -49,3 +49,15 @@ def run_cli(
         text=True,
         timeout=timeout,
     )
+
+
+def one_line_error(proc: subprocess.CompletedProcess[str], *words: str) -> str:
+    """The CLI's `attnlab: ...` lines: no traceback or raw warning, and the last one names
+    every word."""
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert "UserWarning" not in proc.stderr, proc.stderr[-3000:]
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("attnlab:")]
+    assert lines, proc.stderr[-2000:]
+    for word in words:
+        assert word in lines[-1], lines[-1]
+    return lines[-1]

@@ -19,7 +19,7 @@ import pytest
 
 from attnlab import records
 
-from .conftest import run_cli
+from .conftest import one_line_error, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -40,16 +40,6 @@ def results(sweep_dir: Path) -> dict[str, bytes]:
 
 def report(sweep_dir: Path) -> pd.DataFrame:
     return pd.read_csv(sweep_dir / "report.csv")
-
-
-def one_line_error(proc: subprocess.CompletedProcess, *words: str) -> str:
-    """The CLI's `attnlab: ...` lines: no traceback, and the last one names every word."""
-    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
-    lines = [line for line in proc.stderr.splitlines() if line.startswith("attnlab:")]
-    assert lines, proc.stderr[-2000:]
-    for word in words:
-        assert word in lines[-1], lines[-1]
-    return lines[-1]
 
 
 @pytest.fixture

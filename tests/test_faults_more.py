@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from .conftest import run_cli
+from .conftest import one_line_error, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -28,16 +28,6 @@ def sweep(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 def results(sweep_dir: Path) -> dict[str, bytes]:
     return {p.parent.name: p.read_bytes() for p in sweep_dir.glob("*/metrics.json")}
-
-
-def one_line_error(proc: subprocess.CompletedProcess[str], *words: str) -> str:
-    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
-    assert "UserWarning" not in proc.stderr, proc.stderr[-3000:]
-    lines = [line for line in proc.stderr.splitlines() if line.startswith("attnlab:")]
-    assert lines, proc.stderr[-2000:]
-    for word in words:
-        assert word in lines[-1], lines[-1]
-    return lines[-1]
 
 
 def classes_dir(sweep_dir: Path, classes: int) -> Path:
