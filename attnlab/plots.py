@@ -156,13 +156,16 @@ REFERENCE_NAMES = {"chance": "chance (1/classes)", "uniform": "uniform attention
 def reference_level(frame: pd.DataFrame, metric: str) -> tuple[str, pd.Series] | None:
     """The level a metric means nothing at: chance 1/classes for an accuracy, uniform
     attention 1/(key axis length) for attn_key_weight; None for other metrics."""
+    # A failed cell's axis value may be the text the user typed (an unresolvable
+    # `${...}`), so values that are not numbers get no reference, not an exception.
     if metric in ("val_accuracy", "probe_accuracy") and "data.classes" in frame:
-        return "chance", 1.0 / frame["data.classes"].astype(float)
+        return "chance", 1.0 / pd.to_numeric(frame["data.classes"], errors="coerce")
     if metric == "attn_key_weight" and "data.features" in frame:
-        size = frame["data.features"].astype(float)
+        size = pd.to_numeric(frame["data.features"], errors="coerce")
         if "model.variant" in frame and "data.time_steps" in frame:  # lstm: over time steps
-            size = size.where(frame["model.variant"] != "lstm", frame["data.time_steps"])
-        return "uniform", 1.0 / size.astype(float)
+            steps = pd.to_numeric(frame["data.time_steps"], errors="coerce")
+            size = size.where(frame["model.variant"] != "lstm", steps)
+        return "uniform", 1.0 / size
     return None
 
 

@@ -353,9 +353,7 @@ def write_figures(
         written.append((f"{records.FIGURES_DIR}/{name}", what))
 
     axes = figure_axes(report)
-    # A cell whose config is unknown (a broken record) has no place on an axis; report.md
-    # lists it among the failed cells.
-    placed = summary.dropna(subset=axes) if axes else summary
+    placed = placeable(summary, axes)
     if axes and (placed["n_seeds"] > 0).any():
         for name, figure, what in summary_figures(placed, axes):
             save(name, figure, what)
@@ -363,17 +361,31 @@ def write_figures(
     if histories:
         for name, figure, what in learning_curve_figures(histories, axes):
             save(name, figure, what)
-    cells = attention_cells(sweep_dir, summary, axes)
+    cells = attention_cells(sweep_dir, placed, axes)
     if cells:
-        combos = summary[axes[1:]].drop_duplicates() if len(axes) > 1 else summary.iloc[:1]
+        combos = placed[axes[1:]].drop_duplicates() if len(axes) > 1 else placed.iloc[:1]
         ncols = len(combos) if len(combos) <= 6 else 4
         what = "every seed's attention per column, each cell a panel (one colour scale)"
-        sequence = "model.variant" in summary and (summary["model.variant"] == "lstm").all()
+        sequence = "model.variant" in placed and (placed["model.variant"] == "lstm").all()
         grid = plots.attention_grid_figure(
             cells, ncols, "time step" if sequence else "input column"
         )
         save("attention_grid.png", grid, what)
     return written
+
+
+def placeable(summary: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
+    """The summary rows that have a place on every figure axis. A cell whose config is
+    unknown (a broken record) has none, nor has a cell without results whose value is
+    text on a numeric axis (an unresolvable `${...}`, kept as typed). report.md lists
+    both among the failed cells."""
+    placed = summary.dropna(subset=axes) if axes else summary
+    for axis in axes:
+        numeric = pd.to_numeric(placed[axis], errors="coerce").notna()
+        has_results = placed["n_seeds"] > 0
+        if numeric[has_results].all():
+            placed = placed[numeric | has_results]
+    return placed
 
 
 def summary_figures(summary: pd.DataFrame, axes: list[str]) -> list[tuple[str, Any, str]]:

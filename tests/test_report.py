@@ -170,3 +170,22 @@ def test_report_md_stands_alone(tmp_path):
     assert "- Command: `python -m attnlab -m x=1,2`" in (tmp_path / "report.md").read_text()
     write_report(tmp_path, command="given")
     assert "- Command: `given`" in (tmp_path / "report.md").read_text()
+
+
+def test_a_failed_cell_typed_as_text_on_a_numeric_axis_is_left_off_the_figures():
+    """`data.classes=${nope},5`: the failed cell keeps the text it was given; figures
+    place only what can share the axis with the cells that have results."""
+    from attnlab.report import placeable
+
+    summary = pd.DataFrame(
+        {
+            "data.classes": [5, "${nope}", 20, "${nope}"],
+            "model.variant": ["dense", "dense", "dense", "lstm"],
+            "n_seeds": [3, 0, 3, 0],
+        }
+    )
+    placed = placeable(summary, ["data.classes", "model.variant"])
+    assert placed["data.classes"].tolist() == [5, 20]
+    # A text axis keeps its cells without results: they are empty squares on a heatmap.
+    text_axis = pd.DataFrame({"model.variant": ["dense", "bad"], "n_seeds": [3, 0]})
+    assert len(placeable(text_axis, ["model.variant"])) == 2
