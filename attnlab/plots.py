@@ -307,10 +307,16 @@ def attention_matrix(attention: pd.DataFrame) -> AttentionMatrix:
 
 def draw_attention_matrix(
     ax: Axes, matrix: AttentionMatrix, key: int, title: str, vmax: float, axis: str
-) -> object:
+) -> object | None:
     """Seeds x columns heatmap: the key column framed in red, each seed's peak dotted
-    (white: on the key, red: elsewhere). Returns the image, for a shared colour bar."""
+    (white: on the key, red: elsewhere). Returns the image, for a shared colour bar, or
+    None for a cell without attention weights (its title says so instead)."""
     weights = matrix.weights.to_numpy()
+    if not len(weights):  # model.attention=none, or every seed diverged
+        # The NaN rows cannot tell the two apart; the title names model.attention.
+        ax.set_axis_off()
+        ax.set_title(f"{title}\nno seed has attention weights", fontsize=8)
+        return None
     image = ax.imshow(
         weights, vmin=0, vmax=vmax, cmap="viridis", aspect="auto", interpolation="nearest"
     )
@@ -368,7 +374,8 @@ def attention_figure(
     fig, ax = plt.subplots(figsize=size, layout="constrained")
     vmax = float(np.nanmax(matrix.weights.to_numpy())) if n_seeds else 1.0
     image = draw_attention_matrix(ax, matrix, key, title, vmax, axis)
-    _colorbar(fig, image, [ax], [1.0 / n_columns] if n_columns else [])
+    if image is not None:
+        _colorbar(fig, image, [ax], [1.0 / n_columns] if n_columns else [])
     return fig
 
 
@@ -383,10 +390,11 @@ def attention_grid_figure(
     fig, axes = _grid(len(cells), ncols, 4.2, 0.9 + 0.2 * max(len(m.weights) for m in matrices))
     image = None
     for ax, (title, _, key), matrix in zip(axes, cells, matrices, strict=True):
-        image = draw_attention_matrix(ax, matrix, key, title, vmax, axis)
+        image = draw_attention_matrix(ax, matrix, key, title, vmax, axis) or image
     fig.suptitle(
         "attention per seed and column (mean over the probe set), one colour scale", fontsize=10
     )
-    uniforms = [1.0 / m.weights.shape[1] for m in matrices if m.weights.shape[1]]
-    _colorbar(fig, image, axes, uniforms)
+    uniforms = [1.0 / m.weights.shape[1] for m in matrices if len(m.weights)]
+    if image is not None:
+        _colorbar(fig, image, axes, uniforms)
     return fig

@@ -195,3 +195,20 @@ def test_attention_grid_has_one_colour_scale(sweep):
     images = [im for ax in fig.axes for im in ax.get_images()]
     assert len(images) == 8 and {im.get_clim() for im in images} == {(0.0, 0.5)}
     assert fig.axes[0].get_title().startswith("classes=2 features=4 attn_layers=1")
+
+
+def test_a_cell_without_attention_weights_gets_a_note_not_an_empty_image():
+    """model.attention=none writes NaN weights: its panel says so, the others keep their
+    colour scale, and matplotlib has nothing to warn about."""
+    import warnings
+
+    none = pd.DataFrame({"seed": [0, 0, 1, 1], "column": [0, 1] * 2, "weight": [math.nan] * 4})
+    learned = none.assign(weight=[0.2, 0.8, 0.4, 0.6])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fig = plots.attention_grid_figure([("none", none, 1), ("learned", learned, 1)], ncols=2)
+        alone = plots.attention_figure(none, key=1, title="none")
+    assert [len(ax.get_images()) for ax in fig.axes[:2]] == [0, 1]
+    assert fig.axes[0].get_title() == "none\nno seed has attention weights"
+    assert fig.axes[1].get_images()[0].get_clim() == (0.0, 0.8)
+    assert "no seed has attention weights" in _texts(alone) and not alone.axes[0].get_images()
