@@ -208,13 +208,25 @@ def run_single(cfg: DictConfig, out_dir: Path, hc: Any) -> None:
 def run_summary(runs: list[dict[str, Any]], key: int, seconds: float) -> str:
     """`5/5 seeds focused on column 1; val_accuracy 1.000 ± 0.000 (mean ± sd), 4.1 s`."""
     accs, mean, sd = _accuracy_spread(runs)
-    focused = sum(1 for r in runs if r.get("attn_focused") is True)
+    focused = _focused_count(runs)
     diverged = sum(1 for r in runs if r.get("status") == "diverged")
     tail = f", {diverged} diverged" if diverged else ""
+    head = NO_FOCUS if focused is None else f"{focused}/{len(runs)} seeds focused on column {key}"
     return (
-        f"{focused}/{len(runs)} seeds focused on column {key}; val_accuracy {mean:.3f} ± "
-        f"{sd:.3f} (mean ± sd over {len(accs)} seeds){tail}; {seconds:.1f} s"
+        f"{head}; val_accuracy {mean:.3f} ± {sd:.3f} (mean ± sd over {len(accs)} seeds)"
+        f"{tail}; {seconds:.1f} s"
     )
+
+
+NO_FOCUS = "no attention to focus"
+
+
+def _focused_count(runs: list[dict[str, Any]]) -> int | None:
+    """Seeds whose attention peaks on the key; None when no seed has attention to test
+    (model.attention=none, or every seed diverged), which is not "0 focused"."""
+    if not any(isinstance(r.get("attn_focused"), bool) for r in runs):
+        return None
+    return sum(1 for r in runs if r.get("attn_focused") is True)
 
 
 def run_cell_job(cfg: DictConfig, sweep_dir: Path, out_dir: Path, hc: Any) -> float | None:
@@ -344,12 +356,10 @@ def progress_line(
     if error:
         return f"{head} FAILED: {error}, {seconds:.1f} s, {eta}"
     _, mean, sd = _accuracy_spread(runs)
-    focused = sum(1 for r in runs if r.get("attn_focused") is True)
+    focused = _focused_count(runs)
+    focus = NO_FOCUS if focused is None else f"focused {focused}/{len(runs)} seeds"
     tag = " (cached)" if cached else ""
-    return (
-        f"{head} val_acc {mean:.2f} ± {sd:.2f}, focused {focused}/{len(runs)} seeds, "
-        f"{seconds:.1f} s{tag}, {eta}"
-    )
+    return f"{head} val_acc {mean:.2f} ± {sd:.2f}, {focus}, {seconds:.1f} s{tag}, {eta}"
 
 
 def time_left(state: dict[str, Any], done: set[str]) -> float:

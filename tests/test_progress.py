@@ -6,7 +6,7 @@ import math
 import time
 
 from attnlab.progress import PackProgress
-from attnlab.sweep import time_left
+from attnlab.sweep import progress_line, run_summary, time_left
 
 
 class Clock:
@@ -53,3 +53,19 @@ def test_time_left_counts_work_not_cells():
     assert math.isnan(time_left(state, set()))
     # 10 seed-epochs in ~10 s: 190 left at 1 a second.
     assert abs(time_left(state, {"small"}) - 190) < 5
+
+
+def test_a_cell_without_attention_is_not_reported_as_unfocused(tmp_path):
+    """model.attention=none records attn_focused as NaN: no seed can focus, so the lines
+    say so instead of "focused 0/2"."""
+    none = [{"val_accuracy": 0.5, "attn_focused": math.nan}, {"val_accuracy": 0.7}]
+    learned = [
+        {"val_accuracy": 0.9, "attn_focused": True},
+        {"val_accuracy": 0.7, "attn_focused": False},
+    ]
+    assert run_summary(none, 1, 1.0).startswith("no attention to focus; val_accuracy 0.600")
+    assert run_summary(learned, 1, 1.0).startswith("1/2 seeds focused on column 1;")
+    line = progress_line(tmp_path, "model.attention=none", none, "", time.perf_counter())
+    assert "val_acc 0.60 ± 0.14, no attention to focus, " in line
+    line = progress_line(tmp_path, "x", learned, "", time.perf_counter())
+    assert "val_acc 0.80 ± 0.14, focused 1/2 seeds, " in line
