@@ -24,6 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from attnlab.files import write_text
+from attnlab.metrics import METRIC_BOUNDS, UNBOUNDED
 from attnlab.report import focus, interval
 from attnlab.stats import wilson_interval
 
@@ -425,14 +426,16 @@ class Estimate:
 
 def t_interval(row: pd.Series, metric: str) -> Estimate:
     """Student-t 95% interval of the mean across seeds: mean ± t_{0.975, n-1} sd / sqrt(n),
-    from the summary's <metric>_mean, <metric>_std and n_seeds."""
+    from the summary's <metric>_mean, <metric>_std and n_seeds, cut to the metric's range
+    as summary.csv's own intervals are (attnlab.stats.t_interval)."""
     from scipy.stats import t
 
     mean, sd, n = float(row[f"{metric}_mean"]), float(row[f"{metric}_std"]), int(row["n_seeds"])
     if n < 2 or not math.isfinite(sd):
         return Estimate(mean, math.nan, math.nan)
     half = float(t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
-    return Estimate(mean, mean - half, mean + half)
+    low, high = METRIC_BOUNDS.get(metric, UNBOUNDED)
+    return Estimate(mean, max(mean - half, low), min(mean + half, high))
 
 
 def t_difference(a: pd.Series, b: pd.Series, metric: str) -> Estimate:

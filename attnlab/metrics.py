@@ -40,6 +40,21 @@ RUN_METRICS = (
     "still_improving",
 )
 
+# The range each summary metric (and history.csv curve) can take: intervals are cut to it
+# (attnlab.stats.t_interval). An accuracy and a weight lie in [0, 1]; an ablation drop is a
+# difference of two accuracies; entropy and loss are >= 0.
+METRIC_BOUNDS: dict[str, tuple[float, float]] = {
+    "val_accuracy": (0.0, 1.0),
+    "probe_accuracy": (0.0, 1.0),
+    "attn_key_weight": (0.0, 1.0),
+    "attn_hit_rate": (0.0, 1.0),
+    "attn_entropy": (0.0, math.inf),
+    "key_ablation_drop": (-1.0, 1.0),
+    "peak_ablation_drop": (-1.0, 1.0),
+    "train_loss": (0.0, math.inf),
+}
+UNBOUNDED = (-math.inf, math.inf)
+
 # A run "still improving" gained more than this much val_accuracy over its last quarter.
 IMPROVING_RISE = 0.01
 

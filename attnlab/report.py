@@ -26,8 +26,14 @@ import pandas as pd
 
 from attnlab import records
 from attnlab.files import write_csv, write_figure, write_text
-from attnlab.metrics import NO_ATTENTION, RUN_METRICS, SUMMARY_METRICS
-from attnlab.stats import t_interval, wilson_interval
+from attnlab.metrics import (
+    METRIC_BOUNDS,
+    NO_ATTENTION,
+    RUN_METRICS,
+    SUMMARY_METRICS,
+    UNBOUNDED,
+)
+from attnlab.stats import LEVEL, t_interval, wilson_interval
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +107,8 @@ def summarize(report: pd.DataFrame) -> pd.DataFrame:
             values = values[np.isfinite(values)]  # mean, sd and CI over the same seeds
             row[f"{metric}_mean"] = _finite_mean(values)
             row[f"{metric}_std"] = float(np.std(values, ddof=1)) if len(values) > 1 else math.nan
-            row[f"{metric}_ci_low"], row[f"{metric}_ci_high"] = t_interval(values)
+            bounds = METRIC_BOUNDS.get(metric, UNBOUNDED)
+            row[f"{metric}_ci_low"], row[f"{metric}_ci_high"] = t_interval(values, LEVEL, bounds)
         rows.append(row)
     # Cells in the order of their config values (2, 5, 20, ... not the job names' 100, 2, 20).
     return pd.DataFrame(rows).sort_values([*config, "job"], kind="stable", ignore_index=True)

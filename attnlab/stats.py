@@ -21,8 +21,13 @@ from scipy import stats
 LEVEL = 0.95  # every interval attnlab reports
 
 
-def t_interval(values: np.ndarray, level: float = LEVEL) -> tuple[float, float]:
-    """Student-t interval of the mean of the finite values.
+def t_interval(
+    values: np.ndarray, level: float = LEVEL, bounds: tuple[float, float] = (-math.inf, math.inf)
+) -> tuple[float, float]:
+    """Student-t interval of the mean of the finite values, cut to `bounds`, the range the
+    metric can take (an accuracy's [0, 1]): the true mean lies in that range, so the cut
+    never changes whether the interval holds it (its coverage), it only drops impossible
+    values such as an accuracy of 1.02.
 
     NaN below two values (one seed has no spread); a sample with no spread gives the point.
     """
@@ -34,8 +39,8 @@ def t_interval(values: np.ndarray, level: float = LEVEL) -> tuple[float, float]:
     mean = float(values.mean())
     if np.all(values == values[0]):
         return mean, mean
-    half = _t_quantile(level, n - 1) * values.std(ddof=1) / math.sqrt(n)
-    return mean - float(half), mean + float(half)
+    half = float(_t_quantile(level, n - 1) * values.std(ddof=1) / math.sqrt(n))
+    return max(mean - half, bounds[0]), min(mean + half, bounds[1])
 
 
 @lru_cache(maxsize=256)

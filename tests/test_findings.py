@@ -141,6 +141,8 @@ def test_student_t_interval_and_welch_difference_by_hand():
     est = t_interval(row, "val_accuracy")
     half = 2.2621571627 * 0.1 / math.sqrt(10)  # t_{0.975, 9}
     assert (est.low, est.high) == pytest.approx((0.5 - half, 0.5 + half), abs=1e-9)
+    near_one = pd.Series({"val_accuracy_mean": 0.99, "val_accuracy_std": 0.1, "n_seeds": 10})
+    assert t_interval(near_one, "val_accuracy").high == 1.0  # an accuracy's range
     other = pd.Series({"val_accuracy_mean": 0.3, "val_accuracy_std": 0.1, "n_seeds": 10})
     diff = t_difference(row, other, "val_accuracy")
     half = 2.1009220402 * math.sqrt(2 * 0.01 / 10)  # Welch: df = 18 for equal sd and n
@@ -164,4 +166,4 @@ def test_why_accuracy_falls_reads_the_controls(oracle_falls):
     assert "- **relu hidden layer vs linear:** 2 classes higher" in section
     assert "- **tanh hidden layer vs linear:** 2 classes lower" in section
     # Table rows carry the Student-t interval: 1.0 ± 2.262 * 0.1 / sqrt(10).
-    assert "| 2 | 1.000 [0.928, 1.072] |" in section
+    assert "| 2 | 1.000 [0.928, 1.000] |" in section

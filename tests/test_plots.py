@@ -150,7 +150,8 @@ def test_learning_curves_from_history_with_t_intervals(sweep):
     assert list(stats["epoch"]) == [1, 2, 3] and list(stats["n"]) == [3, 3, 3]
     # epoch 2: losses 0.5, 1.5, 2.5: mean 1.5, sd 1, t(0.975, 2) / sqrt(3) = 2.484138
     assert stats.loc[1, "mean"] == pytest.approx(1.5)
-    assert stats.loc[1, "low"] == pytest.approx(1.5 - 2.484138, abs=1e-6)
+    assert stats.loc[1, "high"] == pytest.approx(1.5 + 2.484138, abs=1e-6)
+    assert stats.loc[1, "low"] == 0.0  # 1.5 - 2.484138 < 0: cut to a loss's range
     from attnlab.report import cell_histories, learning_curve_figures
 
     summary = summarize(collect_runs(sweep))
