@@ -74,9 +74,9 @@ def main() -> int:
             return EXIT_FAILED
         if not isinstance(err, OSError):
             raise
-        # Disk full, a read-only dir, a path that is a file.
-        where = f"{err.filename}: " if err.filename else ""
-        _say(f"attnlab: error: {where}{err.strerror or err}")
+        from attnlab.files import os_error_text
+
+        _say(f"attnlab: error: {os_error_text(err)}")  # disk full, a read-only dir, ...
         return EXIT_FAILED
     return _sweep_status(sweep.outcome)
 

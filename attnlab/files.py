@@ -28,19 +28,36 @@ def write_atomic(path: Path, write: Callable[[Path], object], replace: bool = Tr
     fails with FileExistsError if path exists), so a finished file is never overwritten.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(
-        dir=path.parent, prefix=f"{TEMP_PREFIX}{path.name}.", suffix=path.suffix
-    )
-    os.fchmod(fd, 0o666 & ~_UMASK)  # readable by collaborators, as any file the user writes
-    os.close(fd)
     try:
-        write(Path(tmp))
-        if replace:
-            os.replace(tmp, path)
-        else:
-            os.link(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+        fd, tmp = tempfile.mkstemp(
+            dir=path.parent, prefix=f"{TEMP_PREFIX}{path.name}.", suffix=path.suffix
+        )
+        os.fchmod(fd, 0o666 & ~_UMASK)  # readable by collaborators, as any file the user writes
+        os.close(fd)
+        try:
+            write(Path(tmp))
+            if replace:
+                os.replace(tmp, path)
+            else:
+                os.link(tmp, path)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+    except OSError as err:
+        # Name the file the user knows (run.json is a directory; the disk is full while
+        # writing report.csv), not attnlab's temp file beside it. Same errno, same type.
+        if any(_is_temp(name) for name in (err.filename, err.filename2)):
+            raise type(err)(err.errno, err.strerror, str(path)) from err
+        raise
+
+
+def os_error_text(err: OSError) -> str:
+    """`<file>: <reason>` of an OSError, or the reason alone when it names no file."""
+    reason = err.strerror or str(err)
+    return f"{err.filename}: {reason}" if err.filename else reason
+
+
+def _is_temp(name: object) -> bool:
+    return isinstance(name, str | os.PathLike) and Path(name).name.startswith(TEMP_PREFIX)
 
 
 def write_text(path: Path, text: str, replace: bool = True) -> None:

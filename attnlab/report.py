@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from attnlab import records
-from attnlab.files import write_csv, write_figure, write_text
+from attnlab.files import os_error_text, write_csv, write_figure, write_text
 from attnlab.metrics import (
     METRIC_BOUNDS,
     NO_ATTENTION,
@@ -541,9 +541,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _os_error_line(err: Exception) -> str:
-    if isinstance(err, OSError) and err.strerror:
-        return f"{err.filename}: {err.strerror}" if err.filename else err.strerror
-    return str(err)
+    return os_error_text(err) if isinstance(err, OSError) else str(err)
 
 
 if __name__ == "__main__":

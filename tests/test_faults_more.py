@@ -213,3 +213,17 @@ def test_a_sweep_refused_while_a_report_rebuilds_names_the_report_not_an_old_swe
     assert f"pid {old_pid} " not in line
     assert str(rebuild.pid) in line
     assert results(sweep_dir) == before
+
+
+def test_a_run_json_that_is_a_directory_is_named_not_attnlabs_temp_file(tmp_path, finished):
+    """The line names the file the user can fix; the finished cells keep their bytes."""
+    sweep_dir, before = finished
+    run_json = classes_dir(sweep_dir, 5) / "run.json"
+    run_json.unlink()
+    run_json.mkdir()
+    proc = sweep(tmp_path, *GRID)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    line = one_line_error(proc, str(run_json), "Is a directory")
+    assert ".~attnlab" not in line
+    assert results(sweep_dir) == before
+    assert not list(sweep_dir.glob("*/.~attnlab.*"))

@@ -193,3 +193,21 @@ def test_a_broken_result_is_set_aside_for_a_retry_never_a_finished_one(tmp_path)
     assert not (broken / "metrics.json").exists()
     assert records.set_aside_broken(done, tmp_path) is None
     assert (done / "metrics.json").read_bytes() == before
+
+
+def test_a_failed_atomic_write_names_its_target_not_the_temp_file(tmp_path):
+    """run.json that is a directory: the error is the target's, of the same type, and no
+    temp file is left behind."""
+    from attnlab.files import os_error_text, write_text
+
+    target = tmp_path / "run.json"
+    target.mkdir()
+    with pytest.raises(IsADirectoryError) as caught:
+        write_text(target, "{}")
+    assert os_error_text(caught.value) == f"{target}: Is a directory"
+    (tmp_path / "metrics.json").write_text("kept")
+    with pytest.raises(FileExistsError) as caught:
+        write_text(tmp_path / "metrics.json", "new", replace=False)
+    assert caught.value.filename == str(tmp_path / "metrics.json")
+    assert (tmp_path / "metrics.json").read_text() == "kept"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json", "run.json"]
