@@ -41,8 +41,10 @@ def _hydra_main(cfg: DictConfig) -> float | None:
     return run_job(cfg)  # the objective: what Hydra's optimizing sweepers read
 
 
-def _terminate(signum: int, frame: FrameType | None) -> None:
-    raise Terminated()
+def _stop(signum: int, frame: FrameType | None) -> None:
+    from attnlab.sweep import stop
+
+    stop("SIGINT" if signum == signal.SIGINT else "SIGTERM")
 
 
 def main() -> int:
@@ -52,20 +54,19 @@ def main() -> int:
 
     # Hydra would print a compose error over several lines; let it raise, print one line.
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
-    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
     try:
         _hydra_main()
     except Abort as stop:
         _say(f"attnlab: error: {stop.message}")
         return stop.status
     except (KeyboardInterrupt, Terminated) as stop:
-        # A second signal while the report is written ends the process at once.
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        name = "SIGINT" if isinstance(stop, KeyboardInterrupt) else "SIGTERM"
-        _say(sweep.interrupted(name))
-        return EXIT_SIGINT if name == "SIGINT" else EXIT_SIGTERM
+        return _interrupted("SIGINT" if isinstance(stop, KeyboardInterrupt) else "SIGTERM")
     except Exception as err:
+        name = sweep.stopped_by()
+        if name is not None:  # the signal's exception, replaced by a library's own
+            return _interrupted(name)
         if is_config_error(err):  # before OSError: Hydra's missing-option error is an IOError
             _say(f"attnlab: error: {config_error_line(err, sys.argv[1:])}")
             return EXIT_BAD_INPUT
@@ -79,6 +80,17 @@ def main() -> int:
         _say(f"attnlab: error: {os_error_text(err)}")  # disk full, a read-only dir, ...
         return EXIT_FAILED
     return _sweep_status(sweep.outcome)
+
+
+def _interrupted(name: str) -> int:
+    """After SIGINT or SIGTERM: record and report what finished, say how to resume."""
+    from attnlab import sweep
+
+    # A second signal while the report is written ends the process at once.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _say(sweep.interrupted(name))
+    return EXIT_SIGINT if name == "SIGINT" else EXIT_SIGTERM
 
 
 def _sweep_status(outcome: object) -> int:

@@ -57,6 +57,32 @@ class Terminated(BaseException):
     """SIGTERM, raised in the main thread like KeyboardInterrupt for SIGINT."""
 
 
+# The stop signal this process received ("SIGINT" or "SIGTERM"). Its handler raises at
+# once, but a library's `finally` can replace that exception with one of its own: Hydra's
+# pkg:// config reader runs `f = res.open()` inside `try: ... finally: f.close()`, so a
+# signal inside open() surfaces as an UnboundLocalError, an Exception that a launcher or a
+# job would record as the cell's failure (seen in CI: SIGTERM left 3 cells "failed" and
+# exit 1). So every place that records a failure, and every job start, asks first.
+_stop_signals: list[str] = []
+
+
+def stop(signal_name: str) -> None:
+    """The SIGINT/SIGTERM handlers' body: remember the signal, raise its exception."""
+    _stop_signals.append(signal_name)
+    raise_if_stopped()
+
+
+def stopped_by() -> str | None:
+    """The stop signal received, if any."""
+    return _stop_signals[0] if _stop_signals else None
+
+
+def raise_if_stopped() -> None:
+    """Raise the received stop signal's exception again, if there was one."""
+    if _stop_signals:
+        raise KeyboardInterrupt() if _stop_signals[0] == "SIGINT" else Terminated()
+
+
 @dataclass
 class SweepOutcome:
     """What the CLI reports once a multirun of this process ends."""
@@ -177,6 +203,7 @@ def run_job(cfg: DictConfig) -> float | None:
 
     Returns the job's objective (a cell's mean val_accuracy) for optimizing sweepers.
     """
+    raise_if_stopped()  # a signal an earlier job's library code swallowed: stop here
     hc = HydraConfig.get()
     out_dir = Path(hc.runtime.output_dir)
     if hc.mode != RunMode.MULTIRUN:
@@ -252,6 +279,7 @@ def run_cell_job(cfg: DictConfig, sweep_dir: Path, out_dir: Path, hc: Any) -> fl
             apply_threads(cell.exp.trainer.threads, hc)
             runs = run_experiment(cell.exp, out_dir, run_id=run_id)["runs"]
         except Exception as err:
+            raise_if_stopped()
             error = error_line(err)
             log.error("cell failed: %s", error, exc_info=not is_config_error(err))
     records.write_attempt(out_dir, "failed" if error else "completed", run_id, error)
@@ -272,6 +300,7 @@ def run_pack_job(sweep_dir: Path, pack_id: str, hc: Any) -> None:
         exps = [from_hydra(OmegaConf.create(entry["config"])) for entry in spec["cells"]]
         apply_threads(exps[0].trainer.threads, hc)  # imports TensorFlow: seconds
     except Exception as err:  # e.g. submitit's time-limit signal while TensorFlow loads
+        raise_if_stopped()
         error = error_line(err)
         log.error("the pack could not start: %s", error, exc_info=not is_config_error(err))
         for name in names:
@@ -290,6 +319,7 @@ def run_pack_job(sweep_dir: Path, pack_id: str, hc: Any) -> None:
             results = list(train_cells(exps, on_epoch=progress.epoch))
             log.info("trained %d cells in %.1f s", len(exps), time.perf_counter() - start)
         except Exception:
+            raise_if_stopped()
             log.exception("training the pack failed; its cells will train one by one")
         finally:
             progress.close()
@@ -306,6 +336,7 @@ def run_pack_job(sweep_dir: Path, pack_id: str, hc: Any) -> None:
             on_epoch = alone.epoch if alone is not None else None
             runs = run_experiment(exp, cell_dir, trained, run_id=run_id, on_epoch=on_epoch)["runs"]
         except Exception as err:
+            raise_if_stopped()
             error = error_line(err)
             log.error("cell failed: %s", error, exc_info=not is_config_error(err))
         finally:

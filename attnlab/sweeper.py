@@ -37,7 +37,7 @@ from attnlab.config import ConfigError, ExperimentConfig
 from attnlab.files import write_json
 from attnlab.packing import plan_packs
 from attnlab.resources import BASE_BYTES, GIB, USABLE_SHARE, available_memory, estimate_bytes
-from attnlab.sweep import PACK_ENV, Cell, make_cell, strip_hydra
+from attnlab.sweep import PACK_ENV, Cell, make_cell, raise_if_stopped, strip_hydra
 
 log = logging.getLogger(__name__)
 
@@ -158,11 +158,13 @@ def sweep(
     try:
         returns = launcher.launch(batch, initial_job_idx=0)
     except Exception as err:  # a lost job (cancelled, timed out, its worker killed)
+        raise_if_stopped()  # or a Ctrl-C that Hydra's code turned into another error
         log.error(
             "the launcher lost a job: %s", records.one_line(f"{type(err).__name__}: {err}", 300)
         )
         record_lost(sweep_dir, run_id, packs_cells, lost_reasons(err, config, len(batch)))
         return []
+    raise_if_stopped()  # a signal swallowed inside a job (Hydra: a FAILED return)
     failed = {}
     for index, ret in enumerate(returns):
         if ret.status == JobStatus.FAILED:  # raised outside a cell's own record keeping

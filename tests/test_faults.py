@@ -190,6 +190,31 @@ def test_a_signal_mid_sweep_keeps_finished_cells_and_says_how_to_resume(
     assert set(rows["status"]) == {"cached", "completed"}
 
 
+@pytest.mark.parametrize(
+    ("sig", "status", "name"), [(signal.SIGINT, 130, "SIGINT"), (signal.SIGTERM, 143, "SIGTERM")]
+)
+def test_a_signal_that_hydra_code_turns_into_another_error_still_stops_the_sweep(
+    tmp_path, sig, status, name
+):
+    """The signal lands inside Hydra's config reader, whose `finally` replaces it with an
+    UnboundLocalError (tests/inject/sitecustomize.py): still a stop, not failed cells."""
+    sweep_dir = tmp_path / "sweep"
+    args = ["-m", "data.classes=2,3,4", *TINY, "seeds=[0,1]", "hydra.sweeper.pack=false"]
+    inject = {
+        "PYTHONPATH": str(Path(__file__).parent / "inject"),
+        "ATTNLAB_TEST_SIGNAL_SWEEP": str(sweep_dir),
+        "ATTNLAB_TEST_SIGNAL": str(int(sig)),
+    }
+    proc = run_cli([*args, f"hydra.sweep.dir={sweep_dir}"], cwd=tmp_path, env=inject)
+    assert proc.returncode == status, proc.stderr[-3000:]
+    one_line_error(proc, f"stopped by {name}", "1 cell(s) of this run finished")
+    assert "UnboundLocalError" not in proc.stderr
+    assert len(results(sweep_dir)) == 1
+    rows = report(sweep_dir)
+    lost = rows[rows["status"] == "failed"]
+    assert lost["job"].nunique() == 2 and lost["error"].str.contains(f"by {name}").all()
+
+
 def test_a_sweep_dir_that_is_a_file_is_refused_in_one_line(tmp_path):
     target = tmp_path / "taken"
     target.write_text("not a dir")
