@@ -14,6 +14,9 @@ from omegaconf.errors import OmegaConfBaseException
 
 from attnlab.config import ConfigError
 
+# Hydra's own checks of its command-line flags, raised as plain ValueErrors.
+_FLAG_ERRORS = ("Only one of --run, --multirun", "The --resolve flag can only be used")
+
 
 def is_config_error(err: BaseException) -> bool:
     kinds = (
@@ -23,6 +26,8 @@ def is_config_error(err: BaseException) -> bool:
         OverrideParseException,
         OmegaConfBaseException,
     )
+    if isinstance(err, ValueError) and str(err).startswith(_FLAG_ERRORS):
+        return True  # e.g. `attnlab -m --cfg job`
     return isinstance(err, kinds)
 
 
@@ -35,7 +40,7 @@ def config_error_line(err: BaseException, argv: Sequence[str] = ()) -> str:
     cause = err.__cause__ if isinstance(err.__cause__, OmegaConfBaseException) else err
     key = getattr(cause, "full_key", None)
     if not key:
-        return _first_lines(err)
+        return _first_lines(err) + _other_sweeper_hint(err, argv)
     value = _value_from_argv(key, argv)
     reason = str(getattr(cause, "msg", cause)).splitlines()[0]
     allowed = _allowed_keys(cause)
@@ -48,7 +53,22 @@ def _first_lines(err: BaseException) -> str:
     cause = err.__cause__
     if cause is not None:
         lines += [line.strip() for line in str(cause).splitlines()[:1] if line.strip()]
-    return "; ".join(lines[:2])
+    # Hydra's "... while composing config:" introduces the next line: no "; " after it.
+    return "; ".join(lines[:2]).replace(":; ", ": ")
+
+
+def _other_sweeper_hint(err: BaseException, argv: Sequence[str]) -> str:
+    """A preset written for another sweeper, run under attnlab's: Hydra ignores a preset's
+    own `override /hydra/sweeper` where the primary config sets the sweeper, so the choice
+    has to be on the command line."""
+    if "AttnlabSweeperConf" not in f"{err} {err.__cause__}":
+        return ""
+    if any(arg.startswith("hydra/sweeper=") for arg in argv):
+        return ""
+    return (
+        "; attnlab's sweeper takes hydra.sweeper.params, pack and max_replicas: a preset for "
+        "another sweeper needs it on the command line (capacity_optuna: hydra/sweeper=optuna)"
+    )
 
 
 def _value_from_argv(key: str, argv: Sequence[str]) -> str | None:

@@ -126,6 +126,25 @@ def test_preset_without_m_exits_2_before_training(tmp_path):
     assert not (tmp_path / "run" / "metrics.json").exists()
 
 
+@needs_command
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["-m", "--cfg", "job"], ["Only one of --run, --multirun, --cfg"]),
+        (["--resolve"], ["--resolve flag can only be used"]),
+        # Hydra ignores the preset's own sweeper choice: the line says what to add.
+        (["-m", "+experiment=capacity_optuna"], ["'direction'", "hydra/sweeper=optuna"]),
+    ],
+)
+def test_flag_misuse_and_a_preset_for_another_sweeper_get_one_line(tmp_path, args, words):
+    proc = _attnlab([*args, f"hydra.sweep.dir={tmp_path}/sweep"], tmp_path)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("attnlab: error: "), proc.stderr[-2000:]
+    assert all(word in lines[0] for word in words), lines[0]
+    assert not (tmp_path / "sweep").exists()
+
+
 def test_startup_notices_are_recognised_and_other_lines_kept():
     text = (
         "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
