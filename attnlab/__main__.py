@@ -58,6 +58,9 @@ def main() -> int:
     signal.signal(signal.SIGTERM, _stop)
     try:
         _hydra_main()
+        name = sweep.stopped_by()
+        if name is not None:  # swallowed late: in the report callback, which Hydra guards
+            return _interrupted(name)
     except Abort as stop:
         _say(f"attnlab: error: {stop.message}")
         return stop.status

@@ -67,7 +67,7 @@ def _other_sweeper_hint(err: BaseException, argv: Sequence[str]) -> str:
         return ""
     return (
         "; attnlab's sweeper takes hydra.sweeper.params, pack and max_replicas: a preset for "
-        "another sweeper needs it on the command line (capacity_optuna: hydra/sweeper=optuna)"
+        "another sweeper needs it on the command line (e.g. capacity_optuna: hydra/sweeper=optuna)"
     )
 
 

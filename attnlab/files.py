@@ -44,8 +44,10 @@ def write_atomic(path: Path, write: Callable[[Path], object], replace: bool = Tr
             Path(tmp).unlink(missing_ok=True)
     except OSError as err:
         # Name the file the user knows (run.json is a directory; the disk is full while
-        # writing report.csv), not attnlab's temp file beside it. Same errno, same type.
-        if any(_is_temp(name) for name in (err.filename, err.filename2)):
+        # writing report.csv: a write's ENOSPC names no file), not attnlab's temp file
+        # beside it. Same errno, same type.
+        names = (err.filename, err.filename2)
+        if err.filename is None or any(_is_temp(name) for name in names):
             raise type(err)(err.errno, err.strerror, str(path)) from err
         raise
 

@@ -62,7 +62,8 @@ class Terminated(BaseException):
 # pkg:// config reader runs `f = res.open()` inside `try: ... finally: f.close()`, so a
 # signal inside open() surfaces as an UnboundLocalError, an Exception that a launcher or a
 # job would record as the cell's failure (seen in CI: SIGTERM left 3 cells "failed" and
-# exit 1). So every place that records a failure, and every job start, asks first.
+# exit 1). So every job start, every failure a job records (record_attempt), the launcher
+# path and the CLI's exit ask first.
 _stop_signals: list[str] = []
 
 
@@ -70,6 +71,15 @@ def stop(signal_name: str) -> None:
     """The SIGINT/SIGTERM handlers' body: remember the signal, raise its exception."""
     _stop_signals.append(signal_name)
     raise_if_stopped()
+
+
+def record_attempt(cell_dir: Path, attempt: str, run_id: str | None, error: str = "") -> None:
+    """A job's record of its cell's attempt. A failure while a stop signal is pending is
+    the signal's doing (its exception replaced on the way): the signal is raised again
+    instead, and the stop records the cell as interrupted."""
+    if attempt == "failed":
+        raise_if_stopped()
+    records.write_attempt(cell_dir, attempt, run_id, error)
 
 
 def stopped_by() -> str | None:
@@ -279,10 +289,9 @@ def run_cell_job(cfg: DictConfig, sweep_dir: Path, out_dir: Path, hc: Any) -> fl
             apply_threads(cell.exp.trainer.threads, hc)
             runs = run_experiment(cell.exp, out_dir, run_id=run_id)["runs"]
         except Exception as err:
-            raise_if_stopped()
             error = error_line(err)
             log.error("cell failed: %s", error, exc_info=not is_config_error(err))
-    records.write_attempt(out_dir, "failed" if error else "completed", run_id, error)
+    record_attempt(out_dir, "failed" if error else "completed", run_id, error)
     log.info(progress_line(sweep_dir, cell.name, runs, error, start))
     return objective_value(runs, objective)
 
@@ -300,11 +309,10 @@ def run_pack_job(sweep_dir: Path, pack_id: str, hc: Any) -> None:
         exps = [from_hydra(OmegaConf.create(entry["config"])) for entry in spec["cells"]]
         apply_threads(exps[0].trainer.threads, hc)  # imports TensorFlow: seconds
     except Exception as err:  # e.g. submitit's time-limit signal while TensorFlow loads
-        raise_if_stopped()
         error = error_line(err)
         log.error("the pack could not start: %s", error, exc_info=not is_config_error(err))
         for name in names:
-            records.write_attempt(sweep_dir / name, "failed", run_id, error)
+            record_attempt(sweep_dir / name, "failed", run_id, error)
         return
     cells = [(sweep_dir / name, exp) for name, exp in zip(names, exps, strict=True)]
     results: list[Any] = [None] * len(exps)
@@ -336,13 +344,12 @@ def run_pack_job(sweep_dir: Path, pack_id: str, hc: Any) -> None:
             on_epoch = alone.epoch if alone is not None else None
             runs = run_experiment(exp, cell_dir, trained, run_id=run_id, on_epoch=on_epoch)["runs"]
         except Exception as err:
-            raise_if_stopped()
             error = error_line(err)
             log.error("cell failed: %s", error, exc_info=not is_config_error(err))
         finally:
             if alone is not None:
                 alone.close()
-        records.write_attempt(cell_dir, "failed" if error else "completed", run_id, error)
+        record_attempt(cell_dir, "failed" if error else "completed", run_id, error)
         packed = frozenset(n for n, r in zip(names, results, strict=True) if r is not None)
         log.info(progress_line(sweep_dir, cell_dir.name, runs, error, start, trained=packed))
 

@@ -256,7 +256,7 @@ def test_a_full_disk_damages_nothing_and_leaves_no_stale_report(tmp_path, small_
             pass
     proc, _ = sweep(tmp_path, "data.classes=2,5,7", *TINY, "seeds=[0,1]", sweep_dir=sweep_dir)
     assert proc.returncode != 0
-    one_line_error(proc, "No space left on device")
+    one_line_error(proc, "No space left on device", str(sweep_dir))  # names the file
     assert results(sweep_dir) == before
     # Either the report describes the dir as it now stands, or it is gone: never a stale one.
     if (sweep_dir / "report.csv").exists():

@@ -211,3 +211,18 @@ def test_a_failed_atomic_write_names_its_target_not_the_temp_file(tmp_path):
     assert caught.value.filename == str(tmp_path / "metrics.json")
     assert (tmp_path / "metrics.json").read_text() == "kept"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json", "run.json"]
+
+
+def test_a_write_error_that_names_no_file_gets_the_target_named(tmp_path):
+    """A full disk: write() raises ENOSPC without a file name; the line needs one."""
+    import errno
+
+    from attnlab.files import os_error_text, write_atomic
+
+    def fill(tmp):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(OSError) as caught:
+        write_atomic(tmp_path / "report.csv", fill)
+    assert os_error_text(caught.value) == f"{tmp_path / 'report.csv'}: No space left on device"
+    assert caught.value.errno == errno.ENOSPC and not list(tmp_path.iterdir())
