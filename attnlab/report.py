@@ -460,20 +460,26 @@ def cell_histories(
     readable history.csv; cells without one (older sweeps) are skipped."""
     out = []
     for _, row in summary.iterrows():
-        path = sweep_dir / str(row["job"]) / records.HISTORY_CSV
-        if row["n_seeds"] == 0 or not path.exists():
-            continue
-        try:
-            history = pd.read_csv(
-                io.BytesIO(records.read_bytes(path, sweep_dir, records.MAX_CSV_BYTES))
-            )
-        except (records.RecordError, ValueError):
+        history = cell_csv(sweep_dir, row, records.HISTORY_CSV)
+        if history is None:
             continue
         runs = report[(report["job"] == row["job"]) & report["status"].isin(USABLE)]
         history = history[history["seed"].isin(runs["seed"])]
         if len(history) and set(HISTORY_METRICS) <= set(history.columns):
             out.append((row, history))
     return out
+
+
+def cell_csv(sweep_dir: Path, row: pd.Series, name: str) -> pd.DataFrame | None:
+    """A cell's CSV (history.csv, attention.csv) read through the strict reader; None for
+    a cell without results, or whose file is missing or unreadable (the figure skips it)."""
+    path = sweep_dir / str(row["job"]) / name
+    if row["n_seeds"] == 0 or not path.exists():
+        return None
+    try:
+        return pd.read_csv(io.BytesIO(records.read_bytes(path, sweep_dir, records.MAX_CSV_BYTES)))
+    except (records.RecordError, ValueError):
+        return None
 
 
 def attention_cells(
@@ -484,14 +490,8 @@ def attention_cells(
     cells = []
     ordered = summary.sort_values(swept, kind="stable") if swept else summary
     for _, row in ordered.iterrows():
-        path = sweep_dir / str(row["job"]) / records.ATTENTION_CSV
-        if not path.exists() or row["n_seeds"] == 0:
-            continue
-        try:
-            frame = pd.read_csv(
-                io.BytesIO(records.read_bytes(path, sweep_dir, records.MAX_CSV_BYTES))
-            )
-        except (records.RecordError, ValueError):
+        frame = cell_csv(sweep_dir, row, records.ATTENTION_CSV)
+        if frame is None:
             continue
         title = " ".join(f"{c.split('.')[-1]}={row[c]}" for c in swept) or str(row["job"])
         cells.append((title, frame, int(row.get("data.attention_column", 1))))
