@@ -6,11 +6,14 @@ from anything else and remove them (attnlab.records.remove_temp_files).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import signal
 import tempfile
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -97,3 +100,31 @@ def write_figure(path: Path, fig: Any) -> None:
         write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=110, bbox_inches="tight"))
     finally:
         plt.close(fig)
+
+
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM until the block ends, then act on the first one as its own
+    handler would: a few quick steps that belong together (removing the old report's
+    files) are done all or not at all. Main thread only (where Python runs handlers);
+    elsewhere a no-op."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+
+    def hold(signum: int, frame: object) -> None:
+        held.append(signum)
+
+    before = {s: signal.signal(s, hold) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
+        if held:
+            handler = before[signal.Signals(held[0])]
+            if callable(handler):
+                handler(held[0], None)
+            elif handler != signal.SIG_IGN:  # the default action: end the process
+                signal.raise_signal(held[0])

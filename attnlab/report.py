@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from attnlab import records
-from attnlab.files import os_error_text, write_csv, write_figure, write_text
+from attnlab.files import os_error_text, signals_held, write_csv, write_figure, write_text
 from attnlab.metrics import (
     METRIC_BOUNDS,
     NO_ATTENTION,
@@ -319,12 +319,14 @@ def write_report(sweep_dir: Path, command: str | None = None) -> pd.DataFrame:
             f"{figures_dir} is not a directory of the sweep: not written through"
         )
     # The old report goes first, so a write that fails or is stopped half way leaves an
-    # incomplete report, never an old file beside new ones.
-    for name in records.REPORT_FILES:
-        path = sweep_dir / name
-        if path.is_dir() and not path.is_symlink():
-            raise records.RecordError(f"{path} is a directory, not a report file")
-        path.unlink(missing_ok=True)
+    # incomplete report, never an old file beside new ones; a Ctrl-C waits until all of
+    # the old files are gone (else an old report.md could outlive its report.csv).
+    with signals_held():
+        for name in records.REPORT_FILES:
+            path = sweep_dir / name
+            if path.is_dir() and not path.is_symlink():
+                raise records.RecordError(f"{path} is a directory, not a report file")
+            path.unlink(missing_ok=True)
     report = collect_runs(sweep_dir)
     summary = summarize(report)
     write_csv(sweep_dir / "report.csv", report)

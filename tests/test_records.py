@@ -226,3 +226,22 @@ def test_a_write_error_that_names_no_file_gets_the_target_named(tmp_path):
         write_atomic(tmp_path / "report.csv", fill)
     assert os_error_text(caught.value) == f"{tmp_path / 'report.csv'}: No space left on device"
     assert caught.value.errno == errno.ENOSPC and not list(tmp_path.iterdir())
+
+
+def test_signals_held_until_the_steps_that_belong_together_are_done():
+    """Ctrl-C inside the block: the block finishes, then the handler acts (here Python's
+    own, KeyboardInterrupt), and the handler in place before is back."""
+    import signal
+    import time
+
+    from attnlab.files import signals_held
+
+    before = signal.getsignal(signal.SIGINT)
+    done = []
+    with pytest.raises(KeyboardInterrupt):
+        with signals_held():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)  # without the hold, KeyboardInterrupt would be raised here
+            done.append("the rest of the block")
+    assert done == ["the rest of the block"]
+    assert signal.getsignal(signal.SIGINT) is before
