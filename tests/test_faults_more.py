@@ -162,6 +162,36 @@ def test_ctrl_c_during_a_report_rebuild_leaves_no_traceback_and_no_mixed_report(
     assert not md.exists() or md.read_bytes() != old_md
 
 
+def test_ctrl_c_between_removing_the_old_report_files_leaves_none_of_them(tmp_path, finished):
+    """The SIGINT lands right after the old report.csv is removed (tests/inject): the old
+    report.md must not outlive it, as it once did."""
+    import os
+    import signal
+    import sys
+
+    sweep_dir, before = finished
+    inject = {
+        "PYTHONPATH": str(Path(__file__).parent / "inject"),
+        "ATTNLAB_TEST_SIGNAL_UNLINK": "report.csv",
+        "ATTNLAB_TEST_SIGNAL": str(int(signal.SIGINT)),
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "attnlab.report", str(sweep_dir)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **inject},
+        timeout=120,
+    )
+    assert proc.returncode == 130, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert not [
+        name for name in ("report.csv", "summary.csv", "report.md") if (sweep_dir / name).exists()
+    ]
+    assert results(sweep_dir) == before
+
+
 def test_the_resume_line_works_verbatim_for_a_sweep_dir_with_a_comma(tmp_path):
     """A sweep dir given in Hydra's quotes (`hydra.sweep.dir='runs/a,b'`): the printed
     resume command, run as printed, resumes the sweep (not "Sweeping over Hydra's

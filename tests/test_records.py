@@ -238,10 +238,9 @@ def test_signals_held_until_the_steps_that_belong_together_are_done():
 
     before = signal.getsignal(signal.SIGINT)
     done = []
-    with pytest.raises(KeyboardInterrupt):
-        with signals_held():
-            os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(0.05)  # without the hold, KeyboardInterrupt would be raised here
-            done.append("the rest of the block")
+    with pytest.raises(KeyboardInterrupt), signals_held():
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)  # without the hold, KeyboardInterrupt would be raised here
+        done.append("the rest of the block")
     assert done == ["the rest of the block"]
     assert signal.getsignal(signal.SIGINT) is before
