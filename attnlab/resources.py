@@ -53,22 +53,56 @@ def _meminfo_available() -> int | None:
     return None
 
 
-def _cgroup_headroom() -> int | None:
-    for limit, usage in (
-        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
-        (
-            "/sys/fs/cgroup/memory/memory.limit_in_bytes",
-            "/sys/fs/cgroup/memory/memory.usage_in_bytes",
-        ),
-    ):
+def _cgroup_headroom(
+    proc_cgroup: Path = Path("/proc/self/cgroup"), root: Path = Path("/sys/fs/cgroup")
+) -> int | None:
+    """The least headroom of this process's memory cgroup and its ancestors (each limit
+    applies), or None when none sets a limit. The page cache a cgroup holds counts as free:
+    the kernel reclaims it before it kills (a cgroup's usage includes every file it read or
+    wrote, so after a pip install or a test run usage alone can near the limit)."""
+    try:
+        lines = proc_cgroup.read_text().splitlines()
+    except OSError:
+        return None
+    headrooms = []
+    for line in lines:
+        hierarchy, _, rest = line.partition(":")
+        controllers, _, path = rest.partition(":")
+        if hierarchy == "0" and controllers == "":  # cgroup v2
+            for mount in (root, root / "unified"):
+                headrooms += _headrooms(mount, path, "memory.max", "memory.current", "")
+        elif "memory" in controllers.split(","):  # cgroup v1
+            headrooms += _headrooms(
+                root / "memory", path, "memory.limit_in_bytes", "memory.usage_in_bytes", "total_"
+            )
+    return min(headrooms) if headrooms else None
+
+
+def _headrooms(mount: Path, path: str, limit: str, usage: str, stat_prefix: str) -> list[int]:
+    """limit - usage + reclaimable page cache of each cgroup from `path` up to `mount`."""
+    found = []
+    node = mount / path.strip("/")
+    while True:
         try:
-            text = Path(limit).read_text().strip()
-            if text == "max" or int(text) >= 1 << 60:
-                return None
-            return int(text) - int(Path(usage).read_text().strip())
+            text = (node / limit).read_text().strip()
+            if text != "max" and int(text) < 1 << 60:
+                used = int((node / usage).read_text().strip())
+                found.append(int(text) - used + _page_cache(node / "memory.stat", stat_prefix))
         except (OSError, ValueError):
-            continue
-    return None
+            pass
+        if node == mount or mount not in node.parents:
+            return found
+        node = node.parent
+
+
+def _page_cache(stat: Path, prefix: str) -> int:
+    """Bytes of file pages on the cgroup's LRU lists (tmpfs pages are not among them)."""
+    wanted = {f"{prefix}active_file", f"{prefix}inactive_file"}
+    try:
+        fields = (line.split() for line in stat.read_text().splitlines())
+        return sum(int(f[1]) for f in fields if len(f) == 2 and f[0] in wanted)
+    except (OSError, ValueError):
+        return 0
 
 
 def weight_count(cfg: ExperimentConfig) -> int:

@@ -51,6 +51,13 @@ def run_cli(
     )
 
 
+def shown(proc: subprocess.CompletedProcess[str]) -> str:
+    """What an assertion on a CLI run shows: stderr's tail and stdout's cell lines (each
+    FAILED cell's reason is there, and a CI log keeps nothing else)."""
+    cells = [line for line in proc.stdout.splitlines() if "FAILED" in line or "failed" in line]
+    return f"{proc.stderr[-3000:]}\n--- stdout, failures ---\n" + "\n".join(cells[-20:])
+
+
 def one_line_error(proc: subprocess.CompletedProcess[str], *words: str) -> str:
     """The CLI's `attnlab: ...` lines: no traceback or raw warning, and the last one names
     every word."""

@@ -13,7 +13,7 @@ import pytest
 import attnlab
 from attnlab.config import ConfigError
 
-from .conftest import TINY, run_cli
+from .conftest import TINY, run_cli, shown
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +66,7 @@ def test_run_cell_gives_the_cli_numbers(tmp_path):
     overrides = [*TINY, "data.classes=5", "model.attn_layers=2"]
     doc = attnlab.run_cell(overrides, tmp_path / "api")
     proc = run_cli([*overrides, f"hydra.run.dir={tmp_path}/cli"], cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 0, shown(proc)
     cli_doc = json.loads((tmp_path / "cli" / "metrics.json").read_text())
     assert cli_doc["config"] == doc["config"]
     for ours, theirs in zip(doc["runs"], cli_doc["runs"], strict=True):

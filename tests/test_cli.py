@@ -16,6 +16,8 @@ from attnlab.cli import require_multirun, version_line
 from attnlab.config import ConfigError
 from attnlab.quiet import is_noise, keep_lines
 
+from .conftest import shown
+
 BIN = Path(sys.executable).parent
 ATTNLAB = shutil.which("attnlab", path=str(BIN))
 needs_command = pytest.mark.skipif(
@@ -69,7 +71,7 @@ def test_import_attnlab_does_not_load_tensorflow():
 @needs_command
 def test_help_starts_with_attnlab_and_lists_only_real_options(tmp_path):
     proc = _attnlab(["--help"], tmp_path)
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 0, shown(proc)
     text = proc.stdout
     assert text.startswith("attnlab: train a softmax attention model")
     assert text.count("\n  attnlab ") == 3  # three example commands
@@ -179,7 +181,7 @@ def test_tensorflow_import_is_quiet_but_real_stderr_stays():
     proc = subprocess.run(
         [sys.executable, "-c", probe], env=_env(), capture_output=True, text=True, timeout=120
     )
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 0, shown(proc)
     assert proc.stderr == "a real error\n"
     assert proc.stdout.startswith("tf 2.") and proc.stdout.endswith(" 2\n")
     kept = subprocess.run(
@@ -199,7 +201,7 @@ def test_normal_run_console_shows_only_attnlab_lines(tmp_path):
         tmp_path,
         timeout=300,
     )
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 0, shown(proc)
     lines = (proc.stdout + proc.stderr).splitlines()
     assert lines, "a run says what it did"
     assert [ln for ln in lines if not OWN_LINE.match(ln)] == []
@@ -213,7 +215,7 @@ def test_joblib_workers_start_quietly_too(tmp_path):
     tiny = ["data.samples=600", "data.probe_samples=100", "trainer.epochs=1", "seeds=[0,1]"]
     args = ["-m", "data.classes=2,5", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *tiny]
     proc = _attnlab([*args, f"hydra.sweep.dir={tmp_path}/sweep"], tmp_path, timeout=600)
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 0, shown(proc)
     hydra_line = re.compile(r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}\]\[HYDRA\] ")
     lines = (proc.stdout + proc.stderr).splitlines()
     assert [ln for ln in lines if not (OWN_LINE.match(ln) or hydra_line.match(ln))] == []

@@ -19,7 +19,7 @@ import pytest
 
 from attnlab import records
 
-from .conftest import one_line_error, run_cli
+from .conftest import one_line_error, run_cli, shown
 
 pytestmark = pytest.mark.slow
 
@@ -46,7 +46,7 @@ def report(sweep_dir: Path) -> pd.DataFrame:
 def finished(tmp_path):
     """A finished two-cell sweep and its results' bytes."""
     proc, sweep_dir = sweep(tmp_path, *GRID)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == 0, shown(proc)
     before = results(sweep_dir)
     assert len(before) == 2
     return sweep_dir, before
@@ -79,7 +79,7 @@ def test_a_malformed_metrics_json_elsewhere_breaks_nothing(tmp_path, finished):
     (sweep_dir / "notes" / "metrics.json").write_text('{"config": null, "runs": []}')
     for launcher in ([], ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]):
         proc, _ = sweep(tmp_path, *GRID, *launcher)
-        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert proc.returncode == 0, shown(proc)
         assert {k: v for k, v in results(sweep_dir).items() if k != "notes"} == before
         rows = report(sweep_dir)
         assert set(rows[rows["job"].isin(before)]["status"]) == {"cached"}
@@ -89,12 +89,12 @@ def test_a_malformed_metrics_json_elsewhere_breaks_nothing(tmp_path, finished):
 
 def test_seed_lists_get_a_dir_each_and_log_settings_none(tmp_path):
     proc, sweep_dir = sweep(tmp_path, "seeds=[0],[1]", *TINY)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == 0, shown(proc)
     assert len(results(sweep_dir)) == 2 and report(sweep_dir)["job"].nunique() == 2
     proc, other = sweep(
         tmp_path, "trainer.verbose=0,1", *TINY, "seeds=[0]", sweep_dir=tmp_path / "v"
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == 0, shown(proc)
     assert len(results(other)) == 1  # one cell, trained once: verbosity is not part of it
 
 
@@ -183,7 +183,7 @@ def test_a_signal_mid_sweep_keeps_finished_cells_and_says_how_to_resume(
 
     resume = shlex.split(line.split("resume with: ", 1)[1])[1:]  # drop the program name
     again = run_cli(resume, cwd=tmp_path)
-    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.returncode == 0, shown(again)
     assert {k: v for k, v in results(sweep_dir).items() if k in kept} == kept
     rows = report(sweep_dir)
     assert len(rows) == 8 and rows["job"].nunique() == 4
@@ -244,7 +244,7 @@ def small_disk(tmp_path):
 
 def test_a_full_disk_damages_nothing_and_leaves_no_stale_report(tmp_path, small_disk):
     proc, sweep_dir = sweep(tmp_path, *GRID, sweep_dir=small_disk / "sweep")
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == 0, shown(proc)
     before = results(sweep_dir)
     filler = small_disk / "filler"
     with open(filler, "wb") as f:  # fill the disk to its last block
@@ -263,7 +263,7 @@ def test_a_full_disk_damages_nothing_and_leaves_no_stale_report(tmp_path, small_
         assert set(report(sweep_dir)["job"]) == {p.name for p in records.cell_dirs(sweep_dir)}
     filler.unlink()
     proc, _ = sweep(tmp_path, "data.classes=2,5,7", *TINY, "seeds=[0,1]", sweep_dir=sweep_dir)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == 0, shown(proc)
     assert {k: v for k, v in results(sweep_dir).items() if k in before} == before
     assert report(sweep_dir)["job"].nunique() == 3
     assert not list(sweep_dir.rglob(".~attnlab.*"))
@@ -271,7 +271,7 @@ def test_a_full_disk_damages_nothing_and_leaves_no_stale_report(tmp_path, small_
 
 def test_a_read_only_sweep_dir_is_refused_in_one_line(tmp_path, small_disk):
     proc, sweep_dir = sweep(tmp_path, *GRID, sweep_dir=small_disk / "sweep")
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == 0, shown(proc)
     before = results(sweep_dir)
     subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
     proc, _ = sweep(tmp_path, "data.classes=2,5,7", *TINY, "seeds=[0,1]", sweep_dir=sweep_dir)
@@ -289,7 +289,7 @@ def test_leftover_temp_files_of_a_killed_write_are_removed_by_the_next_run(tmp_p
     for path in stale:
         path.write_text("half")
     proc, _ = sweep(tmp_path, *GRID)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == 0, shown(proc)
     assert not any(p.exists() for p in stale) and results(sweep_dir) == before
 
 
@@ -353,6 +353,6 @@ def test_a_sweep_dir_of_the_old_layout_is_reused_in_place(tmp_path, finished):
     legacy = {f"data.classes={json.loads(v)['config']['data.classes']}": v for v in before.values()}
     assert results(sweep_dir) == legacy
     proc, _ = sweep(tmp_path, *GRID)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == 0, shown(proc)
     assert results(sweep_dir) == before  # renamed to their own names, bytes untouched
     assert set(report(sweep_dir)["status"]) == {"cached"}

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from .conftest import one_line_error, run_cli
+from .conftest import one_line_error, run_cli, shown
 
 pytestmark = pytest.mark.slow
 
@@ -56,7 +56,7 @@ def locked(path: Path) -> bool:
 @pytest.fixture
 def finished(tmp_path):
     proc = sweep(tmp_path, *GRID)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == 0, shown(proc)
     sweep_dir = tmp_path / "sweep"
     assert len(results(sweep_dir)) == 2
     return sweep_dir, results(sweep_dir)
@@ -84,7 +84,7 @@ def test_a_metrics_json_of_another_cell_is_not_taken_for_this_cell(tmp_path, fin
     two, five = classes_dir(sweep_dir, 2), classes_dir(sweep_dir, 5)
     shutil.copy(two / "metrics.json", five / "metrics.json")
     proc = sweep(tmp_path, *GRID)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == 0, shown(proc)
     assert (two / "metrics.json").read_bytes() == before[two.name]
     doc = json.loads((five / "metrics.json").read_text())
     assert doc["config"]["data.classes"] == 5

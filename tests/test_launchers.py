@@ -15,7 +15,7 @@ from attnlab.launchers import default_threads, joblib_workers, resolve_threads
 from attnlab.metrics import RUN_METRICS
 from attnlab.resources import available_cpus
 
-from .conftest import run_cli
+from .conftest import run_cli, shown
 
 pytestmark = pytest.mark.slow
 
@@ -63,8 +63,8 @@ def sweeps(tmp_path_factory):
 @pytest.mark.parametrize("name", ["attnlab", "joblib", "submitit_local", "hydra_sweeper"])
 def test_report_is_the_same_whichever_launcher_ran_the_jobs(sweeps, name):
     (ref_proc, ref_dir), (proc, sweep_dir) = sweeps["unpacked"], sweeps[name]
-    assert ref_proc.returncode == 0, ref_proc.stderr
-    assert proc.returncode == 0, proc.stderr
+    assert ref_proc.returncode == 0, shown(ref_proc)
+    assert proc.returncode == 0, shown(proc)
     ref, report = read_report(ref_dir), read_report(sweep_dir)
     assert len(report) == 4 * 2 and set(report["status"]) == {"completed"}
     exact = [c for c in ref.columns if c not in RUN_METRICS]  # job, config, seed, status, error

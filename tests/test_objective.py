@@ -15,7 +15,7 @@ from attnlab.records import NOT_IDENTITY, NOT_IDENTITY_PREFIXES, cell_identity, 
 from attnlab.report import SUMMARY_METRICS, objective_value
 from attnlab.sweep import default_values
 
-from .conftest import run_cli
+from .conftest import run_cli, shown
 
 CONF = Path(__file__).parents[1] / "conf"
 
@@ -77,7 +77,7 @@ def test_optuna_search_of_three_trials_lands_in_the_report(tmp_path):
     args = ["-m", "+experiment=capacity_optuna", "hydra/sweeper=optuna"]
     args += ["hydra.sweeper.n_trials=3", *tiny]
     proc = run_cli([*args, f"hydra.sweep.dir={sweep_dir}"], cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 0, shown(proc)
     assert "Return value must be float-castable" not in proc.stderr
     summary = pd.read_csv(sweep_dir / "summary.csv")
     report = pd.read_csv(sweep_dir / "report.csv")

@@ -12,7 +12,7 @@ import pytest
 
 from attnlab.metrics import RUN_METRICS
 
-from .conftest import run_cli
+from .conftest import run_cli, shown
 
 pytestmark = pytest.mark.slow
 
@@ -32,7 +32,7 @@ def by_cell(report, key="data.classes"):
 
 def test_grid_writes_tidy_report_summary_and_figures(tmp_path):
     proc, report, sweep_dir = sweep(tmp_path, "data.classes=2,5", "model.attn_layers=1,2")
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 0, shown(proc)
     assert len(report) == 4 * 2 and report["job"].nunique() == 4
     assert list(report.columns[:3]) == ["job", "data.features", "data.classes"]
     tail = ["seeds", "seed", "status", "error", *RUN_METRICS]
@@ -74,7 +74,7 @@ def test_failed_job_is_isolated_then_resume_reuses_finished_cells(tmp_path):
 
     # A grown grid runs only the new cell.
     proc, report, _ = sweep(tmp_path, "data.classes=5,2")
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 0, shown(proc)
     cells = by_cell(report)
     assert list(cells[5]["status"]) == ["cached", "cached"]
     assert list(cells[2]["status"]) == ["completed", "completed"]
@@ -88,7 +88,7 @@ def test_cache_key_is_the_whole_config(tmp_path):
         ["-m", "data.classes=3", *TINY[:-1], "seeds=[0,1,2]", f"hydra.sweep.dir={sweep_dir}"],
         cwd=tmp_path,
     )
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 0, shown(proc)
     report = pd.read_csv(sweep_dir / "report.csv")
     new = report[report["seeds"] == "[0, 1, 2]"]
     assert list(new["status"]) == ["completed"] * 3  # other seeds: another cell, trained
@@ -101,7 +101,7 @@ def test_cache_key_is_the_whole_config(tmp_path):
 def test_log_settings_do_not_make_a_new_cell(tmp_path):
     sweep(tmp_path, "data.classes=3")
     proc, report, _ = sweep(tmp_path, "data.classes=3", "trainer.verbose=1")
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 0, shown(proc)
     assert list(report["status"]) == ["cached", "cached"]
 
 
@@ -141,7 +141,7 @@ def test_sigkill_mid_sweep_then_rerun_gives_each_cell_once(tmp_path):
         json.loads(path.read_text())  # whole, never half-written
 
     rerun = run_cli(args[3:], cwd=tmp_path)
-    assert rerun.returncode == 0, rerun.stderr
+    assert rerun.returncode == 0, shown(rerun)
     report = pd.read_csv(sweep_dir / "report.csv")
     assert sorted(report["data.classes"]) == [2, 2, 3, 3, 4, 4]
     assert report["job"].nunique() == 3

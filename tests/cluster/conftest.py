@@ -18,7 +18,7 @@ import pytest
 
 from attnlab.metrics import RUN_METRICS
 
-from ..conftest import run_cli
+from ..conftest import run_cli, shown
 from . import slurm
 
 TINY = ["data.samples=600", "data.probe_samples=100", "trainer.epochs=1", "seeds=[0,1]"]
@@ -65,5 +65,5 @@ def default_grid(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The sweep dir of GRID x TINY under attnlab's default launcher: the reference report."""
     sweep_dir = tmp_path_factory.mktemp("default_grid") / "sweep"
     proc = run_cli(["-m", *GRID, *TINY, f"hydra.sweep.dir={sweep_dir}"], cwd=sweep_dir.parent)
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 0, shown(proc)
     return sweep_dir

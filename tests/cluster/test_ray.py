@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from ..conftest import run_cli
+from ..conftest import run_cli, shown
 from .conftest import GRID, TINY, assert_same_report, read_report
 
 pytest.importorskip(
@@ -34,7 +34,7 @@ def command(sweep_dir: Path, *overrides: str) -> list[str]:
 
 def test_tiny_grid_report_equals_the_default_launchers(default_grid, tmp_path):
     proc = run_cli(command(tmp_path / "sweep", *GRID, *TINY), cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 0, shown(proc)
     assert_same_report(tmp_path / "sweep", default_grid)
 
 

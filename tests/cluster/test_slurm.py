@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from ..conftest import run_cli
+from ..conftest import run_cli, shown
 from . import slurm
 from .conftest import GRID, TINY, assert_same_report, read_report
 
@@ -69,7 +69,7 @@ def tiny_grid(cluster: slurm.Cluster, default_grid: Path, tmp_path_factory: pyte
 
 def test_tiny_grid_report_equals_the_default_launchers(cluster, tiny_grid):
     ref_dir, proc, sweep_dir = tiny_grid
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 0, shown(proc)
     assert_same_report(sweep_dir, ref_dir)
     # The jobs really went through SLURM: one array, every task COMPLETED in its accounting.
     (array,) = array_ids(sweep_dir)
@@ -78,7 +78,7 @@ def test_tiny_grid_report_equals_the_default_launchers(cluster, tiny_grid):
 
 def test_packs_per_job_fewer_jobs_than_cells(cluster, tiny_grid):
     _, proc, sweep_dir = tiny_grid
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 0, shown(proc)
     # classes 2, 5 x attn_layers 1, 2: the default launcher trains one pack per depth.
     assert len(cluster.states(array_ids(sweep_dir))) == 2
 
@@ -160,7 +160,7 @@ def test_scancel_of_one_array_task_keeps_the_report(cluster, sweep_dir):
     # The rest of the array is cancelled or reported, not left running.
     assert not {s for s in states().values()} & {"RUNNING", "PENDING"}
     rerun = run_cli(command(sweep_dir, *overrides, *SLURM), cwd=sweep_dir.parent, env=cluster.env)
-    assert rerun.returncode == 0, rerun.stderr
+    assert rerun.returncode == 0, shown(rerun)
     again = read_report(sweep_dir)
     assert len(again) == 3 and set(again["status"]) <= {"completed", "cached"}
 
