@@ -33,8 +33,8 @@ def available_cpus() -> int:
 
 
 def available_memory() -> int:
-    """Bytes this process may still allocate: the least of the kernel's MemAvailable, the
-    cgroup's limit less its usage, and the address-space rlimit."""
+    """Bytes this process may still allocate: the least of the kernel's MemAvailable, its
+    memory cgroups' headroom (page cache counted as free) and the address-space rlimit."""
     limits = [_meminfo_available(), _cgroup_headroom()]
     soft, _ = resource.getrlimit(resource.RLIMIT_AS)
     if soft != resource.RLIM_INFINITY:
