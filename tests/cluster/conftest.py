@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from filelock import FileLock
 
 from attnlab.metrics import RUN_METRICS
 
@@ -48,16 +49,19 @@ def assert_same_report(sweep_dir: Path, ref_dir: Path) -> None:
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[slurm.Cluster]:
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="needs the slurm extra")
-    was_up = slurm.is_up()
-    try:
-        running = slurm.up()
-    except slurm.ClusterUnavailable as err:
-        if os.environ.get("CI") and os.geteuid() == 0:
-            pytest.fail(f"CI runs the SLURM tests, but: {err}")
-        pytest.skip(f"no SLURM cluster on this machine: {err}")
-    yield running
-    if not was_up:  # a cluster someone started by hand stays up
-        slurm.down(running.root)
+    # One cluster per machine (its dir and ports are fixed): a second test run at the same
+    # time (another checkout) waits its turn instead of restarting the daemons under the first.
+    with FileLock(f"{slurm.DEFAULT_DIR}.lock", timeout=1800):
+        was_up = slurm.is_up()
+        try:
+            running = slurm.up()
+        except slurm.ClusterUnavailable as err:
+            if os.environ.get("CI") and os.geteuid() == 0:
+                pytest.fail(f"CI runs the SLURM tests, but: {err}")
+            pytest.skip(f"no SLURM cluster on this machine: {err}")
+        yield running
+        if not was_up:  # a cluster someone started by hand stays up
+            slurm.down(running.root)
 
 
 @pytest.fixture(scope="session")
