@@ -24,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from attnlab.files import write_text
-from attnlab.metrics import METRIC_BOUNDS, UNBOUNDED
+from attnlab.metrics import metric_bounds
 from attnlab.report import focus, interval
 from attnlab.stats import wilson_interval
 
@@ -434,7 +434,7 @@ def t_interval(row: pd.Series, metric: str) -> Estimate:
     if n < 2 or not math.isfinite(sd):
         return Estimate(mean, math.nan, math.nan)
     half = float(t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
-    low, high = METRIC_BOUNDS.get(metric, UNBOUNDED)
+    low, high = metric_bounds(metric)
     return Estimate(mean, max(mean - half, low), min(mean + half, high))
 
 

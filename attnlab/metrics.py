@@ -55,6 +55,12 @@ METRIC_BOUNDS: dict[str, tuple[float, float]] = {
 }
 UNBOUNDED = (-math.inf, math.inf)
 
+
+def metric_bounds(metric: str) -> tuple[float, float]:
+    """The range `metric` can take (METRIC_BOUNDS), unbounded for a metric not listed."""
+    return METRIC_BOUNDS.get(metric, UNBOUNDED)
+
+
 # A run "still improving" gained more than this much val_accuracy over its last quarter.
 IMPROVING_RISE = 0.01
 

@@ -28,7 +28,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from attnlab.metrics import METRIC_BOUNDS, UNBOUNDED  # noqa: E402
+from attnlab.metrics import metric_bounds  # noqa: E402
 from attnlab.stats import LEVEL, t_interval  # noqa: E402
 
 KEY_COLOR, REF_COLOR = "#d62728", "#7f7f7f"
@@ -259,7 +259,7 @@ def curve_stats(history: pd.DataFrame, metric: str) -> pd.DataFrame:
     for epoch, part in history.groupby("epoch", sort=True):
         values = part[metric].astype(float).to_numpy()
         values = values[np.isfinite(values)]
-        low, high = t_interval(values, LEVEL, METRIC_BOUNDS.get(metric, UNBOUNDED))
+        low, high = t_interval(values, LEVEL, metric_bounds(metric))
         mean = float(values.mean()) if len(values) else math.nan
         rows.append({"epoch": epoch, "mean": mean, "low": low, "high": high, "n": len(values)})
     return pd.DataFrame(rows, columns=["epoch", "mean", "low", "high", "n"])

@@ -26,13 +26,7 @@ import pandas as pd
 
 from attnlab import records
 from attnlab.files import os_error_text, signals_held, write_csv, write_figure, write_text
-from attnlab.metrics import (
-    METRIC_BOUNDS,
-    NO_ATTENTION,
-    RUN_METRICS,
-    SUMMARY_METRICS,
-    UNBOUNDED,
-)
+from attnlab.metrics import NO_ATTENTION, RUN_METRICS, SUMMARY_METRICS, metric_bounds
 from attnlab.stats import LEVEL, t_interval, wilson_interval
 
 log = logging.getLogger(__name__)
@@ -107,7 +101,7 @@ def summarize(report: pd.DataFrame) -> pd.DataFrame:
             values = values[np.isfinite(values)]  # mean, sd and CI over the same seeds
             row[f"{metric}_mean"] = _finite_mean(values)
             row[f"{metric}_std"] = float(np.std(values, ddof=1)) if len(values) > 1 else math.nan
-            bounds = METRIC_BOUNDS.get(metric, UNBOUNDED)
+            bounds = metric_bounds(metric)
             row[f"{metric}_ci_low"], row[f"{metric}_ci_high"] = t_interval(values, LEVEL, bounds)
         rows.append(row)
     # Cells in the order of their config values (2, 5, 20, ... not the job names' 100, 2, 20).
@@ -391,7 +385,7 @@ def placeable(summary: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
     placed = summary.dropna(subset=axes) if axes else summary
     for axis in axes:
         numeric = pd.to_numeric(placed[axis], errors="coerce").notna()
-        has_results = placed["n_seeds"] > 0
+        has_results = placed["n_seeds"] > 0  # of the rows still placed
         if numeric[has_results].all():
             placed = placed[numeric | has_results]
     return placed
