@@ -1,8 +1,9 @@
 """`python -m attnlab [overrides]`: compose the config, run one experiment (or a sweep of them).
 
-Kept thin: the job logic (records, packs, progress, report) is in attnlab.sweep and
-attnlab.sweeper, the experiment in attnlab.experiment. What a user can cause (bad input, a
-busy or unwritable sweep dir, Ctrl-C) ends in one line and an exit status, not a traceback.
+Kept thin: the job logic (planner, jobs, packs, progress, callback) is in attnlab.sweep,
+the sweep dir's files in attnlab.runs, the experiment in attnlab.engine. What a user can
+cause (bad input, a busy or unwritable sweep dir, Ctrl-C) ends in one line and an exit
+status, not a traceback.
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ import hydra
 from omegaconf import DictConfig
 
 from attnlab.cli import version_line
-from attnlab.errors import config_error_line, is_config_error
+from attnlab.hydra_setup import register
 from attnlab.quiet import quiet_start
-from attnlab.records import RecordError
-from attnlab.sweep import Abort, Terminated, register
+from attnlab.runs.records import RecordError
+from attnlab.sweep import callback, signals
+from attnlab.sweep.errors import config_error_line, is_config_error
+from attnlab.sweep.signals import Abort, Terminated
 
 # TensorFlow's C++ start-up chatter (CUDA probes, oneDNN notes) hides the run's own log;
 # nothing above imports TensorFlow.
@@ -35,30 +38,26 @@ EXIT_BAD_INPUT, EXIT_FAILED, EXIT_SIGINT, EXIT_SIGTERM = 2, 1, 130, 143
 
 @hydra.main(config_path="pkg://attnlab.conf", config_name="config", version_base="1.3")
 def _hydra_main(cfg: DictConfig) -> float | None:
-    from attnlab.sweep import run_job
+    from attnlab.sweep.jobs import run_job
 
     # A sweep preset run without -m is refused before this, by SweepCallback.on_run_start.
     return run_job(cfg)  # the objective: what Hydra's optimizing sweepers read
 
 
 def _stop(signum: int, frame: FrameType | None) -> None:
-    from attnlab.sweep import stop
-
-    stop("SIGINT" if signum == signal.SIGINT else "SIGTERM")
+    signals.stop("SIGINT" if signum == signal.SIGINT else "SIGTERM")
 
 
 def main() -> int:
     """Run the CLI; return the exit status (2: bad input, 1: a cell of the sweep failed,
     130/143: stopped by SIGINT/SIGTERM)."""
-    from attnlab import sweep
-
     # Hydra would print a compose error over several lines; let it raise, print one line.
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
     try:
         _hydra_main()
-        name = sweep.stopped_by()
+        name = signals.stopped_by()
         if name is not None:  # swallowed late: in the report callback, which Hydra guards
             return _interrupted(name)
     except Abort as stop:
@@ -67,7 +66,7 @@ def main() -> int:
     except (KeyboardInterrupt, Terminated) as stop:
         return _interrupted("SIGINT" if isinstance(stop, KeyboardInterrupt) else "SIGTERM")
     except Exception as err:
-        name = sweep.stopped_by()
+        name = signals.stopped_by()
         if name is not None:  # the signal's exception, replaced by a library's own
             return _interrupted(name)
         if is_config_error(err):  # before OSError: Hydra's missing-option error is an IOError
@@ -78,39 +77,33 @@ def main() -> int:
             return EXIT_FAILED
         if not isinstance(err, OSError):
             raise
-        from attnlab.files import os_error_text
+        from attnlab.runs.files import os_error_text
 
         _say(f"attnlab: error: {os_error_text(err)}")  # disk full, a read-only dir, ...
         return EXIT_FAILED
-    return _sweep_status(sweep.outcome)
+    return _sweep_status(callback.outcome)
 
 
 def _interrupted(name: str) -> int:
     """After SIGINT or SIGTERM: record and report what finished, say how to resume."""
-    from attnlab import sweep
-
     # A second signal while the report is written ends the process at once.
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    _say(sweep.interrupted(name))
+    _say(callback.interrupted(name))
     return EXIT_SIGINT if name == "SIGINT" else EXIT_SIGTERM
 
 
 def _sweep_status(outcome: object) -> int:
-    from attnlab.sweep import SweepOutcome
-
-    assert isinstance(outcome, SweepOutcome)
+    assert isinstance(outcome, callback.SweepOutcome)
     if outcome.report_error:
         _say(f"attnlab: error: {outcome.report_error}")
         return EXIT_FAILED
     if outcome.failed and outcome.sweep_dir is not None:
-        from attnlab.sweep import resume_command
-
         notes = "".join(f"; {note}" for note in outcome.notes)
         _say(
             f"attnlab: error: {len(outcome.failed)} of {outcome.cells} cell(s) of this run "
             f"failed ({outcome.sweep_dir / 'report.md'} lists them{notes}); every finished "
-            f"cell is kept; resume with: {resume_command(outcome.sweep_dir)}"
+            f"cell is kept; resume with: {callback.resume_command(outcome.sweep_dir)}"
         )
         return EXIT_FAILED
     return 0

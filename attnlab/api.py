@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from attnlab.config import ConfigError, ExperimentConfig, flatten
+from attnlab.engine.config import ConfigError, ExperimentConfig, flatten
 
 # Dtypes of the metrics that are not floats (report.csv); seeds and counts are ints too.
 INT_COLUMNS = ("seed", "attn_peak_column", "attn_key_rank", "epochs_run")
@@ -38,8 +38,8 @@ def load_report(sweep_dir: str | PathLike[str]) -> tuple[pd.DataFrame, pd.DataFr
     Raises:
         ConfigError: sweep_dir is not a directory or holds no cell dirs (one-line message).
     """
-    from attnlab.records import cell_dirs
-    from attnlab.report import write_report
+    from attnlab.runs.records import cell_dirs
+    from attnlab.runs.report import write_report
 
     root = Path(sweep_dir)
     if not root.is_dir():
@@ -58,7 +58,7 @@ def load_report(sweep_dir: str | PathLike[str]) -> tuple[pd.DataFrame, pd.DataFr
 
 def report_is_stale(sweep_dir: Path) -> bool:
     """Whether report.csv or summary.csv is missing or older than a cell's record."""
-    from attnlab import records
+    from attnlab.runs import records
 
     paths = [sweep_dir / name for name in REPORT_FILES]
     if not all(p.exists() for p in paths):
@@ -114,9 +114,9 @@ def run_cell(overrides: Sequence[str], out_dir: str | PathLike[str]) -> dict[str
     Raises:
         ConfigError: bad input, with the one-line message the CLI prints; before training.
     """
-    from attnlab.experiment import run_experiment
-    from attnlab.launchers import apply_threads
     from attnlab.quiet import quiet_start
+    from attnlab.runs.cell import run_experiment
+    from attnlab.sweep.launchers import apply_threads
 
     quiet_start()
     exp = compose_cell(list(overrides))
@@ -131,10 +131,10 @@ def compose_cell(overrides: list[str]) -> ExperimentConfig:
     from hydra import compose, initialize_config_module
     from omegaconf import open_dict
 
-    from attnlab.cli import require_multirun
-    from attnlab.config import from_hydra
-    from attnlab.errors import config_error_line, is_config_error
-    from attnlab.sweep import register
+    from attnlab.engine.config import from_hydra
+    from attnlab.hydra_setup import register
+    from attnlab.sweep.cells import require_multirun
+    from attnlab.sweep.errors import config_error_line, is_config_error
 
     register()
     try:

@@ -15,9 +15,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from hydra import compose, initialize_config_module  # noqa: E402
 
-from attnlab import packing  # noqa: E402
-from attnlab.config import ExperimentConfig, from_hydra, register_configs  # noqa: E402
-from attnlab.experiment import train_cells  # noqa: E402
+from attnlab.engine.config import ExperimentConfig, from_hydra, register_configs  # noqa: E402
+from attnlab.engine.experiment import train_cells  # noqa: E402
+from attnlab.sweep import packing  # noqa: E402
 
 MODES = ("learned", "uniform", "oracle", "none")
 

@@ -7,7 +7,7 @@ report covers all 13 cells), timed wall-clock as a user waits for them, imports 
 
 - unpacked: `hydra.sweeper.pack=false`: every cell is a job and trains as its own model;
 - attnlab: the default, one job per pack of cells that share a model shape, trained as one
-  model (attnlab/packing.py), jobs run one after another in this process;
+  model (attnlab/sweep/packing.py), jobs run one after another in this process;
 - joblib_unpacked, joblib: the same two under joblib with n_jobs=2 (two jobs at a time).
 
 Both ways run side by side in one invocation, alternating, `--repeats` times; the script

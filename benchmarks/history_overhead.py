@@ -38,10 +38,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from attnlab.config import DataConfig, ModelConfig, TrainerConfig
-from attnlab.data import ReplicaData, make_replica_data
-from attnlab.models import ShardedModel, build_model, logits_model
-from attnlab.train import (
+from attnlab.engine.config import DataConfig, ModelConfig, TrainerConfig
+from attnlab.engine.data import ReplicaData, make_replica_data
+from attnlab.engine.models import ShardedModel, build_model, logits_model
+from attnlab.engine.train import (
     FusedAdam,
     configure_tensorflow,
     fit,

@@ -162,8 +162,8 @@ REPLICAS_SCRIPT = """
 import os, time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # imported before the clock starts, as in the parent's A
-from attnlab.config import DataConfig, ExperimentConfig, ModelConfig, TrainerConfig
-from attnlab.experiment import train_and_measure
+from attnlab.engine.config import DataConfig, ExperimentConfig, ModelConfig, TrainerConfig
+from attnlab.engine.experiment import train_and_measure
 cfg = ExperimentConfig(
     data=DataConfig(classes={classes}),
     model=ModelConfig(),
@@ -253,8 +253,8 @@ def cli_child(replicas: int) -> Child:
 MEMORY_SCRIPT = """
 import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-from attnlab.config import DataConfig, ExperimentConfig, ModelConfig, TrainerConfig
-from attnlab.experiment import train_and_measure
+from attnlab.engine.config import DataConfig, ExperimentConfig, ModelConfig, TrainerConfig
+from attnlab.engine.experiment import train_and_measure
 cfg = ExperimentConfig(
     data=DataConfig(classes={classes}, features={features}),
     model=ModelConfig(),

@@ -34,10 +34,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from attnlab.config import DataConfig, ModelConfig
-from attnlab.data import make_replica_data
-from attnlab.models import build_model, logits_model
-from attnlab.train import FusedAdam, make_epoch_fn, sample_orders
+from attnlab.engine.config import DataConfig, ModelConfig
+from attnlab.engine.data import make_replica_data
+from attnlab.engine.models import build_model, logits_model
+from attnlab.engine.train import FusedAdam, make_epoch_fn, sample_orders
 
 MODELS = {
     "dense": ModelConfig(),

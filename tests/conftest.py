@@ -12,8 +12,8 @@ import pytest
 from hydra import compose, initialize_config_module
 from omegaconf import DictConfig
 
-from attnlab.config import ExperimentConfig, from_hydra
-from attnlab.sweep import register
+from attnlab.engine.config import ExperimentConfig, from_hydra
+from attnlab.hydra_setup import register
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 register()

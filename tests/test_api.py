@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 import attnlab
-from attnlab.config import ConfigError
+from attnlab.engine.config import ConfigError
 
 from .conftest import TINY, run_cli, shown
 

@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 
 from attnlab import __version__
-from attnlab.cli import require_multirun, version_line
-from attnlab.config import ConfigError
+from attnlab.cli import version_line
+from attnlab.engine.config import ConfigError
 from attnlab.quiet import is_noise, keep_lines
+from attnlab.sweep.cells import require_multirun
 
 from .conftest import shown
 
@@ -163,7 +164,7 @@ def test_startup_notices_are_recognised_and_other_lines_kept():
         "E0000 00:00:1796116574.341058    8268 op_kernel.cc:1] OOM when allocating tensor\n"
         "UserWarning: something real\n"
     )
-    assert not is_noise("[2026-12-01 09:14:23,209][attnlab.launchers][INFO] - training")
+    assert not is_noise("[2026-12-01 09:14:23,209][attnlab.sweep.launchers][INFO] - training")
 
 
 def test_tensorflow_import_is_quiet_but_real_stderr_stays():

@@ -3,7 +3,7 @@
 import pytest
 from hydra.errors import ConfigCompositionException
 
-from attnlab.config import ConfigError, ExperimentConfig, flatten
+from attnlab.engine.config import ConfigError, ExperimentConfig, flatten
 
 from .conftest import compose_config, run_cli
 
@@ -72,7 +72,7 @@ def test_capacity_experiment_declares_its_grid():
     from hydra import compose, initialize_config_module
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from attnlab.sweeper import expand
+    from attnlab.sweep.planner import expand
 
     with initialize_config_module(config_module="attnlab.conf", version_base="1.3"):
         cfg = compose("config", overrides=["+experiment=capacity"], return_hydra_config=True)

@@ -6,13 +6,14 @@ import numpy as np
 import pytest
 from hydra import compose, initialize_config_module
 
-from attnlab.config import ConfigError, from_hydra
-from attnlab.data import make_replica_data
-from attnlab.experiment import run_experiment, train_and_measure, train_cells
-from attnlab.metrics import ATTENTION_METRICS, NO_ATTENTION
-from attnlab.models import ATTENTION_LAYER, ShardedModel, attention_model, build_model
-from attnlab.report import write_report
-from attnlab.train import fit
+from attnlab.engine.config import ConfigError, from_hydra
+from attnlab.engine.data import make_replica_data
+from attnlab.engine.experiment import train_and_measure, train_cells
+from attnlab.engine.metrics import ATTENTION_METRICS, NO_ATTENTION
+from attnlab.engine.models import ATTENTION_LAYER, ShardedModel, attention_model, build_model
+from attnlab.engine.train import fit
+from attnlab.runs.cell import run_experiment
+from attnlab.runs.report import write_report
 
 from .conftest import compose_config
 
@@ -95,7 +96,7 @@ def test_fixed_modes_build_no_attention_weights_and_none_no_gate(make_config):
 def test_cells_of_every_mode_trained_together_give_their_numbers_alone(
     make_config, monkeypatch, shard_replicas
 ):
-    monkeypatch.setattr("attnlab.train.SHARD_REPLICAS", shard_replicas)
+    monkeypatch.setattr("attnlab.engine.train.SHARD_REPLICAS", shard_replicas)
     cells = [
         make_config("model.attention=none", "data.classes=5"),
         make_config("model.attention=learned", "data.classes=2"),

@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from attnlab.experiment import run_experiment, train_and_measure
+from attnlab.engine.experiment import train_and_measure
+from attnlab.runs.cell import run_experiment
 
 RECORD_KEYS = [
     "seed",

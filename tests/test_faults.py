@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from attnlab import records
+from attnlab.runs import records
 
 from .conftest import one_line_error, run_cli, shown
 

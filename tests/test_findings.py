@@ -5,9 +5,9 @@ import math
 
 import pandas as pd
 import pytest
+from studies.blog.findings import Controls, main, render, t_difference, t_interval
 
-from attnlab.findings import Controls, main, render, t_difference, t_interval
-from attnlab.stats import wilson_interval
+from attnlab.engine.stats import wilson_interval
 
 METRICS = ("val_accuracy", "attn_key_weight", "key_ablation_drop", "peak_ablation_drop")
 
@@ -96,7 +96,7 @@ def test_findings_command_checks_inputs_before_writing(tmp_path, capsys):
     ):
         assert main([*args, "--docs", str(docs)]) == 2
         err = capsys.readouterr().err
-        assert err.startswith("attnlab.findings: error: ") and message in err
+        assert err.startswith("studies.blog.findings: error: ") and message in err
         assert len(err.strip().splitlines()) == 1
         assert {p: p.read_bytes() for p in docs.rglob("*") if p.is_file()} == before
 

@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 from hydra import compose, initialize_config_module
 
-from attnlab.launchers import default_threads, joblib_workers, resolve_threads
-from attnlab.metrics import RUN_METRICS
-from attnlab.resources import available_cpus
+from attnlab.engine.metrics import RUN_METRICS
+from attnlab.engine.resources import available_cpus
+from attnlab.sweep.launchers import default_threads, joblib_workers, resolve_threads
 
 from .conftest import run_cli, shown
 

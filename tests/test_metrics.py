@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from attnlab.metrics import accuracy, attention_metrics, shuffle_column, still_improving
+from attnlab.engine.metrics import accuracy, attention_metrics, shuffle_column, still_improving
 
 # 4 probe samples over 4 columns; the key is column 1.
 ALPHA = np.array(

@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from attnlab.config import OBJECTIVES, ConfigError, flatten
-from attnlab.records import NOT_IDENTITY, NOT_IDENTITY_PREFIXES, cell_identity, cell_name
-from attnlab.report import SUMMARY_METRICS, objective_value
-from attnlab.sweep import default_values
+from attnlab.engine.config import OBJECTIVES, ConfigError, flatten
+from attnlab.runs.records import NOT_IDENTITY, NOT_IDENTITY_PREFIXES, cell_identity, cell_name
+from attnlab.runs.report import SUMMARY_METRICS, objective_value
+from attnlab.sweep.cells import default_values
 
 from .conftest import run_cli, shown
 

@@ -3,19 +3,19 @@
 import numpy as np
 import pytest
 
-from attnlab import packing
-from attnlab.config import DataConfig, ModelConfig, TrainerConfig
-from attnlab.data import make_replica_data
-from attnlab.experiment import train_and_measure, train_cells
-from attnlab.models import ShardedModel, build_model
-from attnlab.train import fit
+from attnlab.engine.config import DataConfig, ModelConfig, TrainerConfig
+from attnlab.engine.data import make_replica_data
+from attnlab.engine.experiment import train_and_measure, train_cells
+from attnlab.engine.models import ShardedModel, build_model
+from attnlab.engine.train import fit
+from attnlab.sweep import packing
 
 
 @pytest.mark.parametrize("shard_replicas", [64, 2])  # 64: one shard; 2: shards mix cells
 def test_cells_trained_together_give_the_numbers_they_give_alone(
     make_config, monkeypatch, shard_replicas
 ):
-    monkeypatch.setattr("attnlab.train.SHARD_REPLICAS", shard_replicas)
+    monkeypatch.setattr("attnlab.engine.train.SHARD_REPLICAS", shard_replicas)
     cells = [
         make_config("data.classes=2"),
         make_config("data.classes=7", "data.attention_column=4", "seeds=[0,5,9]"),

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from attnlab import plots
-from attnlab.metrics import RUN_METRICS
-from attnlab.report import collect_runs, summarize, summary_figures, write_report
+from attnlab.engine.metrics import RUN_METRICS
+from attnlab.runs import plots
+from attnlab.runs.report import collect_runs, summarize, summary_figures, write_report
 
 CLASSES, DEPTHS, FEATURES, SEEDS = (2, 5), (1, 2), (4, 8), (0, 1, 2)
 
@@ -152,7 +152,7 @@ def test_learning_curves_from_history_with_t_intervals(sweep):
     assert stats.loc[1, "mean"] == pytest.approx(1.5)
     assert stats.loc[1, "high"] == pytest.approx(1.5 + 2.484138, abs=1e-6)
     assert stats.loc[1, "low"] == 0.0  # 1.5 - 2.484138 < 0: cut to a loss's range
-    from attnlab.report import cell_histories, learning_curve_figures
+    from attnlab.runs.report import cell_histories, learning_curve_figures
 
     summary = summarize(collect_runs(sweep))
     histories = cell_histories(sweep, collect_runs(sweep), summary)
@@ -188,7 +188,7 @@ def test_attention_matrix_shows_every_seed_and_its_peak():
 
 
 def test_attention_grid_has_one_colour_scale(sweep):
-    from attnlab.report import attention_cells
+    from attnlab.runs.report import attention_cells
 
     summary = summarize(collect_runs(sweep))
     cells = attention_cells(sweep, summary, ["data.classes", "data.features", "model.attn_layers"])

@@ -5,8 +5,7 @@ import logging
 import math
 import time
 
-from attnlab.progress import PackProgress
-from attnlab.sweep import progress_line, run_summary, time_left
+from attnlab.sweep.progress import PackProgress, progress_line, run_summary, time_left
 
 
 class Clock:

@@ -8,8 +8,8 @@ import textwrap
 
 import pytest
 
-from attnlab import records
-from attnlab.report import collect_runs
+from attnlab.runs import records
+from attnlab.runs.report import collect_runs
 
 CONFIG = {"data.classes": 5, "model.attn_layers": 1, "trainer.verbose": 0, "seeds": [0, 1]}
 DEFAULTS = {"data.classes": 2, "model.attn_layers": 1, "trainer.verbose": 0, "seeds": [0]}
@@ -174,8 +174,11 @@ def test_the_records_layer_never_imports_tensorflow():
     code = textwrap.dedent(
         """
         import sys
-        import attnlab.records, attnlab.report, attnlab.packing, attnlab.resources
-        import attnlab.sweeper
+        import attnlab.engine.resources
+        import attnlab.runs.records
+        import attnlab.runs.report
+        import attnlab.sweep.packing
+        import attnlab.sweep.planner
         assert "tensorflow" not in sys.modules and "keras" not in sys.modules
         """
     )
@@ -198,7 +201,7 @@ def test_a_broken_result_is_set_aside_for_a_retry_never_a_finished_one(tmp_path)
 def test_a_failed_atomic_write_names_its_target_not_the_temp_file(tmp_path):
     """run.json that is a directory: the error is the target's, of the same type, and no
     temp file is left behind."""
-    from attnlab.files import os_error_text, write_text
+    from attnlab.runs.files import os_error_text, write_text
 
     target = tmp_path / "run.json"
     target.mkdir()
@@ -217,7 +220,7 @@ def test_a_write_error_that_names_no_file_gets_the_target_named(tmp_path):
     """A full disk: write() raises ENOSPC without a file name; the line needs one."""
     import errno
 
-    from attnlab.files import os_error_text, write_atomic
+    from attnlab.runs.files import os_error_text, write_atomic
 
     def fill(tmp):
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -234,7 +237,7 @@ def test_signals_held_until_the_steps_that_belong_together_are_done():
     import signal
     import time
 
-    from attnlab.files import signals_held
+    from attnlab.runs.files import signals_held
 
     before = signal.getsignal(signal.SIGINT)
     done = []

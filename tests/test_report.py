@@ -6,8 +6,8 @@ import math
 import pandas as pd
 import pytest
 
-from attnlab.metrics import RUN_METRICS
-from attnlab.report import collect_runs, main, summarize, write_report
+from attnlab.engine.metrics import RUN_METRICS
+from attnlab.runs.report import collect_runs, main, summarize, write_report
 
 
 def _run(seed, acc, key_weight, focused, status="completed"):
@@ -175,7 +175,7 @@ def test_report_md_stands_alone(tmp_path):
 def test_a_failed_cell_typed_as_text_on_a_numeric_axis_is_left_off_the_figures():
     """`data.classes=${nope},5`: the failed cell keeps the text it was given; figures
     place only what can share the axis with the cells that have results."""
-    from attnlab.report import placeable
+    from attnlab.runs.report import placeable
 
     summary = pd.DataFrame(
         {

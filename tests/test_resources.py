@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from attnlab.resources import _cgroup_headroom
+from attnlab.engine.resources import _cgroup_headroom
 
 MIB = 1 << 20
 

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from attnlab.stats import coverage, t_interval, wilson_interval
+from attnlab.engine.stats import coverage, t_interval, wilson_interval
 
 
 @pytest.mark.parametrize("n", [5, 10])
@@ -63,6 +63,6 @@ def test_cutting_the_t_interval_to_the_metric_range_keeps_its_coverage():
 
 
 def test_every_summary_metric_has_a_range():
-    from attnlab.metrics import METRIC_BOUNDS, SUMMARY_METRICS
+    from attnlab.engine.metrics import METRIC_BOUNDS, SUMMARY_METRICS
 
     assert set(SUMMARY_METRICS) <= set(METRIC_BOUNDS)

@@ -10,7 +10,7 @@ import time
 import pandas as pd
 import pytest
 
-from attnlab.metrics import RUN_METRICS
+from attnlab.engine.metrics import RUN_METRICS
 
 from .conftest import run_cli, shown
 

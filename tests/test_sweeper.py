@@ -6,11 +6,12 @@ from dataclasses import asdict
 import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
-from attnlab import records
-from attnlab.config import flatten
-from attnlab.files import write_json
-from attnlab.sweep import default_values, run_pack_job
-from attnlab.sweeper import expand
+from attnlab.engine.config import flatten
+from attnlab.runs import records
+from attnlab.runs.files import write_json
+from attnlab.sweep.cells import default_values
+from attnlab.sweep.jobs import run_pack_job
+from attnlab.sweep.planner import expand
 
 
 def _expand(*lines):
@@ -55,7 +56,7 @@ def test_a_pack_job_writes_each_of_its_cells(make_config, tmp_path, caplog):
 
 
 def test_a_pack_that_fails_trains_its_cells_one_by_one(make_config, tmp_path, monkeypatch, caplog):
-    from attnlab import experiment
+    from attnlab.engine import experiment
 
     alone = experiment.train_cells
 

@@ -7,8 +7,8 @@ import math
 import pandas as pd
 import pytest
 
-from attnlab.config import flatten
-from attnlab.tensorboard import hparam_values, write_events
+from attnlab.engine.config import flatten
+from attnlab.runs.tensorboard import hparam_values, write_events
 
 
 def _history() -> pd.DataFrame:
@@ -95,7 +95,7 @@ def test_history_without_the_columns_is_refused(tmp_path):
 def test_a_run_with_logger_tensorboard_writes_its_curves_as_events(make_config, tmp_path):
     import json
 
-    from attnlab.experiment import run_experiment
+    from attnlab.runs.cell import run_experiment
 
     doc = run_experiment(make_config("logger=tensorboard", "trainer.epochs=2"), tmp_path)
     history = pd.read_csv(tmp_path / "history.csv")

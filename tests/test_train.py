@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from attnlab.data import SHUFFLE_STREAM, make_replica_data, rng_for
-from attnlab.metrics import accuracy
-from attnlab.models import ShardedModel, attention_model, build_model, logits_model
-from attnlab.train import (
+from attnlab.engine.data import SHUFFLE_STREAM, make_replica_data, rng_for
+from attnlab.engine.metrics import accuracy
+from attnlab.engine.models import ShardedModel, attention_model, build_model, logits_model
+from attnlab.engine.train import (
     CURVES,
     FusedAdam,
     _history,

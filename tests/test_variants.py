@@ -6,10 +6,10 @@ import keras
 import numpy as np
 import pytest
 
-from attnlab.config import from_hydra
-from attnlab.data import make_replica_data
-from attnlab.experiment import ablation_drops, train_and_measure
-from attnlab.models import ATTENTION_LAYER, attention_model, build_model
+from attnlab.engine.config import from_hydra
+from attnlab.engine.data import make_replica_data
+from attnlab.engine.experiment import ablation_drops, train_and_measure
+from attnlab.engine.models import ATTENTION_LAYER, attention_model, build_model
 
 from .conftest import compose_config
 

@@ -1,4 +1,4 @@
-"""The plugin shell of attnlab's sweeper; the work is in attnlab.sweeper."""
+"""The plugin shell of attnlab's sweeper: it only delegates to attnlab.sweep.planner."""
 
 from __future__ import annotations
 
@@ -30,18 +30,16 @@ class AttnlabSweeper(Sweeper):
         )
 
     def sweep(self, arguments: list[str]) -> Sequence[Any]:
-        from attnlab import sweeper
+        from attnlab.sweep.planner import SweepRequest, sweep
 
         assert self.config is not None and self.hydra_context is not None
-        return sweeper.sweep(
-            self.config,
-            self.hydra_context,
-            self.launcher,
-            arguments,
-            {str(k): str(v) for k, v in self.params.items()},
-            self.pack,
-            self.max_replicas,
+        request = SweepRequest(
+            params={str(k): str(v) for k, v in self.params.items()},
+            arguments=list(arguments),
+            pack=self.pack,
+            max_replicas=self.max_replicas,
         )
+        return sweep(self.config, self.hydra_context, self.launcher, request)
 
 
 def register() -> None:

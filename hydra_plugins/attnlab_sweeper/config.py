@@ -15,7 +15,7 @@ class AttnlabSweeperConf:
     # (presets in conf/experiment/ set these); the command line's lists are added to them.
     params: Any = None
     # Train the cells that share a model shape as one model, one job per pack
-    # (attnlab/packing.py); false: every cell is a job of its own.
+    # (attnlab/sweep/packing.py); false: every cell is a job of its own.
     pack: bool = True
     # Seeds one job trains at most (a pack is split to stay under it, and under the job's
     # memory): keep a job within a node's memory and time limit.

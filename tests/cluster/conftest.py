@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 from filelock import FileLock
 
-from attnlab.metrics import RUN_METRICS
+from attnlab.engine.metrics import RUN_METRICS
 
 from ..conftest import run_cli, shown
 from . import slurm

@@ -13,7 +13,7 @@ import os
 import resource
 from pathlib import Path
 
-from attnlab.config import ConfigError, ExperimentConfig
+from attnlab.engine.config import ConfigError, ExperimentConfig
 
 GIB = 1 << 30
 # TensorFlow, Keras and the Python process before any cell (measured: ~0.7-0.8 GB).
@@ -106,7 +106,7 @@ def _page_cache(stat: Path, prefix: str) -> int:
 
 
 def weight_count(cfg: ExperimentConfig) -> int:
-    """Trainable weights of one replica's model (attnlab.models), to within a few percent."""
+    """Trainable weights of one replica's model (attnlab.engine.models), to within a few percent."""
     d, m = cfg.data, cfg.model
     if m.variant == "lstm":
         steps, units = d.time_steps, m.lstm_units

@@ -12,7 +12,7 @@ from hydra.errors import (
 )
 from omegaconf.errors import OmegaConfBaseException
 
-from attnlab.config import ConfigError
+from attnlab.engine.config import ConfigError
 
 # Hydra's own checks of its command-line flags, raised as plain ValueErrors.
 _FLAG_ERRORS = ("Only one of --run, --multirun", "The --resolve flag can only be used")

@@ -39,8 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from attnlab.config import dotted
-from attnlab.files import TEMP_PREFIX, write_json
+from attnlab.engine.config import dotted
+from attnlab.runs.files import TEMP_PREFIX, write_json
 
 METRICS_FILE = "metrics.json"
 CELL_FILE = "cell.json"

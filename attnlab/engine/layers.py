@@ -19,7 +19,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from attnlab.data import INIT_STREAM, rng_for
+from attnlab.engine.data import INIT_STREAM, rng_for
 
 
 class ReplicaInitializer(keras.initializers.Initializer):

@@ -25,8 +25,8 @@ import keras
 import numpy as np
 from keras import KerasTensor, layers, ops
 
-from attnlab.config import DataConfig, ModelConfig
-from attnlab.layers import (
+from attnlab.engine.config import DataConfig, ModelConfig
+from attnlab.engine.layers import (
     MergeLastAxes,
     ReplicaDense,
     ReplicaGate,
@@ -57,7 +57,7 @@ def build_model(
     """The model for every seed at once: (batch, replicas, ...) -> (batch, replicas, classes).
 
     Inside, tensors are replica-major (replicas, batch, ...); see attnlab.layers. classes,
-    if given, is each replica's own class count (cells trained together, attnlab.packing):
+    if given, is each replica's own class count (cells trained together, attnlab.sweep.packing):
     the head is as wide as the largest, and narrower replicas' extra logits are masked out.
     attention and keys, if given, are each replica's model.attention and key column
     (default: model_cfg's and data_cfg's for every replica).
@@ -214,7 +214,7 @@ def attention_model(model: keras.Model) -> keras.Model:
 
 class ShardedModel:
     """Replicas split over several models (shards: contiguous slices of the replica axis,
-    see attnlab.train), called like one model: (batch, replicas, ...) in, the shards'
+    see attnlab.engine.train), called like one model: (batch, replicas, ...) in, the shards'
     outputs joined on the replica axis out.
 
     Shards of cells with fewer classes have narrower heads: their outputs are padded with

@@ -18,7 +18,7 @@ ATTENTION_METRICS = (
 )
 
 # Every number of a run record after seed and status, in metrics.json and report.csv order.
-# Run metrics the summary gives a mean, sd and interval (attnlab.report), and that a job
+# Run metrics the summary gives a mean, sd and interval (attnlab.runs.report), and that a job
 # may return as its objective (attnlab.config.OBJECTIVES).
 SUMMARY_METRICS = (
     "val_accuracy",

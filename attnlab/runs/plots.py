@@ -1,6 +1,6 @@
 """Figures: pure functions compute each figure's data, thin renderers return a Figure.
 
-The numbers a figure draws are the summary's (attnlab/report.py summarize: means, Student-t
+The numbers a figure draws are the summary's (attnlab/runs/report.py summarize: means, Student-t
 and Wilson intervals), never re-estimated here: a band in a figure is the interval in
 summary.csv. Every swept axis is shown: the first axes on the x axis, as lines or as heatmap
 rows, the rest as one panel each (the panel titles name their values), so nothing is
@@ -28,8 +28,8 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from attnlab.metrics import metric_bounds  # noqa: E402
-from attnlab.stats import LEVEL, t_interval  # noqa: E402
+from attnlab.engine.metrics import metric_bounds  # noqa: E402
+from attnlab.engine.stats import LEVEL, t_interval  # noqa: E402
 
 KEY_COLOR, REF_COLOR = "#d62728", "#7f7f7f"
 MAX_PANEL_COLUMNS = 4

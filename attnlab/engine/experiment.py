@@ -1,8 +1,7 @@
-"""One experiment: train every seed of a config together, measure, and write the run's files.
+"""One experiment: train every seed of one or more cells together as replicas, and measure.
 
-`run_experiment(cfg, out_dir)` is what the CLI calls; it never relies on the current
-directory. Files in out_dir: attention.csv, history.csv, attention.png, then metrics.json
-last, so a metrics.json on disk means the whole experiment finished.
+Pure of files: it returns each cell's records, attention and learning curves
+(CellResult); attnlab.runs.cell writes them.
 """
 
 from __future__ import annotations
@@ -11,34 +10,22 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 
-from attnlab.config import ExperimentConfig, flatten
-from attnlab.files import write_csv, write_figure
-from attnlab.metrics import (
-    NO_ATTENTION,
+from attnlab.engine.config import ExperimentConfig
+from attnlab.engine.metrics import (
     accuracy,
     attention_metrics,
     nan_attention_metrics,
     shuffle_column,
     still_improving,
 )
-from attnlab.records import (
-    ATTENTION_CSV,
-    ATTENTION_PNG,
-    HISTORY_CSV,
-    METRICS_FILE,
-    RecordError,
-    write_result,
-)
-from attnlab.resources import check_fits
 
 if TYPE_CHECKING:  # train.py loads TensorFlow: only when a job really trains
-    from attnlab.train import History
+    from attnlab.engine.train import History
 
 log = logging.getLogger(__name__)
 # Per-seed lines and other detail: the job's log file only (conf/hydra/job_logging),
@@ -54,35 +41,6 @@ class CellResult(NamedTuple):
     records: list[dict[str, Any]]  # one per seed: metrics.json's runs
     attention: pd.DataFrame  # attention.csv: seed, column, weight
     history: pd.DataFrame  # history.csv: HISTORY_COLUMNS, one row per seed and epoch run
-
-
-def run_experiment(
-    cfg: ExperimentConfig,
-    out_dir: Path,
-    trained: CellResult | None = None,
-    run_id: str | None = None,
-    seed_lines: bool = False,
-    on_epoch: Callable[[int], None] | None = None,
-) -> dict[str, Any]:
-    """Validate, train all seeds as replicas, measure, write the files; return metrics.json.
-
-    trained: this cell's results if it was already trained together with other cells
-    (attnlab.packing); then only the files are written. run_id: the sweep run that trains
-    it, recorded in metrics.json. seed_lines: log a line per seed on the console (a single
-    run; in a sweep they go to the log file, unless trainer.verbose). on_epoch: fit's
-    progress callback (attnlab.progress).
-    """
-    cfg.validate()
-    check_fits(cfg)
-    if (out_dir / METRICS_FILE).exists():  # a finished result is never written over
-        raise RecordError(f"{out_dir} already holds a finished {METRICS_FILE}")
-    result = trained or train_and_measure(cfg, on_epoch)
-    for record in result.records:
-        logger = log if cfg.trainer.verbose or seed_lines else seed_log
-        _log_record(logger, record, cfg.data.attention_column)
-    doc = {"config": flatten(cfg), "runs": result.records, "run_id": run_id}
-    write_outputs(out_dir, doc, result.attention, cfg, result.history)
-    return doc
 
 
 def train_and_measure(
@@ -105,9 +63,9 @@ def train_cells(
     """
     import keras  # deferred: TensorFlow loads only when a job really trains
 
-    from attnlab.data import make_replica_data
-    from attnlab.models import ShardedModel, build_model
-    from attnlab.train import configure_tensorflow, fit, predict, shard_slices
+    from attnlab.engine.data import make_replica_data
+    from attnlab.engine.models import ShardedModel, build_model
+    from attnlab.engine.train import configure_tensorflow, fit, predict, shard_slices
 
     first = cfgs[0]
     cores = configure_tensorflow(first.trainer.threads)
@@ -223,8 +181,8 @@ def ablation_drops(
 
     keys: (replicas,) each replica's key column (or time step).
     """
-    from attnlab.data import ABLATION_STREAM, rng_for
-    from attnlab.train import predict
+    from attnlab.engine.data import ABLATION_STREAM, rng_for
+    from attnlab.engine.train import predict
 
     replicas = np.arange(len(seeds))
     mean = np.nan_to_num(alpha.mean(axis=0), nan=-1.0)  # (replicas, columns)
@@ -245,67 +203,3 @@ def _nan_if_diverged(record: dict[str, Any]) -> dict[str, Any]:
         keep = {"seed", "status", "train_seconds", "epochs_run"}
         out = {k: (v if k in keep else math.nan) for k, v in out.items()}
     return out
-
-
-def _log_record(logger: logging.Logger, record: dict[str, Any], key: int) -> None:
-    if record["status"] == "diverged":
-        logger.info(
-            "seed %d: diverged in epoch %d (loss NaN/inf or > 10 log(classes))",
-            record["seed"],
-            record["epochs_run"],
-        )
-        return
-    if not isinstance(record["attn_focused"], bool):  # NaN: model.attention=none
-        logger.info(
-            "seed %d: val_accuracy %.3f, probe_accuracy %.3f, %s",
-            record["seed"],
-            record["val_accuracy"],
-            record["probe_accuracy"],
-            NO_ATTENTION,
-        )
-        return
-    focus = "focused on" if record["attn_focused"] else "NOT focused on"
-    logger.info(
-        "seed %d: val_accuracy %.3f, probe_accuracy %.3f, attention %s column %d "
-        "(key weight %.3f, peak column %d)",
-        record["seed"],
-        record["val_accuracy"],
-        record["probe_accuracy"],
-        focus,
-        key,
-        record["attn_key_weight"],
-        record["attn_peak_column"],
-    )
-
-
-def write_outputs(
-    out_dir: Path,
-    doc: dict[str, Any],
-    attention: pd.DataFrame,
-    cfg: ExperimentConfig,
-    history: pd.DataFrame,
-) -> None:
-    """attention.csv, history.csv (and TensorBoard's event files with logger=tensorboard),
-    attention.png, then metrics.json (last: its presence means done; it is created, never
-    replaced)."""
-    from attnlab.plots import attention_figure
-
-    write_csv(out_dir / ATTENTION_CSV, attention)
-    write_csv(out_dir / HISTORY_CSV, history)
-    if cfg.logger.kind == "tensorboard":  # the same curves as event files, with the hparams
-        from attnlab.tensorboard import write_events
-
-        write_events(out_dir, history, flatten(cfg), cfg.logger.subdir)
-    d, m = cfg.data, cfg.model
-    if m.sequence:
-        title = f"lstm, attention {m.attention_position}: {d.classes} classes, {d.time_steps} steps"
-        axis = "time step"
-    else:
-        title = f"{m.variant}: {d.classes} classes, {d.features} features, depth {m.attn_layers}"
-        axis = "input column"
-    if m.attention != "learned":
-        title += f", attention {m.attention}"
-    figure = attention_figure(attention, d.attention_column, title, axis)
-    write_figure(out_dir / ATTENTION_PNG, figure)
-    if not write_result(out_dir, doc):
-        raise RecordError(f"{out_dir} already holds a finished {METRICS_FILE}")

@@ -8,7 +8,7 @@ seeds) therefore train faster as one model: every (cell, seed) is a replica, eac
 own data, initialisation and class count (a narrower cell's extra logits are masked out,
 see attnlab.layers.ReplicaDense), so each replica trains as it would alone.
 
-attnlab's sweeper (attnlab.sweeper) plans the packs here, before any job starts, and
+attnlab's sweeper (attnlab.sweep.planner) plans the packs here, before any job starts, and
 launches one job per pack (attnlab.sweep.run_pack_job trains it and writes its cells).
 """
 
@@ -17,8 +17,8 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
-from attnlab.config import ExperimentConfig, flatten
-from attnlab.records import identity_key
+from attnlab.engine.config import ExperimentConfig, flatten
+from attnlab.runs.records import identity_key
 
 # What cells of one pack may differ in: all else (the model, the trainer, the data's shape)
 # is shared by the one model that trains them (model.attention: per replica, see

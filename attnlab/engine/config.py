@@ -1,7 +1,8 @@
 """Typed configuration: the dataclass schemas behind `conf/` and their validation.
 
-The YAML files in `conf/` extend these schemas (registered in Hydra's ConfigStore), so a
-misspelled key or a wrong type fails when Hydra composes the config. Range checks that a
+The YAML files in `conf/` extend these schemas (registered in Hydra's ConfigStore by
+attnlab.sweep.schemas; this module imports no Hydra), so a misspelled key or a wrong type
+fails when Hydra composes the config. Range checks that a
 type cannot express live in `validate()`, which names the key, the value and what is
 allowed, and runs before any training starts.
 """
@@ -9,13 +10,11 @@ allowed, and runs before any training starts.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from hydra.core.config_store import ConfigStore
-from omegaconf import DictConfig
-
-from attnlab.metrics import SUMMARY_METRICS
+from attnlab.engine.metrics import SUMMARY_METRICS
 
 MODEL_VARIANTS = ("dense", "double", "lstm")
 LOGGERS = ("none", "tensorboard")
@@ -169,8 +168,8 @@ class TrainerConfig:
     validation_split: float = 0.2
     # 0 = quiet, 1 = log every epoch's mean loss.
     verbose: int = 0
-    # Cores this job trains on (one shard of replicas each, attnlab/train.py); 0 = its
-    # launcher's share: all cores, divided by n_jobs under joblib (attnlab/launchers.py).
+    # Cores this job trains on (one shard of replicas each, attnlab/engine/train.py); 0 = its
+    # launcher's share: all cores, divided by n_jobs under joblib (attnlab/sweep/launchers.py).
     threads: int = 0
 
     def validate(self, samples: int) -> None:
@@ -202,7 +201,7 @@ class TrainerConfig:
 @dataclass
 class LoggerConfig:
     # Where curves go besides metrics.json: none, or tensorboard (event files per run,
-    # attnlab/tensorboard.py; needs the `tensorboard` extra only to view them).
+    # attnlab/runs/tensorboard.py; needs the `tensorboard` extra only to view them).
     kind: str = "none"
     # The sub-directory of the run dir that holds the event files.
     subdir: str = "tensorboard"
@@ -270,7 +269,7 @@ def _is_activation(name: str) -> bool:
     return True
 
 
-def from_hydra(cfg: DictConfig) -> ExperimentConfig:
+def from_hydra(cfg: Mapping[str, Any]) -> ExperimentConfig:
     """Convert the composed Hydra config (hydra node excluded) into typed dataclasses.
 
     The schemas reject unknown keys at compose time, except ones added with `+key=...`
@@ -324,17 +323,3 @@ def dotted(tree: dict[Any, Any], prefix: str = "") -> dict[str, Any]:
         else:
             out[f"{prefix}{key}"] = value
     return out
-
-
-def register_configs() -> None:
-    """Register the schemas that conf/*.yaml extend.
-
-    They are stored outside every config group (conf/data/default.yaml names
-    `/base_data@_here_`), so --help and shell completion list only the real options.
-    """
-    cs = ConfigStore.instance()
-    cs.store(name="base_config", node=ExperimentConfig)
-    cs.store(name="base_data", node=DataConfig)
-    cs.store(name="base_model", node=ModelConfig)
-    cs.store(name="base_trainer", node=TrainerConfig)
-    cs.store(name="base_logger", node=LoggerConfig)

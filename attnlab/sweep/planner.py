@@ -7,7 +7,7 @@ thin plugin shell) composes every cell first, in the parent:
 - a cell that is invalid (bad value, unresolvable interpolation, too big for memory) gets
   its failure recorded in its own dir, and no job;
 - a cell finished in the sweep dir by an earlier run is reused as it is (`cached`);
-- the rest are grouped into packs (attnlab.packing: cells that share a model shape, at most
+- the rest are grouped into packs (attnlab.sweep.packing: cells that share a model shape, at most
   `max_replicas` seeds and what fits in a job's memory), and each pack is one job for
   whichever launcher the user chose (basic, joblib, submitit, Ray): the job trains the pack
   as one model and writes each of its cells (attnlab.sweep.run_pack_job).
@@ -24,6 +24,7 @@ import itertools
 import logging
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +33,13 @@ from hydra.core.override_parser.types import Override
 from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import DictConfig, OmegaConf
 
-from attnlab import records
-from attnlab.config import ConfigError, ExperimentConfig
-from attnlab.files import write_json
-from attnlab.packing import plan_packs
-from attnlab.resources import BASE_BYTES, GIB, USABLE_SHARE, available_memory, estimate_bytes
-from attnlab.sweep import PACK_ENV, Cell, make_cell, raise_if_stopped, strip_hydra
+from attnlab.engine.config import ConfigError, ExperimentConfig
+from attnlab.engine.resources import BASE_BYTES, GIB, USABLE_SHARE, available_memory, estimate_bytes
+from attnlab.runs import records
+from attnlab.runs.files import write_json
+from attnlab.sweep.cells import PACK_ENV, Cell, make_cell, strip_hydra
+from attnlab.sweep.packing import plan_packs
+from attnlab.sweep.signals import raise_if_stopped
 
 log = logging.getLogger(__name__)
 
@@ -75,33 +77,86 @@ def pack_fits(pack: list[ExperimentConfig], memory: int) -> bool:
     return need + BASE_BYTES <= USABLE_SHARE * memory
 
 
+@dataclass
+class SweepRequest:
+    """What the sweeper was asked: hydra.sweeper's options and the command line's overrides."""
+
+    # Swept keys and their comma-separated values from a preset (hydra.sweeper.params).
+    params: dict[str, str] = field(default_factory=dict)
+    # The command line's overrides, added after params.
+    arguments: list[str] = field(default_factory=list)
+    # Train cells that share a model shape as one model (one job per pack).
+    pack: bool = True
+    # Seeds one job trains at most.
+    max_replicas: int = 128
+
+    def check(self) -> None:
+        """One-line error for an option out of range, before anything is written."""
+        if self.max_replicas < 1:
+            raise ConfigError(
+                f"hydra.sweeper.max_replicas={self.max_replicas} is not allowed: an integer >= 1"
+            )
+
+
+@dataclass
+class Plan:
+    """The sweep's cells sorted: every name of the run in order, the cells to train, and
+    counts for the plan's log line; blocked: cell name -> why its dir cannot be written."""
+
+    names: list[str] = field(default_factory=list)
+    pending: list[Cell] = field(default_factory=list)
+    blocked: dict[str, str] = field(default_factory=dict)
+    reused: int = 0
+    invalid: int = 0
+
+
 def sweep(
-    config: DictConfig,
-    hydra_context: Any,
-    launcher: Any,
-    arguments: list[str],
-    params: dict[str, str] | None,
-    pack: bool,
-    max_replicas: int,
+    config: DictConfig, hydra_context: Any, launcher: Any, request: SweepRequest
 ) -> list[Sequence[JobReturn]]:
+    """Compose every cell, record the invalid ones, reuse the finished ones, pack the rest
+    into jobs and launch them; a lost job's cells are recorded failed with the reason."""
+    request.check()
     sweep_dir = Path(config.hydra.sweep.dir)
-    if max_replicas < 1:
-        raise ConfigError(
-            f"hydra.sweeper.max_replicas={max_replicas} is not allowed: an integer >= 1"
-        )
-    lines = [f"{k}={v}" for k, v in (params or {}).items()] + list(arguments)
+    lines = [f"{k}={v}" for k, v in request.params.items()] + request.arguments
     parser = OverridesParser.create(config_loader=hydra_context.config_loader)
     jobs = expand(parser.parse_overrides(lines))
     OmegaConf.save(config, sweep_dir / "multirun.yaml")  # as Hydra's basic sweeper does
 
     state = records.read_state(sweep_dir)
     run_id = state.get("run_id")
-    cells = [compose(hydra_context, config, job) for job in jobs]
+    plan = sort_cells(sweep_dir, [compose(hydra_context, config, job) for job in jobs], run_id)
+    memory = job_memory(OmegaConf.select(config, "hydra.launcher"))
+    packs = plan_packs(
+        [c.exp for c in plan.pending if c.exp is not None],
+        request.max_replicas if request.pack else 1,
+        (lambda p: pack_fits(p, memory)) if request.pack else (lambda p: len(p) == 1),
+    )
+    state["cells"] = plan.names
+    if plan.blocked:
+        state["blocked"] = plan.blocked
+    # Seed-epochs each cell to train takes: progress lines measure speed in these.
+    state["work"] = {c.name: work(c.exp) for c in plan.pending if c.exp is not None}
+    write_json(sweep_dir / records.SWEEP_STATE, state)
+    batch, packs_cells = write_packs(sweep_dir, run_id, plan.pending, packs, state["work"])
+    log.info(
+        "sweep of %d cells into %s: %d to train in %d job(s), %d reused, %d invalid",
+        len(plan.names),
+        sweep_dir,
+        len(plan.pending),
+        len(batch),
+        plan.reused,
+        plan.invalid,
+    )
+    if not batch:
+        return []
+    return launch(launcher, batch, sweep_dir, run_id, packs_cells, config)
+
+
+def sort_cells(sweep_dir: Path, cells: list[Cell], run_id: str | None) -> Plan:
+    """Each distinct cell blocked, invalid (its failure recorded), reused or pending."""
     finished = records.finished_cells(sweep_dir)
     seen: set[str] = set()
-    names: list[str] = []
-    pending: list[Cell] = []
-    reused = invalid = 0
+    plan = Plan()
     for cell in cells:
         key = records.identity_key(cell.config)
         if key in seen:
@@ -109,52 +164,55 @@ def sweep(
         seen.add(key)
         blocked = blocked_dir(sweep_dir / cell.name)
         if blocked:  # nothing is written through it; the run fails with the reason
-            names.append(cell.name)
-            state.setdefault("blocked", {})[cell.name] = blocked
+            plan.names.append(cell.name)
+            plan.blocked[cell.name] = blocked
             log.error("%s", blocked)
-            invalid += 1
+            plan.invalid += 1
         elif cell.error:  # checked first: a bad value is an error even for a finished cell
-            names.append(cell.name)
+            plan.names.append(cell.name)
             record_invalid(sweep_dir, cell, run_id)
-            invalid += 1
+            plan.invalid += 1
         elif key in finished:
-            names.append(finished[key].name)
+            plan.names.append(finished[key].name)
             records.write_attempt(finished[key], "cached", run_id)
-            reused += 1
+            plan.reused += 1
         else:
-            names.append(cell.name)
-            pending.append(cell)
+            plan.names.append(cell.name)
+            plan.pending.append(cell)
+    return plan
 
-    memory = job_memory(OmegaConf.select(config, "hydra.launcher"))
+
+def write_packs(
+    sweep_dir: Path,
+    run_id: str | None,
+    pending: list[Cell],
+    packs: list[list[ExperimentConfig]],
+    work_of: dict[str, int],
+) -> tuple[list[list[str]], list[list[str]]]:
+    """Each pack's spec and its cells' cell.json; return the jobs' overrides and each job's
+    cell names. A pack's place says how much work the sweep has left after it."""
     by_exp = {id(c.exp): c for c in pending}
-    packs = plan_packs(
-        [c.exp for c in pending if c.exp is not None],
-        max_replicas if pack else 1,
-        (lambda p: pack_fits(p, memory)) if pack else (lambda p: len(p) == 1),
-    )
-    state["cells"] = names
-    # Seed-epochs each cell to train takes: progress lines measure speed in these.
-    state["work"] = {c.name: work(c.exp) for c in pending if c.exp is not None}
-    write_json(sweep_dir / records.SWEEP_STATE, state)
     batch, packs_cells = [], []
-    left = sum(state["work"].values())
+    left = sum(work_of.values())
     for index, members in enumerate(packs):
         pack_cells = [by_exp[id(exp)] for exp in members]
         packs_cells.append([c.name for c in pack_cells])
         left -= sum(work(exp) for exp in members)
         place = {"index": index, "of": len(packs), "after": left}
         batch.append(write_pack(sweep_dir, run_id, place, pack_cells))
-    log.info(
-        "sweep of %d cells into %s: %d to train in %d job(s), %d reused, %d invalid",
-        len(names),
-        sweep_dir,
-        len(pending),
-        len(batch),
-        reused,
-        invalid,
-    )
-    if not batch:
-        return []
+    return batch, packs_cells
+
+
+def launch(
+    launcher: Any,
+    batch: list[list[str]],
+    sweep_dir: Path,
+    run_id: str | None,
+    packs_cells: list[list[str]],
+    config: DictConfig,
+) -> list[Sequence[JobReturn]]:
+    """Run the jobs on the launcher; record the cells of jobs it lost or that failed
+    outside a cell's own record keeping."""
     try:
         returns = launcher.launch(batch, initial_job_idx=0)
     except Exception as err:  # a lost job (cancelled, timed out, its worker killed)
@@ -168,7 +226,7 @@ def sweep(
     failed = {}
     for index, ret in enumerate(returns):
         if ret.status == JobStatus.FAILED:  # raised outside a cell's own record keeping
-            raised = ret._return_value
+            raised = ret._return_value  # Hydra keeps the exception only here (no public API)
             failed[index] = records.one_line(f"{type(raised).__name__}: {raised}", 300)
             log.error("job %d failed: %s", index, failed[index])
     record_lost(sweep_dir, run_id, packs_cells, failed)

@@ -4,7 +4,7 @@
 another (Hydra's basic launcher), an equal split when joblib runs n_jobs at once, and the
 job's own allocation under submitit (cpus_per_task) and Ray (ray.remote.num_cpus). The rule
 is pure (default_threads, resolve_threads), so it is testable without starting a sweep;
-apply_threads hands its result to attnlab.train (one shard of replicas per core).
+apply_threads hands its result to attnlab.engine.train (one shard of replicas per core).
 
 The resolved count is only handed to TensorFlow, never written back into the config: the
 config is a cell's identity (the resume cache key and the report's columns), and it must not
@@ -17,7 +17,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from attnlab.resources import available_cpus
+from attnlab.engine.resources import available_cpus
 
 log = logging.getLogger(__name__)
 detail = logging.getLogger("attnlab.detail")  # the job's log file only
@@ -75,7 +75,9 @@ def apply_threads(trainer_threads: int, hydra_cfg: Any | None) -> int:
     Call in the job, before it trains: only the first call of a process takes effect (loky
     reuses its workers across jobs, but every job of a sweep resolves to the same count).
     """
-    from attnlab.train import configure_tensorflow  # deferred: TensorFlow loads only to train
+    from attnlab.engine.train import (
+        configure_tensorflow,  # deferred: TensorFlow loads only to train
+    )
 
     threads = configure_tensorflow(resolve_threads(trainer_threads, hydra_cfg))
     detail.info("training on %d core(s)", threads)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from attnlab.config import DataConfig, split_sizes
+from attnlab.engine.config import DataConfig, split_sizes
 
 # Stream ids under a seed: numpy's SeedSequence([seed, stream]) gives independent streams.
 TRAIN_STREAM, PROBE_STREAM, INIT_STREAM, SHUFFLE_STREAM, ABLATION_STREAM = range(5)
@@ -71,7 +71,7 @@ def make_replica_data(
     """Draw each seed's training and probe sets and stack them on the replica axis.
 
     data is one config for every seed, or replica r's own config (cells trained together,
-    see attnlab.packing: their classes and key may differ, never their shapes). The
+    see attnlab.sweep.packing: their classes and key may differ, never their shapes). The
     validation split is the last samples of each draw, as in Keras' fit.
     """
     configs = data if isinstance(data, list) else [data] * len(seeds)
@@ -88,7 +88,7 @@ def make_replica_data(
 
     # numpy's generators release the GIL while they fill arrays, so seeds draw in parallel
     # (each from its own streams: the same numbers in any order).
-    from attnlab.resources import available_cpus
+    from attnlab.engine.resources import available_cpus
 
     with ThreadPoolExecutor(available_cpus()) as pool:
         train, probe = zip(*pool.map(draw, configs, seeds), strict=True)

@@ -36,9 +36,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from attnlab.config import TrainerConfig
-from attnlab.data import SHUFFLE_STREAM, ReplicaData, rng_for
-from attnlab.models import LOGITS_LAYER, ShardedModel, attention_model, logits_model
+from attnlab.engine.config import TrainerConfig
+from attnlab.engine.data import SHUFFLE_STREAM, ReplicaData, rng_for
+from attnlab.engine.models import LOGITS_LAYER, ShardedModel, attention_model, logits_model
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def configure_tensorflow(threads: int) -> int:
     global _cores
     tf.config.experimental.enable_op_determinism()
     if not _cores:
-        from attnlab.resources import available_cpus
+        from attnlab.engine.resources import available_cpus
 
         _cores = threads if threads > 0 else available_cpus()
         try:
@@ -365,7 +365,7 @@ def make_eval_fn(
 ) -> Any:
     """A tf.function measuring every replica on (x, y), in inference mode: each replica's
     correct predictions (replicas,) int32, its mean attention weight on its key over the
-    samples (replicas,) float64 (attn_key_weight as attnlab.metrics defines it, over time
+    samples (replicas,) float64 (attn_key_weight as attnlab.engine.metrics defines it, over time
     steps for lstm), and n.
 
     x: (n, replicas, ...); y: (n, replicas); keys: (replicas,). A prediction is the argmax of
@@ -396,7 +396,7 @@ def _finite_weights(model: ShardedModel) -> np.ndarray:
     """(replicas,) bool: every weight slice of the replica is finite.
 
     Weights of some replicas only (the learned attention of a model mixing attention
-    modes, attnlab.models) are skipped: a non-finite one makes its replicas' loss NaN.
+    modes, attnlab.engine.models) are skipped: a non-finite one makes its replicas' loss NaN.
     """
     parts = []
     for shard, part in zip(model.models, model.slices, strict=True):

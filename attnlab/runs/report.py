@@ -1,0 +1,545 @@
+"""The sweep report: every job dir's metrics.json -> report.csv, summary.csv, report.md, figures/.
+
+One aggregator serves both the end-of-sweep callback and the command
+
+    python -m attnlab.report <sweep dir>
+
+which rebuilds the report from disk at any time, also for a sweep killed half way: a job
+dir whose metrics.json is missing or unreadable becomes a `failed` row that says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import logging
+import math
+import sys
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import pandas as pd
+
+from attnlab.engine.metrics import NO_ATTENTION, RUN_METRICS, SUMMARY_METRICS, metric_bounds
+from attnlab.engine.stats import LEVEL, t_interval, wilson_interval
+from attnlab.runs import records
+from attnlab.runs.files import os_error_text, signals_held, write_csv, write_figure, write_text
+
+log = logging.getLogger(__name__)
+
+USABLE = ("completed", "cached")  # statuses whose numbers enter the summary
+
+
+def collect_runs(sweep_dir: Path) -> pd.DataFrame:
+    """The tidy table: one row per (cell, seed), columns job, config..., seed, status, error,
+    metrics...; a failed cell gets one row per seed it was asked to train (attnlab.runs.records
+    reads every cell dir, and makes anything unexpected a failed record saying why)."""
+    rows, config_keys = [], {}
+    for record in records.read_cells(sweep_dir):
+        config = {k: _cell(v) for k, v in record.config.items()}
+        config_keys.update(dict.fromkeys(config))
+        if record.finished:
+            status = "cached" if record.status == "cached" else None
+            runs = [
+                {
+                    **run,
+                    "status": status if status and run["status"] != "diverged" else run["status"],
+                }
+                for run in record.runs
+            ]
+        else:
+            seeds = record.config.get("seeds")
+            if not isinstance(seeds, list) or not seeds:
+                seeds = [math.nan]
+            runs = [{"seed": s, "status": "failed", "error": record.error} for s in seeds]
+        rows += [{"job": record.name, **config, **run} for run in runs]
+    columns = ["job", *config_keys, "seed", "status", "error", *RUN_METRICS]
+    extra = sorted({k for row in rows for k in row} - set(columns))
+    frame = pd.DataFrame(rows, columns=[*columns, *extra])
+    frame["error"] = [e if isinstance(e, str) else "" for e in frame["error"]]
+    return frame.sort_values(["job", "seed"], kind="stable", ignore_index=True)
+
+
+def _cell(value: Any) -> Any:
+    """Lists (seeds) become their JSON text, so every config column is a scalar."""
+    return json.dumps(value) if isinstance(value, list | dict) else value
+
+
+def config_columns(report: pd.DataFrame) -> list[str]:
+    """The columns between `job` and `seed`."""
+    names = [str(c) for c in report.columns]
+    return names[names.index("job") + 1 : names.index("seed")]
+
+
+def swept_columns(report: pd.DataFrame) -> list[str]:
+    """Config columns with more than one value, most values first (ties: config order)."""
+    cols = [c for c in config_columns(report) if report[c].nunique(dropna=True) > 1]
+    return sorted(cols, key=lambda c: -report[c].nunique(dropna=True))
+
+
+def summarize(report: pd.DataFrame) -> pd.DataFrame:
+    """One row per job: config, n_seeds (usable), focus_rate with its Wilson interval, the
+    accuracy of focused and of unfocused seeds, still_improving_rate, and for each summary
+    metric its mean, sd (ddof=1) and 95% Student-t interval of the mean across seeds."""
+    config = config_columns(report)
+    rows = []
+    for job, group in report.groupby("job", sort=True):
+        usable = group[group["status"].isin(USABLE)]
+        row: dict[str, Any] = {"job": job}
+        row.update({c: group.iloc[0][c] for c in config})
+        row["n_seeds"] = len(usable)
+        row["n_diverged"] = int((group["status"] == "diverged").sum())
+        row["n_failed"] = int((group["status"] == "failed").sum())
+        row.update(focus_columns(usable))
+        row["still_improving_rate"] = still_improving_rate(usable)
+        for metric in SUMMARY_METRICS:
+            values = usable[metric].astype(float).to_numpy()
+            values = values[np.isfinite(values)]  # mean, sd and CI over the same seeds
+            row[f"{metric}_mean"] = _finite_mean(values)
+            row[f"{metric}_std"] = float(np.std(values, ddof=1)) if len(values) > 1 else math.nan
+            bounds = metric_bounds(metric)
+            row[f"{metric}_ci_low"], row[f"{metric}_ci_high"] = t_interval(values, LEVEL, bounds)
+        rows.append(row)
+    # Cells in the order of their config values (2, 5, 20, ... not the job names' 100, 2, 20).
+    return pd.DataFrame(rows).sort_values([*config, "job"], kind="stable", ignore_index=True)
+
+
+def focus_columns(usable: pd.DataFrame) -> dict[str, float]:
+    """focus_rate, its Wilson interval, and mean val_accuracy of the focused and the
+    unfocused seeds (NaN for an empty group): a cell's mean hides that the two can differ."""
+    focused = _flags(usable["attn_focused"])
+    known = focused.notna()
+    k, n = int(focused[known].sum()), int(known.sum())
+    low, high = wilson_interval(k, n)
+    accuracy = usable["val_accuracy"].astype(float).to_numpy()
+    flags = focused.to_numpy()
+    return {
+        "focus_rate": k / n if n else math.nan,
+        "focus_rate_ci_low": low,
+        "focus_rate_ci_high": high,
+        "val_accuracy_focused_mean": _finite_mean(accuracy[flags == 1.0]),
+        "val_accuracy_unfocused_mean": _finite_mean(accuracy[flags == 0.0]),
+    }
+
+
+def still_improving_rate(usable: pd.DataFrame) -> float:
+    """Share of usable seeds whose record says still_improving; NaN when no record has the
+    field (sweeps run before attnlab recorded histories)."""
+    if "still_improving" not in usable:
+        return math.nan
+    flags = _flags(usable["still_improving"]).dropna()
+    return float(flags.mean()) if len(flags) else math.nan
+
+
+def _flags(column: pd.Series) -> pd.Series:
+    """A boolean column as floats 1/0, NaN where unknown (JSON null, a missing field)."""
+    return column.map(lambda v: float(v) if isinstance(v, bool | np.bool_) else math.nan)
+
+
+def objective_value(doc: dict[str, Any], objective: str) -> float:
+    """A job's objective: the mean of `objective` over the cell's usable seeds (completed or
+    cached), as summarize() computes it; focus_rate is the share of those seeds focused.
+    NaN if no seed has a finite value (a failed cell, every seed diverged)."""
+    usable = [run for run in doc.get("runs", []) if run.get("status") in USABLE]
+    key = "attn_focused" if objective == "focus_rate" else objective
+    values = np.array([_as_float(run.get(key)) for run in usable], dtype=float)
+    return _finite_mean(values)
+
+
+def _as_float(value: Any) -> float:
+    return float(value) if isinstance(value, int | float) else math.nan  # bools included
+
+
+def _finite_mean(values: np.ndarray) -> float:
+    values = values[np.isfinite(values)]
+    return float(values.mean()) if len(values) else math.nan
+
+
+VERSIONED = ("attnlab", "tensorflow", "keras", "hydra-core", "numpy", "pandas", "scipy")
+IMPROVING = 0.5  # still_improving_rate above this: most seeds had not converged
+
+
+class Provenance(NamedTuple):
+    """What report.md says about how its numbers were made, beside the numbers."""
+
+    command: str
+    date: str
+    versions: dict[str, str]
+    figures: list[tuple[str, str]]  # (path relative to the sweep dir, what it shows)
+
+
+def markdown(summary: pd.DataFrame, report: pd.DataFrame, made: Provenance) -> str:
+    """report.md: how the sweep was run, the summary table, the figures, the failed cells."""
+    swept = [c for c in swept_columns(report) if c in summary] or ["job"]
+    lines = [
+        "# Sweep report",
+        "",
+        f"{len(summary)} cells, {len(report)} runs; report written {made.date}.",
+        "",
+        "## How it was run",
+        "",
+        f"- Command: `{made.command}`"
+        if made.command != NOT_RECORDED
+        else f"- Command: {NOT_RECORDED}",
+        "- Versions: " + ", ".join(f"{k} {v}" for k, v in made.versions.items()),
+        "- Swept: " + (", ".join(f"`{c}`" for c in swept_columns(report)) or "nothing"),
+        "- Fixed in every cell: "
+        + (", ".join(f"`{k}={v}`" for k, v in fixed_settings(report).items()) or "nothing"),
+        "",
+        "## Cells",
+        "",
+        "Intervals are 95%: Student-t intervals of the mean over seeds, and for the focus rate "
+        "(seeds whose mean attention peaks on the key) a Wilson interval. `acc focused / "
+        "unfocused` is the mean val_accuracy of the seeds that focused and of those that did "
+        "not. `still improving` counts seeds whose val_accuracy rose by more than 0.01 over "
+        "their last quarter of epochs; **yes** when most did: more epochs would change that "
+        "cell's numbers.",
+        "",
+        *summary_table(summary, swept),
+    ]
+    if "model.attention" in summary and (summary["model.attention"] == "none").any():
+        lines += [
+            "",
+            f"Attention columns are empty (–) in the cells without attention: {NO_ATTENTION}.",
+        ]
+    if made.figures:
+        lines += ["", "## Figures", ""]
+        lines += [f"- [{Path(path).name}]({path}): {what}" for path, what in made.figures]
+    failed = report[report["status"] == "failed"].drop_duplicates("job")
+    if len(failed):
+        lines += ["", "## Failed cells", ""]
+        lines += [f"- `{r.job}`: {r.error}" for r in failed.itertuples()]
+    return "\n".join(lines) + "\n"
+
+
+def summary_table(summary: pd.DataFrame, swept: list[str]) -> list[str]:
+    head = [
+        *swept,
+        "n_seeds",
+        "focus rate [95% Wilson]",
+        "val_accuracy [95% CI]",
+        "acc focused / unfocused",
+        "attn_key_weight [95% CI]",
+        "key_ablation_drop",
+        "still improving",
+    ]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for _, row in summary.iterrows():
+        cells = [str(row[c]) for c in swept] + [
+            f"{row['n_seeds']}" + (f" ({row['n_diverged']} diverged)" if row["n_diverged"] else ""),
+            focus(row),
+            interval(row, "val_accuracy"),
+            " / ".join(_fmt(row[f"val_accuracy_{g}_mean"]) for g in ("focused", "unfocused")),
+            interval(row, "attn_key_weight"),
+            _fmt(row["key_ablation_drop_mean"]),
+            improving(row),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def fixed_settings(report: pd.DataFrame) -> dict[str, Any]:
+    """Config values every cell shares (features, samples, epochs, seeds, ...)."""
+    return {
+        c: report[c].dropna().iloc[0]
+        for c in config_columns(report)
+        if report[c].nunique(dropna=True) == 1
+    }
+
+
+def _fmt(value: float) -> str:
+    return "–" if not np.isfinite(value) else f"{value:.3f}"
+
+
+def interval(row: pd.Series, metric: str) -> str:
+    """`mean [ci_low, ci_high]` of a summary row's metric, to 3 decimals."""
+    mean, low, high = (row[f"{metric}_{k}"] for k in ("mean", "ci_low", "ci_high"))
+    if not np.isfinite(mean):
+        return "–"
+    return f"{mean:.3f} [{_fmt(low)}, {_fmt(high)}]"
+
+
+def focus(row: pd.Series) -> str:
+    """`k/n [low, high]`: focused seeds out of usable ones, with the Wilson interval."""
+    rate, n = row["focus_rate"], int(row["n_seeds"])
+    if not np.isfinite(rate):
+        return "–"
+    low, high = row["focus_rate_ci_low"], row["focus_rate_ci_high"]
+    return f"{round(rate * n)}/{n} [{low:.2f}, {high:.2f}]"
+
+
+def improving(row: pd.Series) -> str:
+    """`yes (4/5)` when most seeds were still improving, `no (1/5)`, `–` if not recorded."""
+    rate, n = row.get("still_improving_rate", math.nan), int(row["n_seeds"])
+    if not np.isfinite(rate):
+        return "–"
+    flag = "**yes**" if rate > IMPROVING else "no"
+    return f"{flag} ({round(rate * n)}/{n})"
+
+
+NOT_RECORDED = "not recorded"
+
+
+def sweep_command(sweep_dir: Path) -> str:
+    """The command that ran the sweep, as the sweep layer stored it in .sweep.json."""
+    command = records.read_state(sweep_dir).get("command")
+    return command if isinstance(command, str) and command else NOT_RECORDED
+
+
+def package_versions() -> dict[str, str]:
+    """Installed versions, read from package metadata (importing TensorFlow takes seconds)."""
+    out = {}
+    for name in VERSIONED:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def write_report(sweep_dir: Path, command: str | None = None) -> pd.DataFrame:
+    """Write report.csv, summary.csv, figures/ and report.md into sweep_dir; return the report.
+
+    command: the command line that ran the sweep, for report.md; None reads the one stored in
+    the sweep dir's .sweep.json, if any.
+    """
+    figures_dir = sweep_dir / records.FIGURES_DIR
+    if figures_dir.is_symlink() or (figures_dir.exists() and not figures_dir.is_dir()):
+        raise records.RecordError(
+            f"{figures_dir} is not a directory of the sweep: not written through"
+        )
+    # The old report goes first, so a write that fails or is stopped half way leaves an
+    # incomplete report, never an old file beside new ones; a Ctrl-C waits until all of
+    # the old files are gone (else an old report.md could outlive its report.csv).
+    with signals_held():
+        for name in records.REPORT_FILES:
+            path = sweep_dir / name
+            if path.is_dir() and not path.is_symlink():
+                raise records.RecordError(f"{path} is a directory, not a report file")
+            path.unlink(missing_ok=True)
+    report = collect_runs(sweep_dir)
+    summary = summarize(report)
+    write_csv(sweep_dir / "report.csv", report)
+    write_csv(sweep_dir / "summary.csv", summary)
+    figures = write_figures(sweep_dir, report, summary)
+    made = Provenance(
+        command=command or sweep_command(sweep_dir),
+        date=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        versions=package_versions(),
+        figures=figures,
+    )
+    write_text(sweep_dir / "report.md", markdown(summary, report, made))
+    return report
+
+
+def figure_axes(report: pd.DataFrame) -> list[str]:
+    """The swept axes figures show, most values first; the seeds list is not an axis."""
+    return [c for c in swept_columns(report) if c != "seeds"]
+
+
+def write_figures(
+    sweep_dir: Path, report: pd.DataFrame, summary: pd.DataFrame
+) -> list[tuple[str, str]]:
+    """Heatmaps, metric lines, learning curves and the attention grid; every swept axis is
+    on an axis, a line colour or a panel. A figure with nothing to show is skipped. Returns
+    (path relative to sweep_dir, what it shows) of each figure written."""
+    from attnlab.runs import plots
+
+    written: list[tuple[str, str]] = []
+
+    def save(name: str, figure: Any, what: str) -> None:
+        write_figure(sweep_dir / records.FIGURES_DIR / name, figure)
+        written.append((f"{records.FIGURES_DIR}/{name}", what))
+
+    axes = figure_axes(report)
+    placed = placeable(summary, axes)
+    if axes and (placed["n_seeds"] > 0).any():
+        for name, figure, what in summary_figures(placed, axes):
+            save(name, figure, what)
+    histories = cell_histories(sweep_dir, report, summary)
+    if histories:
+        for name, figure, what in learning_curve_figures(histories, axes):
+            save(name, figure, what)
+    cells = attention_cells(sweep_dir, placed, axes)
+    if cells:
+        combos = placed[axes[1:]].drop_duplicates() if len(axes) > 1 else placed.iloc[:1]
+        ncols = len(combos) if len(combos) <= 6 else 4
+        what = "every seed's attention per column, each cell a panel (one colour scale)"
+        sequence = "model.variant" in placed and (placed["model.variant"] == "lstm").all()
+        grid = plots.attention_grid_figure(
+            cells, ncols, "time step" if sequence else "input column"
+        )
+        save("attention_grid.png", grid, what)
+    return written
+
+
+def placeable(summary: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
+    """The summary rows that have a place on every figure axis. A cell whose config is
+    unknown (a broken record) has none, nor has a cell without results whose value is
+    text on a numeric axis (an unresolvable `${...}`, kept as typed). report.md lists
+    both among the failed cells."""
+    placed = summary.dropna(subset=axes) if axes else summary
+    for axis in axes:
+        numeric = pd.to_numeric(placed[axis], errors="coerce").notna()
+        has_results = placed["n_seeds"] > 0  # of the rows still placed
+        if numeric[has_results].all():
+            placed = placed[numeric | has_results]
+    return placed
+
+
+def summary_figures(summary: pd.DataFrame, axes: list[str]) -> list[tuple[str, Any, str]]:
+    """Heatmaps of val_accuracy and focus_rate (cols: the first axis, rows: the second,
+    panels: the rest) and metric lines (x: classes or the first axis, lines: the next one,
+    panels: the rest), all drawn from the summary's means and intervals."""
+    from attnlab.runs import plots
+    from attnlab.runs.plots import short
+
+    out = []
+    cols, rows, facets = axes[0], (axes[1] if len(axes) > 1 else None), axes[2:]
+    roles = f"rows: {short(rows)}, columns: {short(cols)}" if rows else f"columns: {short(cols)}"
+    for value, what in (
+        ("val_accuracy_mean", "mean val_accuracy [95% t interval over seeds]"),
+        ("focus_rate", "focus rate: seeds whose attention peaks on the key [95% Wilson]"),
+    ):
+        data = plots.heatmap_data(summary, value, rows, cols, facets)
+        title = plots.layout_title(what, facets, roles)
+        out.append((f"heatmap_{value}.png", plots.heatmap_figure(data, title), what))
+    x = "data.classes" if "data.classes" in axes else axes[0]
+    rest = [c for c in axes if c != x]
+    hue, facets = (rest[0], rest[1:]) if rest else (None, [])
+    for metric in ("val_accuracy", "attn_key_weight"):
+        lines = plots.metric_lines_data(summary, metric, x, hue, facets)
+        what = f"{metric} vs {short(x)}: mean and 95% t interval over seeds"
+        title = plots.layout_title(what, facets, f"lines: {short(hue)}" if hue else "")
+        ref = plots.reference_level(summary, metric)
+        figure = plots.lines_figure(
+            lines, title, short(x), metric, hue, ref[0] if ref is not None else None
+        )
+        out.append((f"{metric}_vs_{x}.png", figure, what))
+    return out
+
+
+def learning_curve_figures(
+    histories: list[tuple[pd.Series, pd.DataFrame]], axes: list[str]
+) -> list[tuple[str, Any, str]]:
+    """val_accuracy and train_loss over epochs, one line per cell: coloured by classes (or
+    the first axis), one panel per value of the other axes."""
+    from attnlab.runs import plots
+    from attnlab.runs.plots import short
+
+    hue = ("data.classes" if "data.classes" in axes else axes[0]) if axes else None
+    facets = [c for c in axes if c != hue]
+    out = []
+    for metric in HISTORY_METRICS:
+        data = plots.learning_curve_data(histories, metric, hue, facets)
+        what = f"learning curves: {metric} per epoch, mean and 95% t interval over seeds"
+        title = plots.layout_title(what, facets, f"lines: {short(hue)}" if hue else "")
+        ref = plots.reference_level(histories[0][0].to_frame().T, metric)
+        figure = plots.lines_figure(
+            data, title, "epoch", metric, hue, ref[0] if ref is not None else None, False
+        )
+        out.append((f"learning_curve_{metric}.png", figure, what))
+    return out
+
+
+HISTORY_METRICS = ("val_accuracy", "train_loss")
+
+
+def cell_histories(
+    sweep_dir: Path, report: pd.DataFrame, summary: pd.DataFrame
+) -> list[tuple[pd.Series, pd.DataFrame]]:
+    """(summary row, history.csv rows of its usable seeds) of each cell that has a
+    readable history.csv; cells without one (older sweeps) are skipped."""
+    out = []
+    for _, row in summary.iterrows():
+        history = cell_csv(sweep_dir, row, records.HISTORY_CSV)
+        if history is None:
+            continue
+        runs = report[(report["job"] == row["job"]) & report["status"].isin(USABLE)]
+        history = history[history["seed"].isin(runs["seed"])]
+        if len(history) and set(HISTORY_METRICS) <= set(history.columns):
+            out.append((row, history))
+    return out
+
+
+def cell_csv(sweep_dir: Path, row: pd.Series, name: str) -> pd.DataFrame | None:
+    """A cell's CSV (history.csv, attention.csv) read through the strict reader; None for
+    a cell without results, or whose file is missing or unreadable (the figure skips it)."""
+    path = sweep_dir / str(row["job"]) / name
+    if row["n_seeds"] == 0 or not path.exists():
+        return None
+    try:
+        return pd.read_csv(io.BytesIO(records.read_bytes(path, sweep_dir, records.MAX_CSV_BYTES)))
+    except (records.RecordError, ValueError):
+        return None
+
+
+def attention_cells(
+    sweep_dir: Path, summary: pd.DataFrame, swept: list[str]
+) -> list[tuple[str, pd.DataFrame, int]]:
+    """(title, attention.csv frame, key column) for each cell that has an attention.csv,
+    ordered by the swept axes (the first varies slowest); titles name every swept value."""
+    cells = []
+    ordered = summary.sort_values(swept, kind="stable") if swept else summary
+    for _, row in ordered.iterrows():
+        frame = cell_csv(sweep_dir, row, records.ATTENTION_CSV)
+        if frame is None:
+            continue
+        title = " ".join(f"{c.split('.')[-1]}={row[c]}" for c in swept) or str(row["job"])
+        cells.append((title, frame, int(row.get("data.attention_column", 1))))
+    return cells
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m attnlab.report",
+        description="Rebuild report.csv, summary.csv, report.md and figures/ of a sweep dir.",
+    )
+    parser.add_argument("sweep_dir", type=Path)
+    args = parser.parse_args(argv)
+    if not args.sweep_dir.is_dir():
+        print(
+            f"attnlab.runs.report: error: sweep_dir={args.sweep_dir} is not a directory",
+            file=sys.stderr,
+        )
+        return 2
+    if not records.cell_dirs(args.sweep_dir):
+        print(
+            f"attnlab.runs.report: error: sweep_dir={args.sweep_dir} holds no cell dirs "
+            "(sub-directories with cell.json, metrics.json or .hydra/)",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        # The sweep running in the dir owns its files: rebuild the report once it is done.
+        lock = records.lock_sweep_dir(
+            args.sweep_dir, records.command_line("python -m attnlab.report")
+        )
+        with lock:
+            report = write_report(args.sweep_dir)
+    except KeyboardInterrupt:
+        print(
+            f"attnlab.runs.report: stopped by SIGINT; the report in {args.sweep_dir} is incomplete "
+            "(its old files were removed first): run the command again",
+            file=sys.stderr,
+        )
+        return 130
+    except (OSError, records.RecordError) as err:
+        print(f"attnlab.runs.report: error: {_os_error_line(err)}", file=sys.stderr)
+        return 1
+    counts = report.drop_duplicates("job")["status"].value_counts().to_dict()
+    jobs, md = report["job"].nunique(), args.sweep_dir / "report.md"
+    print(f"{jobs} jobs, {len(report)} rows, job status {counts}: {md}")
+    return 0
+
+
+def _os_error_line(err: Exception) -> str:
+    return os_error_text(err) if isinstance(err, OSError) else str(err)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

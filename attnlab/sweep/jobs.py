@@ -1,0 +1,164 @@
+"""The task function and the jobs it runs in a launcher's worker: a single run, a pack of
+cells, or one cell under another sweeper.
+
+A job never raises in a sweep (Hydra skips on_multirun_end when one does, and its joblib,
+submitit and Ray launchers run job callbacks in worker processes): every outcome is a
+record in the cell's dir (attnlab.runs.records), and the parent builds the report and the
+exit status from the dirs on disk (attnlab.sweep.callback).
+
+Under attnlab's sweeper (the default, attnlab.sweep.planner) each job is a pack: cells that
+share a model shape, trained as one model by run_pack_job, which writes every cell's dir.
+Under any other sweeper (Hydra's basic one, Optuna) each job is one cell (run_cell_job),
+in a dir named by the same rule (the `attnlab.cell_dir` resolver).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from attnlab.engine.config import from_hydra
+from attnlab.runs import records
+from attnlab.sweep.cells import PACK_ENV, error_line, make_cell
+from attnlab.sweep.errors import is_config_error
+from attnlab.sweep.progress import PackProgress, display_name, progress_line, run_summary
+from attnlab.sweep.signals import Abort, raise_if_stopped, record_attempt
+
+log = logging.getLogger(__name__)
+
+
+def run_job(cfg: DictConfig) -> float | None:
+    """Hydra's task function: a single run, a pack of cells, or one cell of a sweep.
+
+    Returns the job's objective (a cell's mean val_accuracy) for optimizing sweepers.
+    """
+    raise_if_stopped()  # a signal an earlier job's library code swallowed: stop here
+    hc = HydraConfig.get()
+    out_dir = Path(hc.runtime.output_dir)
+    if hc.mode != RunMode.MULTIRUN:
+        run_single(cfg, out_dir, hc)
+        return None
+    sweep_dir = Path(hc.sweep.dir)
+    pack = hc.job.env_set.get(PACK_ENV)
+    if pack:
+        run_pack_job(sweep_dir, str(pack), hc)
+        return None
+    return run_cell_job(cfg, sweep_dir, out_dir, hc)
+
+
+def run_single(cfg: DictConfig, out_dir: Path, hc: Any) -> None:
+    """`attnlab [overrides]`: train one cell into the run dir; bad input exits 2 in one line."""
+    from attnlab.runs.cell import run_experiment
+    from attnlab.sweep.launchers import apply_threads
+
+    cell = make_cell(cfg)
+    if cell.exp is None:
+        raise Abort(cell.error, 2)
+    apply_threads(cell.exp.trainer.threads, hc)
+    start = time.perf_counter()
+    runs = run_experiment(cell.exp, out_dir, seed_lines=True)["runs"]
+    log.info(run_summary(runs, cell.exp.data.attention_column, time.perf_counter() - start))
+    log.info("files: %s", out_dir)
+
+
+def run_cell_job(cfg: DictConfig, sweep_dir: Path, out_dir: Path, hc: Any) -> float | None:
+    """One cell as its own job (sweepers other than attnlab's): reuse, train or fail."""
+    from attnlab.runs.cell import run_experiment
+    from attnlab.sweep.launchers import apply_threads
+
+    run_id = records.read_state(sweep_dir).get("run_id")
+    start = time.perf_counter()
+    cell = make_cell(cfg, list(hc.overrides.task))
+    objective = cell.exp.objective if cell.exp is not None else "val_accuracy"
+    held = records.read_cell(out_dir, sweep_dir)
+    if held.finished and not cell.error:  # a bad value is an error even for a finished cell
+        records.write_attempt(out_dir, "cached", run_id)
+        log.info(progress_line(sweep_dir, cell.name, held.runs, "", start, cached=True))
+        return objective_value(held.runs, objective)
+    runs: list[dict[str, Any]] = []
+    error = cell.error
+    if cell.exp is not None:
+        try:
+            records.write_cell(out_dir, cell.config)
+            records.set_aside_broken(out_dir, sweep_dir)
+            apply_threads(cell.exp.trainer.threads, hc)
+            runs = run_experiment(cell.exp, out_dir, run_id=run_id)["runs"]
+        except Exception as err:
+            error = error_line(err)
+            log.error("cell failed: %s", error, exc_info=not is_config_error(err))
+    record_attempt(out_dir, "failed" if error else "completed", run_id, error)
+    log.info(progress_line(sweep_dir, cell.name, runs, error, start))
+    return objective_value(runs, objective)
+
+
+def run_pack_job(sweep_dir: Path, pack_id: str, hc: Any) -> None:
+    """Train a pack's cells as one model and write each cell's dir; a cell that fails
+    (or a pack that fails, whose cells then train one by one) is recorded, never raised."""
+    from attnlab.engine.experiment import train_cells
+    from attnlab.runs.cell import run_experiment
+    from attnlab.sweep.launchers import apply_threads
+
+    spec = records.read_json(sweep_dir / records.JOBS_DIR / f"{pack_id}.json", sweep_dir)
+    run_id = spec.get("run_id")
+    names = [str(entry["name"]) for entry in spec["cells"]]
+    try:
+        exps = [from_hydra(OmegaConf.create(entry["config"])) for entry in spec["cells"]]
+        apply_threads(exps[0].trainer.threads, hc)  # imports TensorFlow: seconds
+    except Exception as err:  # e.g. submitit's time-limit signal while TensorFlow loads
+        error = error_line(err)
+        log.error("the pack could not start: %s", error, exc_info=not is_config_error(err))
+        for name in names:
+            record_attempt(sweep_dir / name, "failed", run_id, error)
+        return
+    cells = [(sweep_dir / name, exp) for name, exp in zip(names, exps, strict=True)]
+    results: list[Any] = [None] * len(exps)
+    seeds = sum(len(e.seeds) for e in exps)
+    label = f"pack {int(spec.get('index', 0)) + 1}/{spec.get('of', '?')} ({seeds} seeds)"
+    progress = PackProgress(label, seeds, exps[0].trainer.epochs, int(spec.get("after", 0)))
+    if len(exps) > 1:
+        classes = ", ".join(str(e.data.classes) for e in exps)
+        log.info("training %d cells as one model (%d seeds; classes %s)", len(exps), seeds, classes)
+        start = time.perf_counter()
+        try:
+            results = list(train_cells(exps, on_epoch=progress.epoch))
+            log.info("trained %d cells in %.1f s", len(exps), time.perf_counter() - start)
+        except Exception:
+            raise_if_stopped()
+            log.exception("training the pack failed; its cells will train one by one")
+        finally:
+            progress.close()
+    for (cell_dir, exp), trained in zip(cells, results, strict=True):
+        start = time.perf_counter()
+        runs: list[dict[str, Any]] = []
+        error = ""
+        alone = None
+        if trained is None:  # a pack of one, or a pack whose joint training failed
+            alone = PackProgress(
+                f"{label}: {display_name(cell_dir.name)}", len(exp.seeds), exp.trainer.epochs
+            )
+        try:
+            on_epoch = alone.epoch if alone is not None else None
+            runs = run_experiment(exp, cell_dir, trained, run_id=run_id, on_epoch=on_epoch)["runs"]
+        except Exception as err:
+            error = error_line(err)
+            log.error("cell failed: %s", error, exc_info=not is_config_error(err))
+        finally:
+            if alone is not None:
+                alone.close()
+        record_attempt(cell_dir, "failed" if error else "completed", run_id, error)
+        packed = frozenset(n for n, r in zip(names, results, strict=True) if r is not None)
+        log.info(progress_line(sweep_dir, cell_dir.name, runs, error, start, trained=packed))
+
+
+def objective_value(runs: list[dict[str, Any]], objective: str = "val_accuracy") -> float:
+    """The cell's mean `objective` over its usable seeds (attnlab.report.objective_value):
+    what an optimizing sweeper maximises."""
+    from attnlab.runs.report import objective_value as mean_over_seeds
+
+    return mean_over_seeds({"runs": runs}, objective)
