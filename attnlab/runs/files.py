@@ -93,13 +93,15 @@ def write_csv(path: Path, frame: Any) -> None:
 
 
 def write_figure(path: Path, fig: Any) -> None:
-    """Save a matplotlib Figure atomically and close it."""
-    import matplotlib.pyplot as plt
-
+    """Save a matplotlib Figure atomically; close it if pyplot manages it (attnlab's own
+    figures are plain Figure objects that pyplot never holds, so nothing is imported)."""
     try:
         write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=110, bbox_inches="tight"))
     finally:
-        plt.close(fig)
+        if getattr(fig.canvas, "manager", None) is not None:
+            import matplotlib.pyplot as plt
+
+            plt.close(fig)
 
 
 @contextlib.contextmanager

@@ -16,20 +16,20 @@ import math
 from typing import NamedTuple
 
 import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+from matplotlib.ticker import MaxNLocator
 
-matplotlib.use("Agg")  # headless: no display on CI or cluster nodes
+from attnlab.engine.metrics import metric_bounds
+from attnlab.engine.stats import LEVEL, t_interval
+
+# Figures are built as matplotlib.figure.Figure objects, never through pyplot: no backend
+# is chosen or switched (a notebook user's stays theirs), and Figure.savefig renders PNGs
+# with Agg on any machine, headless ones included.
 logging.getLogger("matplotlib").setLevel(logging.WARNING)  # its INFO notes flood the run log
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.axes import Axes  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.patches import Rectangle  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-
-from attnlab.engine.metrics import metric_bounds  # noqa: E402
-from attnlab.engine.stats import LEVEL, t_interval  # noqa: E402
 
 KEY_COLOR, REF_COLOR = "#d62728", "#7f7f7f"
 MAX_PANEL_COLUMNS = 4
@@ -64,14 +64,13 @@ def _grid(
 ) -> tuple[Figure, list]:
     ncols = max(1, min(ncols, n))
     nrows = -(-n // ncols)
-    fig, axes = plt.subplots(
+    fig = Figure(figsize=(width * ncols, height * nrows), layout="constrained")
+    axes = fig.subplots(
         nrows,
         ncols,
-        figsize=(width * ncols, height * nrows),
         squeeze=False,
         sharey=sharey,
-        layout="constrained",  # room for the suptitle and a shared colour bar
-    )
+    )  # constrained layout: room for the suptitle and a shared colour bar
     for ax in axes.flat[n:]:
         ax.set_visible(False)
     return fig, list(axes.flat[:n])
@@ -212,7 +211,7 @@ def lines_figure(
     xs = sorted({v for p in data for v in p.lines["x"]})
     pos = {v: i for i, v in enumerate(xs)} if categorical else {v: v for v in xs}
     hues = sorted({v for p in data for v in p.lines["hue"]})
-    colors = {h: plt.get_cmap("tab10")(i % 10) for i, h in enumerate(hues)}
+    colors = {h: matplotlib.colormaps["tab10"](i % 10) for i, h in enumerate(hues)}
     fig, axes = _grid(len(data), MAX_PANEL_COLUMNS, 4.2, 3.4, sharey=True)
     for ax, panel in zip(axes, data, strict=True):
         shared_reference = _shared(panel.lines)
@@ -372,7 +371,8 @@ def attention_figure(
     matrix = attention_matrix(attention)
     n_seeds, n_columns = matrix.weights.shape
     size = (min(12.0, 4 + 0.12 * n_columns), 1.6 + 0.28 * n_seeds)
-    fig, ax = plt.subplots(figsize=size, layout="constrained")
+    fig = Figure(figsize=size, layout="constrained")
+    ax = fig.subplots()
     vmax = float(np.nanmax(matrix.weights.to_numpy())) if n_seeds else 1.0
     image = draw_attention_matrix(ax, matrix, key, title, vmax, axis)
     if image is not None:
