@@ -18,7 +18,11 @@ from attnlab.hydra_setup import register
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 register()
 
-# Small enough to train in a second or two, big enough for the binary case to converge.
+# The CLI tests' shrink, as a user would write it: conf/debug/tiny.yaml (600 samples, 100
+# probe samples, 1 epoch, seeds [0, 1]); values given after it win.
+DEBUG_TINY = "+debug=tiny"
+# make_config's: small enough to train in a second or two, big enough for the binary case
+# to converge.
 TINY = ["data.samples=2000", "data.probe_samples=300", "trainer.epochs=4", "seeds=[0,1]"]
 
 

@@ -17,7 +17,7 @@ from attnlab.engine.config import ConfigError
 from attnlab.quiet import is_noise, keep_lines
 from attnlab.sweep.cells import require_multirun
 
-from .conftest import shown
+from .conftest import DEBUG_TINY, shown
 
 BIN = Path(sys.executable).parent
 ATTNLAB = shutil.which("attnlab", path=str(BIN))
@@ -213,8 +213,8 @@ def test_normal_run_console_shows_only_attnlab_lines(tmp_path):
 @pytest.mark.slow
 def test_joblib_workers_start_quietly_too(tmp_path):
     # Workers import attnlab's modules, never attnlab.__main__: attnlab/__init__ quiets them.
-    tiny = ["data.samples=600", "data.probe_samples=100", "trainer.epochs=1", "seeds=[0,1]"]
-    args = ["-m", "data.classes=2,5", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *tiny]
+    args = ["-m", "data.classes=2,5", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
+    args.append(DEBUG_TINY)
     proc = _attnlab([*args, f"hydra.sweep.dir={tmp_path}/sweep"], tmp_path, timeout=600)
     assert proc.returncode == 0, shown(proc)
     hydra_line = re.compile(r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}\]\[HYDRA\] ")

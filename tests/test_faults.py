@@ -19,11 +19,11 @@ import pytest
 
 from attnlab.runs import records
 
-from .conftest import one_line_error, run_cli, shown
+from .conftest import DEBUG_TINY, one_line_error, run_cli, shown
 
 pytestmark = pytest.mark.slow
 
-TINY = ["data.samples=600", "data.probe_samples=100", "trainer.epochs=1"]
+TINY = [DEBUG_TINY]
 GRID = ["data.classes=2,5", *TINY, "seeds=[0,1]"]
 
 

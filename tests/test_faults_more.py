@@ -14,11 +14,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from .conftest import one_line_error, run_cli, shown
+from .conftest import DEBUG_TINY, one_line_error, run_cli, shown
 
 pytestmark = pytest.mark.slow
 
-GRID = ["data.classes=2,5", "data.samples=600", "data.probe_samples=100", "trainer.epochs=1"]
+GRID = ["data.classes=2,5", DEBUG_TINY, "seeds=[0,1,2,3,4]"]
 GRID += ["seeds=[0,1]"]
 
 

@@ -5,9 +5,9 @@ import math
 
 import pandas as pd
 import pytest
-from studies.blog.findings import Controls, main, render, t_difference, t_interval
 
 from attnlab.engine.stats import wilson_interval
+from studies.blog.findings import Controls, main, render, t_difference, t_interval
 
 METRICS = ("val_accuracy", "attn_key_weight", "key_ablation_drop", "peak_ablation_drop")
 

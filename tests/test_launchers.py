@@ -15,11 +15,11 @@ from attnlab.engine.metrics import RUN_METRICS
 from attnlab.engine.resources import available_cpus
 from attnlab.sweep.launchers import default_threads, joblib_workers, resolve_threads
 
-from .conftest import run_cli, shown
+from .conftest import DEBUG_TINY, run_cli, shown
 
 pytestmark = pytest.mark.slow
 
-TINY = ["data.samples=600", "data.probe_samples=100", "trainer.epochs=1", "seeds=[0,1]"]
+TINY = [DEBUG_TINY]
 GRID = ["data.classes=2,5", "model.attn_layers=1,2"]
 # Packs (cells that share a model shape, trained as one) are the sweeper's: every launcher
 # runs them. The reference trains every cell alone; Hydra's basic sweeper runs one job per

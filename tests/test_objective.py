@@ -15,7 +15,7 @@ from attnlab.runs.records import NOT_IDENTITY, NOT_IDENTITY_PREFIXES, cell_ident
 from attnlab.runs.report import SUMMARY_METRICS, objective_value
 from attnlab.sweep.cells import default_values
 
-from .conftest import run_cli, shown
+from .conftest import DEBUG_TINY, run_cli, shown
 
 CONF = Path(__file__).parents[1] / "conf"
 
@@ -73,9 +73,8 @@ def test_objective_and_logger_are_not_part_of_a_cell(make_config):
 def test_optuna_search_of_three_trials_lands_in_the_report(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
     sweep_dir = tmp_path / "sweep"
-    tiny = ["data.samples=600", "data.probe_samples=100", "trainer.epochs=1", "seeds=[0,1]"]
     args = ["-m", "+experiment=capacity_optuna", "hydra/sweeper=optuna"]
-    args += ["hydra.sweeper.n_trials=3", *tiny]
+    args += ["hydra.sweeper.n_trials=3", DEBUG_TINY]
     proc = run_cli([*args, f"hydra.sweep.dir={sweep_dir}"], cwd=tmp_path)
     assert proc.returncode == 0, shown(proc)
     assert "Return value must be float-castable" not in proc.stderr

@@ -12,11 +12,11 @@ import pytest
 
 from attnlab.engine.metrics import RUN_METRICS
 
-from .conftest import run_cli, shown
+from .conftest import DEBUG_TINY, run_cli, shown
 
 pytestmark = pytest.mark.slow
 
-TINY = ["data.samples=600", "data.probe_samples=100", "trainer.epochs=1", "seeds=[0,1]"]
+TINY = [DEBUG_TINY]
 
 
 def sweep(tmp_path, *overrides):
@@ -85,7 +85,7 @@ def test_cache_key_is_the_whole_config(tmp_path):
     sweep(tmp_path, "data.classes=3")
     sweep_dir = tmp_path / "sweep"
     proc = run_cli(
-        ["-m", "data.classes=3", *TINY[:-1], "seeds=[0,1,2]", f"hydra.sweep.dir={sweep_dir}"],
+        ["-m", "data.classes=3", DEBUG_TINY, "seeds=[0,1,2]", f"hydra.sweep.dir={sweep_dir}"],
         cwd=tmp_path,
     )
     assert proc.returncode == 0, shown(proc)
@@ -116,7 +116,7 @@ def test_sigkill_mid_sweep_then_rerun_gives_each_cell_once(tmp_path):
         # One cell per job, so the kill lands between cells (packed, all three would
         # train as one model before any is written).
         "hydra.sweeper.pack=false",
-        *TINY[:2],
+        DEBUG_TINY,
         "trainer.epochs=3",
         "seeds=[0,1]",
         f"hydra.sweep.dir={sweep_dir}",

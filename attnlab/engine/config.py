@@ -270,7 +270,8 @@ def _is_activation(name: str) -> bool:
 
 
 def from_hydra(cfg: Mapping[str, Any]) -> ExperimentConfig:
-    """Convert the composed Hydra config (hydra node excluded) into typed dataclasses.
+    """Convert the composed Hydra config (hydra node excluded; a DictConfig or any mapping
+    of the same shape) into typed dataclasses.
 
     The schemas reject unknown keys at compose time, except ones added with `+key=...`
     (Hydra's force-add), which are caught here.
@@ -294,12 +295,12 @@ def from_hydra(cfg: Mapping[str, Any]) -> ExperimentConfig:
                 f"not a key of {group} (allowed: {', '.join(allowed)})",
             )
     return ExperimentConfig(
-        data=DataConfig(**cfg.data),
-        model=ModelConfig(**cfg.model),
-        trainer=TrainerConfig(**cfg.trainer),
-        logger=LoggerConfig(**cfg.logger),
-        objective=cfg.objective,
-        seeds=list(cfg.seeds),
+        data=DataConfig(**cfg["data"]),
+        model=ModelConfig(**cfg["model"]),
+        trainer=TrainerConfig(**cfg["trainer"]),
+        logger=LoggerConfig(**cfg["logger"]),
+        objective=cfg["objective"],
+        seeds=list(cfg["seeds"]),
     )
 
 

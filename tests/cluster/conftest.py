@@ -19,10 +19,10 @@ from filelock import FileLock
 
 from attnlab.engine.metrics import RUN_METRICS
 
-from ..conftest import run_cli, shown
+from ..conftest import DEBUG_TINY, run_cli, shown
 from . import slurm
 
-TINY = ["data.samples=600", "data.probe_samples=100", "trainer.epochs=1", "seeds=[0,1]"]
+TINY = [DEBUG_TINY]
 GRID = ["data.classes=2,5", "model.attn_layers=1,2"]
 # Wall-clock time differs by launcher and load; every other metric must match.
 COMPARED = [m for m in RUN_METRICS if m != "train_seconds"]
