@@ -1,7 +1,7 @@
 """attnlab's training step three ways, side by side in one process: which one is faster.
 
 The ways differ only in how a step is executed; the epoch loop, the model and the data are
-attnlab's own (`attnlab.train.make_epoch_fn` on one shard's model):
+attnlab's own (`attnlab.engine.train.make_epoch_fn` on one shard's model):
 
 - graph + fused Adam: a plain TensorFlow graph, one ResourceApplyAdam op per weight
   (what attnlab trains with);

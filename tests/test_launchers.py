@@ -17,13 +17,11 @@ from attnlab.sweep.launchers import default_threads, joblib_workers, resolve_thr
 
 from .conftest import DEBUG_TINY, run_cli, shown
 
-pytestmark = pytest.mark.slow
-
 TINY = [DEBUG_TINY]
 GRID = ["data.classes=2,5", "model.attn_layers=1,2"]
 # Packs (cells that share a model shape, trained as one) are the sweeper's: every launcher
 # runs them. The reference trains every cell alone; Hydra's basic sweeper runs one job per
-# cell through the same records (attnlab.sweep.run_cell_job).
+# cell through the same records (attnlab.sweep.jobs.run_cell_job).
 LAUNCHERS = {
     "unpacked": ["hydra.sweeper.pack=false"],
     "attnlab": [],
@@ -61,6 +59,7 @@ def sweeps(tmp_path_factory):
 
 
 @pytest.mark.parametrize("name", ["attnlab", "joblib", "submitit_local", "hydra_sweeper"])
+@pytest.mark.slow
 def test_report_is_the_same_whichever_launcher_ran_the_jobs(sweeps, name):
     (ref_proc, ref_dir), (proc, sweep_dir) = sweeps["unpacked"], sweeps[name]
     assert ref_proc.returncode == 0, shown(ref_proc)
@@ -79,6 +78,7 @@ def test_report_is_the_same_whichever_launcher_ran_the_jobs(sweeps, name):
 
 
 @pytest.mark.parametrize("name", ["attnlab", "joblib"])
+@pytest.mark.slow
 def test_every_launcher_trains_cells_of_one_model_shape_together(sweeps, name):
     proc, _ = sweeps[name]
     # classes 2, 5 x attn_layers 1, 2: one pack per depth, so two jobs for four cells.
@@ -88,24 +88,28 @@ def test_every_launcher_trains_cells_of_one_model_shape_together(sweeps, name):
     assert "as one model" not in sweeps["unpacked"][0].stdout
 
 
+@pytest.mark.slow
 def test_submitit_jobs_are_packs_too(sweeps):
     _, sweep_dir = sweeps["submitit_local"]
     logs = "".join(p.read_text() for p in (sweep_dir / ".submitit").glob("*/*_log.*"))
     assert logs.count("training 2 cells as one model") == 2
 
 
+@pytest.mark.slow
 def test_submitit_keeps_its_logs_in_a_hidden_dir_the_report_skips(sweeps):
     _, sweep_dir = sweeps["submitit_local"]
     assert list((sweep_dir / ".submitit").glob("*/*_log.out"))
     assert not read_report(sweep_dir)["job"].str.startswith(".").any()
 
 
+@pytest.mark.slow
 def test_joblib_progress_reaches_the_parent_console(sweeps):
     proc, _ = sweeps["joblib"]
     log = proc.stdout + proc.stderr
     assert "Joblib.Parallel(n_jobs=2" in log and "[4/4] " in log
 
 
+@pytest.mark.slow
 def test_joblib_failure_stays_local_and_finished_cells_are_reused(sweeps, tmp_path):
     # Rerun part of the finished joblib sweep plus an invalid cell, in a copy of its dir.
     sweep_dir = tmp_path / "sweep"

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from attnlab.engine.resources import _cgroup_headroom
+import pytest
+
+from attnlab.engine.resources import _cgroup_headroom, weight_count
 
 MIB = 1 << 20
 
@@ -57,3 +59,24 @@ def test_no_cgroup_file_means_no_limit(tmp_path):
     assert _cgroup_headroom(tmp_path / "absent", tmp_path) is None
     write(tmp_path / "proc_cgroup", "0::/\n")
     assert _cgroup_headroom(tmp_path / "proc_cgroup", tmp_path / "no_mount") is None
+
+
+MODELS = [
+    ["model=dense"],
+    ["model=dense", "model.attn_layers=3"],
+    ["model=double", "model.attn_layers=2"],
+    ["model=lstm", "model.attention_position=before"],
+    ["model=lstm", "model.attention_position=after"],
+]
+
+
+@pytest.mark.slow  # builds 20 Keras models
+@pytest.mark.parametrize("mode", ["learned", "uniform", "oracle", "none"])
+@pytest.mark.parametrize("model", MODELS, ids=lambda m: " ".join(m))
+def test_weight_count_is_keras_count_of_one_replica(make_config, model, mode):
+    """The memory bound's weight term counts what Keras builds, for every variant, attention
+    position and mode (7 classes: a head that is neither the default nor square)."""
+    from attnlab.engine.models import build_model
+
+    cfg = make_config(*model, f"model.attention={mode}", "data.classes=7")
+    assert weight_count(cfg) == build_model(cfg.model, cfg.data, [0]).count_params()

@@ -84,6 +84,7 @@ def test_failed_job_is_isolated_then_resume_reuses_finished_cells(tmp_path):
 def test_cache_key_is_the_whole_config(tmp_path):
     sweep(tmp_path, "data.classes=3")
     sweep_dir = tmp_path / "sweep"
+    first = {p: p.read_bytes() for p in sweep_dir.glob("*/metrics.json")}
     proc = run_cli(
         ["-m", "data.classes=3", DEBUG_TINY, "seeds=[0,1,2]", f"hydra.sweep.dir={sweep_dir}"],
         cwd=tmp_path,
@@ -95,7 +96,8 @@ def test_cache_key_is_the_whole_config(tmp_path):
     # Each cell has its own dir: the earlier one is still there, untouched, in the report.
     old = report[report["seeds"] == "[0, 1]"]
     assert list(old["status"]) == ["completed"] * 2 and old["job"].iloc[0] != new["job"].iloc[0]
-    assert len(report) == 5 and not list(sweep_dir.glob("*/replaced"))
+    assert len(report) == 5
+    assert {p: p.read_bytes() for p in first} == first  # the earlier cell's result, as it was
 
 
 def test_log_settings_do_not_make_a_new_cell(tmp_path):

@@ -111,20 +111,27 @@ def _column_model(column):
     return keras.Model(inputs, probs)
 
 
-@pytest.mark.parametrize(("column", "key_drop"), [(1, 0.5), (5, 0.0)])
-def test_ablation_drop_on_hand_built_models(make_config, column, key_drop):
+@pytest.mark.parametrize(
+    ("column", "peak", "key_drop", "peak_drop"),
+    [(1, 5, 0.5, 0.0), (5, 5, 0.0, 0.5), (5, 7, 0.0, 0.0)],
+)
+def test_ablation_drop_on_hand_built_models(make_config, column, peak, key_drop, peak_drop):
+    """Column 5 of the probe set is made a copy of the key, so a model can depend on the key
+    (column 1) or on column 5 alone. Each drop is that of the column ablated: the key's, and
+    the most-attended non-key column's (`peak`, set by alpha), never another's."""
     cfg = make_config("data.probe_samples=4000")
     data = make_replica_data(cfg.data, cfg.seeds, 0.2)
+    x_probe = data.x_probe.copy()  # (probe, replicas, features)
+    x_probe[..., 5] = x_probe[..., cfg.data.attention_column]
     model = _column_model(column)
-    probs = np.asarray(model(data.x_probe))
+    probs = np.asarray(model(x_probe))
     probe_acc = (probs.argmax(-1) == data.y_probe).mean(axis=0)
+    np.testing.assert_allclose(probe_acc, 1.0)  # either column carries the label
     alpha = np.full((4000, 2, 32), 0.01)
-    alpha[:, :, 5] = 0.5  # the most-attended non-key column is 5
+    alpha[:, :, peak] = 0.5  # the most-attended non-key column
+    alpha[:, :, cfg.data.attention_column] = 0.9  # the key's weight is never the peak's
     keys = np.full(len(cfg.seeds), cfg.data.attention_column)
-    drops = ablation_drops(model, data.x_probe, data.y_probe, alpha, keys, cfg.seeds, probe_acc)
-    if column == 1:  # depends only on the key: accuracy 1, drops to chance (0.5) when shuffled
-        np.testing.assert_allclose(probe_acc, 1.0)
+    drops = ablation_drops(model, x_probe, data.y_probe, alpha, keys, cfg.seeds, probe_acc)
+    # Shuffling the column the model reads drops it to chance (0.5); any other costs nothing.
     np.testing.assert_allclose(drops["key"], key_drop, atol=0.03)
-    np.testing.assert_allclose(drops["peak"], 0.0, atol=0.03) if column == 1 else None
-    if column == 5:  # depends only on column 5, pure noise: shuffling it keeps chance level
-        np.testing.assert_allclose(drops["peak"], 0.0, atol=0.03)
+    np.testing.assert_allclose(drops["peak"], peak_drop, atol=0.03)

@@ -25,7 +25,7 @@ ATTENTION_POSITIONS = ("before", "after")
 KEY_ENCODINGS = ("raw", "scaled")
 # Depth and sequence length are unrolled into the graph: its build time grows with them
 # (model.attn_layers=100000 never finishes building), so they have named limits. Memory is
-# bounded per cell by attnlab.resources.check_fits.
+# bounded per cell by attnlab.engine.resources.check_fits.
 MAX_ATTN_LAYERS = 32
 MAX_TIME_STEPS = 1000
 ATTENTION_MODES = ("learned", "uniform", "oracle", "none")

@@ -58,7 +58,7 @@ def train_cells(
     each cell's records, tidy mean attention and tidy learning curves, in order.
 
     The cells may differ only in seeds, data.classes, data.attention_column,
-    data.key_encoding and model.attention (attnlab.packing.pack_key): each replica has its
+    data.key_encoding and model.attention (attnlab.sweep.packing.pack_key): each replica has its
     own data, key, class count and attention mode, so it trains as it would alone.
     """
     import keras  # deferred: TensorFlow loads only when a job really trains

@@ -19,7 +19,7 @@ ATTENTION_METRICS = (
 
 # Every number of a run record after seed and status, in metrics.json and report.csv order.
 # Run metrics the summary gives a mean, sd and interval (attnlab.runs.report), and that a job
-# may return as its objective (attnlab.config.OBJECTIVES).
+# may return as its objective (attnlab.engine.config.OBJECTIVES).
 SUMMARY_METRICS = (
     "val_accuracy",
     "probe_accuracy",
@@ -41,7 +41,7 @@ RUN_METRICS = (
 )
 
 # The range each summary metric (and history.csv curve) can take: intervals are cut to it
-# (attnlab.stats.t_interval). An accuracy and a weight lie in [0, 1]; an ablation drop is a
+# (attnlab.engine.stats.t_interval). An accuracy and a weight lie in [0, 1]; an ablation drop is a
 # difference of two accuracies; entropy and loss are >= 0.
 METRIC_BOUNDS: dict[str, tuple[float, float]] = {
     "val_accuracy": (0.0, 1.0),

@@ -13,7 +13,7 @@ Every variant names the softmax attention that multiplies the known key's axis
 
 model.attention replaces that gate (for double the first one) by a fixed vector: uniform
 (1/size), oracle (1 on the key) or none (no multiply at all). Each replica has its own mode
-and key, so cells of different modes train as one model (attnlab.layers.ReplicaGate).
+and key, so cells of different modes train as one model (attnlab.engine.layers.ReplicaGate).
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def build_model(
 ) -> keras.Model:
     """The model for every seed at once: (batch, replicas, ...) -> (batch, replicas, classes).
 
-    Inside, tensors are replica-major (replicas, batch, ...); see attnlab.layers. classes,
+    Inside, tensors are replica-major (replicas, batch, ...); see attnlab.engine.layers. classes,
     if given, is each replica's own class count (cells trained together, attnlab.sweep.packing):
     the head is as wide as the largest, and narrower replicas' extra logits are masked out.
     attention and keys, if given, are each replica's model.attention and key column

@@ -106,14 +106,22 @@ def _page_cache(stat: Path, prefix: str) -> int:
 
 
 def weight_count(cfg: ExperimentConfig) -> int:
-    """Trainable weights of one replica's model (attnlab.engine.models), to within a few percent."""
+    """Trainable weights of one replica's model (attnlab.engine.models), exactly: Keras'
+    count_params for a one-seed model (tests/test_resources.py checks every variant, attention
+    position and mode). Only model.attention=learned has attention weights; an LSTM with
+    attention after it feeds every time step's output to the head."""
     d, m = cfg.data, cfg.model
+    learned = m.attention == "learned"
     if m.variant == "lstm":
         steps, units = d.time_steps, m.lstm_units
-        return steps * steps + 4 * (d.features + units + 1) * units + units * d.classes
-    attention = m.attn_layers * (d.features * d.features + d.features)
+        attention = steps * steps + steps if learned else 0  # a softmax over time steps
+        lstm = 4 * (d.features + units + 1) * units
+        head_in = units * steps if m.attention_position == "after" else units
+        return attention + lstm + head_in * d.classes + d.classes
+    depth = m.attn_layers if m.variant == "dense" else 1  # double's input attention: one layer
+    attention = depth * (d.features * d.features + d.features) if learned else 0
     hidden = d.features * m.hidden + m.hidden
-    if m.variant == "double":
+    if m.variant == "double":  # its second attention, over the hidden units, is never gated
         hidden += m.hidden * m.hidden + m.hidden
     return attention + hidden + m.hidden * d.classes + d.classes
 

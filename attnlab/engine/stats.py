@@ -39,13 +39,27 @@ def t_interval(
     mean = float(values.mean())
     if np.all(values == values[0]):
         return mean, mean
-    half = float(_t_quantile(level, n - 1) * values.std(ddof=1) / math.sqrt(n))
+    return t_interval_from_moments(mean, float(values.std(ddof=1)), n, level, bounds)
+
+
+def t_interval_from_moments(
+    mean: float,
+    sd: float,
+    n: int,
+    level: float = LEVEL,
+    bounds: tuple[float, float] = (-math.inf, math.inf),
+) -> tuple[float, float]:
+    """t_interval from a summary's mean, sd (ddof 1) and count: mean ± t sd / sqrt(n), cut to
+    bounds; NaN below two values or for a sd that is not finite."""
+    if n < 2 or not math.isfinite(sd):
+        return math.nan, math.nan
+    half = t_quantile(level, n - 1) * sd / math.sqrt(n)
     return max(mean - half, bounds[0]), min(mean + half, bounds[1])
 
 
 @lru_cache(maxsize=256)
-def _t_quantile(level: float, df: int) -> float:
-    """The two-sided t quantile (scipy's ppf is ~0.3 ms a call; a report asks for few)."""
+def t_quantile(level: float, df: float) -> float:
+    """The two-sided Student-t quantile for `level` (scipy's ppf is ~0.3 ms a call)."""
     return float(stats.t.ppf(0.5 + level / 2, df=df))
 
 

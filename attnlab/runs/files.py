@@ -1,7 +1,7 @@
 """Atomic file writes: a reader (or a rerun after SIGKILL) never sees a half-written file.
 
 Temp files start with TEMP_PREFIX, so a later run can tell the ones a kill left behind
-from anything else and remove them (attnlab.records.remove_temp_files).
+from anything else and remove them (attnlab.runs.records.remove_temp_files).
 """
 
 from __future__ import annotations

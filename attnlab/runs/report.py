@@ -503,13 +503,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.sweep_dir.is_dir():
         print(
-            f"attnlab.runs.report: error: sweep_dir={args.sweep_dir} is not a directory",
+            f"attnlab.report: error: sweep_dir={args.sweep_dir} is not a directory",
             file=sys.stderr,
         )
         return 2
     if not records.cell_dirs(args.sweep_dir):
         print(
-            f"attnlab.runs.report: error: sweep_dir={args.sweep_dir} holds no cell dirs "
+            f"attnlab.report: error: sweep_dir={args.sweep_dir} holds no cell dirs "
             "(sub-directories with cell.json, metrics.json or .hydra/)",
             file=sys.stderr,
         )
@@ -523,13 +523,13 @@ def main(argv: list[str] | None = None) -> int:
             report = write_report(args.sweep_dir)
     except KeyboardInterrupt:
         print(
-            f"attnlab.runs.report: stopped by SIGINT; the report in {args.sweep_dir} is incomplete "
+            f"attnlab.report: stopped by SIGINT; the report in {args.sweep_dir} is incomplete "
             "(its old files were removed first): run the command again",
             file=sys.stderr,
         )
         return 130
     except (OSError, records.RecordError) as err:
-        print(f"attnlab.runs.report: error: {_os_error_line(err)}", file=sys.stderr)
+        print(f"attnlab.report: error: {_os_error_line(err)}", file=sys.stderr)
         return 1
     counts = report.drop_duplicates("job")["status"].value_counts().to_dict()
     jobs, md = report["job"].nunique(), args.sweep_dir / "report.md"

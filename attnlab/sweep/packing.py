@@ -6,10 +6,10 @@ graph optimisation (~0.5 s), and a step too small to use the cores well (5 repli
 Cells that differ only in their data's class count, key column or key encoding (and their
 seeds) therefore train faster as one model: every (cell, seed) is a replica, each with its
 own data, initialisation and class count (a narrower cell's extra logits are masked out,
-see attnlab.layers.ReplicaDense), so each replica trains as it would alone.
+see attnlab.engine.layers.ReplicaDense), so each replica trains as it would alone.
 
 attnlab's sweeper (attnlab.sweep.planner) plans the packs here, before any job starts, and
-launches one job per pack (attnlab.sweep.run_pack_job trains it and writes its cells).
+launches one job per pack (attnlab.sweep.jobs.run_pack_job trains it and writes its cells).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from attnlab.runs.records import identity_key
 
 # What cells of one pack may differ in: all else (the model, the trainer, the data's shape)
 # is shared by the one model that trains them (model.attention: per replica, see
-# attnlab.layers.ReplicaGate).
+# attnlab.engine.layers.ReplicaGate).
 PACK_FREE = frozenset(
     {
         "seeds",
@@ -81,5 +81,5 @@ def unique(cfgs: list[ExperimentConfig]) -> list[ExperimentConfig]:
 
 
 def identity(cfg: ExperimentConfig) -> str:
-    """The cell's identity (attnlab.records.identity_key) of a typed config."""
+    """The cell's identity (attnlab.runs.records.identity_key) of a typed config."""
     return identity_key(flatten(cfg))

@@ -10,7 +10,7 @@ thin plugin shell) composes every cell first, in the parent:
 - the rest are grouped into packs (attnlab.sweep.packing: cells that share a model shape, at most
   `max_replicas` seeds and what fits in a job's memory), and each pack is one job for
   whichever launcher the user chose (basic, joblib, submitit, Ray): the job trains the pack
-  as one model and writes each of its cells (attnlab.sweep.run_pack_job).
+  as one model and writes each of its cells (attnlab.sweep.jobs.run_pack_job).
 
 A launcher that loses a job (a cancelled or timed-out SLURM task, a killed worker) raises
 here; the cells without a result are then recorded as failed by the end-of-sweep callback,
@@ -36,7 +36,7 @@ from omegaconf import DictConfig, OmegaConf
 from attnlab.engine.config import ConfigError, ExperimentConfig
 from attnlab.engine.resources import BASE_BYTES, GIB, USABLE_SHARE, available_memory, estimate_bytes
 from attnlab.runs import records
-from attnlab.runs.files import write_json
+from attnlab.runs.files import write_json, write_text
 from attnlab.sweep.cells import PACK_ENV, Cell, make_cell, strip_hydra
 from attnlab.sweep.packing import plan_packs
 from attnlab.sweep.signals import raise_if_stopped
@@ -120,7 +120,8 @@ def sweep(
     lines = [f"{k}={v}" for k, v in request.params.items()] + request.arguments
     parser = OverridesParser.create(config_loader=hydra_context.config_loader)
     jobs = expand(parser.parse_overrides(lines))
-    OmegaConf.save(config, sweep_dir / "multirun.yaml")  # as Hydra's basic sweeper does
+    # As Hydra's basic sweeper does, but atomically: a kill leaves the old file or the new.
+    write_text(sweep_dir / "multirun.yaml", OmegaConf.to_yaml(config))
 
     state = records.read_state(sweep_dir)
     run_id = state.get("run_id")

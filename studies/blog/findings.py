@@ -3,13 +3,15 @@
     python -m attnlab -m +experiment=blog_all hydra.sweep.dir=outputs/sweeps/blog_all
     python -m attnlab -m +experiment=blog_all data.key_encoding=scaled \
         hydra.sweep.dir=outputs/sweeps/blog_all_scaled
-    python -m studies.blog.findings outputs/sweeps/blog_all outputs/sweeps/blog_all_scaled
+    python -m studies.blog.findings --docs docs outputs/sweeps/blog_all \
+        outputs/sweeps/blog_all_scaled
 
 copies each sweep's summary.csv into docs/data/ and writes docs/findings.md from those
-copies; with no sweep dirs it regenerates the page from the committed copies. The section
+copies; with no sweep dirs it regenerates the page from the committed copies. It writes
+only under the folder given as --docs (required; the repository's is `--docs docs`). The section
 "Why accuracy falls" reads the control presets, given as options:
 
-    python -m studies.blog.findings --controls outputs/sweeps/blog_controls \
+    python -m studies.blog.findings --docs docs --controls outputs/sweeps/blog_controls \
         --budget outputs/sweeps/blog_budget --nonlinear outputs/sweeps/blog_nonlinear
 """
 
@@ -24,11 +26,10 @@ from pathlib import Path
 import pandas as pd
 
 from attnlab.engine.metrics import metric_bounds
-from attnlab.engine.stats import wilson_interval
+from attnlab.engine.stats import LEVEL, t_interval_from_moments, t_quantile, wilson_interval
 from attnlab.runs.files import write_text
 from attnlab.runs.report import focus, interval
 
-DOCS = Path("docs")
 RAW, SCALED = "blog_all_summary.csv", "blog_all_scaled_summary.csv"
 # The control presets' summaries, by the --option that gives their sweep dir.
 CONTROL_FILES = {
@@ -425,24 +426,17 @@ class Estimate:
 
 
 def t_interval(row: pd.Series, metric: str) -> Estimate:
-    """Student-t 95% interval of the mean across seeds: mean ± t_{0.975, n-1} sd / sqrt(n),
-    from the summary's <metric>_mean, <metric>_std and n_seeds, cut to the metric's range
-    as summary.csv's own intervals are (attnlab.stats.t_interval)."""
-    from scipy.stats import t
-
+    """The summary's Student-t interval of the mean across seeds, recomputed from its
+    <metric>_mean, <metric>_std and n_seeds by the function summary.csv's own intervals use
+    (attnlab.engine.stats), cut to the metric's range."""
     mean, sd, n = float(row[f"{metric}_mean"]), float(row[f"{metric}_std"]), int(row["n_seeds"])
-    if n < 2 or not math.isfinite(sd):
-        return Estimate(mean, math.nan, math.nan)
-    half = float(t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
-    low, high = metric_bounds(metric)
-    return Estimate(mean, max(mean - half, low), min(mean + half, high))
+    low, high = t_interval_from_moments(mean, sd, n, LEVEL, metric_bounds(metric))
+    return Estimate(mean, low, high)
 
 
 def t_difference(a: pd.Series, b: pd.Series, metric: str) -> Estimate:
     """a's mean minus b's with Welch's 95% t interval (unequal variances; the summary holds
     no per-seed pairing, so the interval ignores that both cells share seeds and data)."""
-    from scipy.stats import t
-
     (ma, sa, na), (mb, sb, nb) = (
         (float(r[f"{metric}_mean"]), float(r[f"{metric}_std"]), int(r["n_seeds"])) for r in (a, b)
     )
@@ -451,7 +445,7 @@ def t_difference(a: pd.Series, b: pd.Series, metric: str) -> Estimate:
     if va + vb == 0:  # both cells without spread (say, every seed at accuracy 1)
         return Estimate(diff, diff, diff)
     df = (va + vb) ** 2 / (va**2 / (na - 1) + vb**2 / (nb - 1))
-    half = float(t.ppf(0.975, df)) * math.sqrt(va + vb)
+    half = t_quantile(LEVEL, df) * math.sqrt(va + vb)
     return Estimate(diff, diff - half, diff + half)
 
 
@@ -834,7 +828,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("raw_sweep", type=Path, nargs="?", help="the blog_all sweep dir")
     parser.add_argument("scaled_sweep", type=Path, nargs="?", help="the same, key_encoding=scaled")
-    parser.add_argument("--docs", type=Path, default=DOCS)
+    parser.add_argument(
+        "--docs",
+        type=Path,
+        required=True,
+        help="the folder to write findings.md and data/ into (the repository's: docs)",
+    )
     for option in CONTROL_FILES:
         parser.add_argument(f"--{option}", type=Path, help=f"the blog_{option} sweep dir")
     args = parser.parse_args(argv)
