@@ -406,6 +406,7 @@ class AdaptiveSimulation:
 
 
 Draw = Callable[[np.random.Generator, tuple[int, int]], np.ndarray]
+Method = Literal["sequence", "t", "wilson"]
 
 
 def simulate_adaptive(
@@ -415,7 +416,7 @@ def simulate_adaptive(
     bounds: tuple[float, float] = (0.0, 1.0),
     studies: int = 2000,
     seed: int = 0,
-    method: Literal["sequence", "t"] = "sequence",
+    method: Method = "sequence",
 ) -> AdaptiveSimulation:
     """Run the whole adaptive procedure (rounds, looks, stopping, cap) on many studies.
 
@@ -430,8 +431,9 @@ def simulate_adaptive(
         bounds: the metric's range.
         studies: number of simulated cells.
         seed: seed of the simulation's random generator (fixed: reproducible numbers).
-        method: "sequence" (the confidence sequence) or "t" (the fixed-n t interval, judged
-            after every round anyway: the naive procedure this module replaces).
+        method: "sequence" (the confidence sequence), or the fixed-seed mode's interval judged
+            after every round anyway, the naive procedure this module replaces: "t" (means)
+            or "wilson" (0/1 values).
 
     Returns:
         Coverage, wrong-decision rate, expected seeds and share at the cap.
@@ -479,8 +481,10 @@ def _interval_paths(
     lo, hi = _checked_bounds(bounds)
     if method == "t":
         return t_paths(values, bounds, level)
+    if method == "wilson":
+        return wilson_paths(values, level)
     if method != "sequence":
-        raise ValueError(f"method must be 'sequence' or 't', got {method!r}")
+        raise ValueError(f"method must be 'sequence', 't' or 'wilson', got {method!r}")
     low01, high01 = _betting_paths((values - lo) / (hi - lo), level)
     return lo + (hi - lo) * low01, lo + (hi - lo) * high01
 
@@ -506,3 +510,147 @@ def t_paths(
         low[:, seeds - 1] = np.maximum(mean - half, bounds[0])
         high[:, seeds - 1] = np.minimum(mean + half, bounds[1])
     return low, high
+
+
+def wilson_paths(values: np.ndarray, level: float = LEVEL) -> tuple[np.ndarray, np.ndarray]:
+    """The fixed-n Wilson interval (as attnlab.stats.wilson_interval) of each row of 0/1
+    values after each seed count. For comparison only, like `t_paths`.
+
+    Returns:
+        (low, high), each (rows, seeds).
+    """
+    seeds = np.arange(1, values.shape[1] + 1)
+    share = np.cumsum(values, axis=1) / seeds
+    z2 = float(stats.norm.ppf(0.5 + level / 2)) ** 2
+    center = (share + z2 / (2 * seeds)) / (1 + z2 / seeds)
+    half = np.sqrt(z2 * share * (1 - share) / seeds + z2**2 / (4 * seeds**2)) / (1 + z2 / seeds)
+    return np.maximum(center - half, 0.0), np.minimum(center + half, 1.0)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One row of the coverage table: a metric's distribution and an adaptive rule."""
+
+    label: str
+    draw: Draw
+    true_mean: float
+    rule: AdaptiveRule
+    naive: Method = "t"  # the fixed-seed mode's interval for this metric: t, or Wilson for rates
+
+
+def clipped_normal(mean: float, sd: float, lo: float = 0.0, hi: float = 1.0) -> tuple[Draw, float]:
+    """Draw of N(mean, sd) clipped to [lo, hi] (a "normal" accuracy), and its exact mean."""
+    a, b = (lo - mean) / sd, (hi - mean) / sd
+    cdf, pdf = stats.norm.cdf, stats.norm.pdf
+    exact = lo * cdf(a) + hi * stats.norm.sf(b) + mean * (cdf(b) - cdf(a)) + sd * (pdf(a) - pdf(b))
+
+    def draw(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
+        return np.clip(rng.normal(mean, sd, shape), lo, hi)
+
+    return draw, float(exact)
+
+
+def beta(a: float, b: float) -> tuple[Draw, float]:
+    """Draw of Beta(a, b) (Beta(20, 1): an accuracy piled near the ceiling) and its mean."""
+    return (lambda rng, shape: rng.beta(a, b, shape)), a / (a + b)
+
+
+def bernoulli(p: float) -> tuple[Draw, float]:
+    """Draw of 0/1 values with P(1) = p (attn_focused; their mean is focus_rate) and p."""
+    return (lambda rng, shape: (rng.random(shape) < p).astype(float)), p
+
+
+def standard_scenarios() -> list[Scenario]:
+    """The scenarios of docs/statistics-adaptive.md and the slow tests: step 5, from 5 seeds,
+    at most 40 (100 for the harder claims)."""
+    normal, normal_mean = clipped_normal(0.7, 0.1)
+    ceiling, ceiling_mean = beta(20.0, 1.0)
+    acc = "val_accuracy"
+    rows = [
+        Scenario("N(0.7,0.1) clipped", normal, normal_mean, AdaptiveRule(acc, 0.1)),
+        Scenario("N(0.7,0.1) clipped", normal, normal_mean, _claims(acc, "> 0.6")),
+        Scenario("N(0.7,0.1) clipped", normal, normal_mean, _claims(acc, "> 0.7", 100)),
+        Scenario("Beta(20,1)", ceiling, ceiling_mean, AdaptiveRule(acc, 0.1)),
+        Scenario("Beta(20,1)", ceiling, ceiling_mean, _claims(acc, ">= 0.8")),
+        Scenario("Beta(20,1)", ceiling, ceiling_mean, _claims(acc, ">= 0.9", 100)),
+    ]
+    for p in (0.5, 0.6, 0.9):
+        draw, mean = bernoulli(p)
+        rule = _claims("focus_rate", "> 0.5", 100)
+        rows.append(Scenario(f"Bernoulli({p})", draw, mean, rule, "wilson"))
+    draw, mean = bernoulli(0.6)
+    rule = AdaptiveRule("focus_rate", 0.15, max_seeds=100)
+    rows.append(Scenario("Bernoulli(0.6)", draw, mean, rule, "wilson"))
+    return rows
+
+
+def _claims(metric: str, claim: str, max_seeds: int = 40) -> AdaptiveRule:
+    """A claims-only rule (`until=claims`) for one claim on metric, e.g. ("x", "> 0.5")."""
+    return AdaptiveRule(claims=(Claim.parse(f"{metric} {claim}"),), max_seeds=max_seeds)
+
+
+def describe_rule(rule: AdaptiveRule) -> str:
+    """The rule as a table cell, e.g. "±0.1, max 40" or "focus_rate > 0.5, max 100"."""
+    targets = [f"±{rule.half_width:g}"] if rule.half_width is not None else []
+    targets += [str(claim) for claim in rule.claims]
+    return ", ".join(targets) + f", max {rule.max_seeds}"
+
+
+def coverage_table(studies: int = 2000, seed: int = 0) -> list[str]:
+    """Markdown rows: each standard scenario with the confidence sequence and with the naive
+    fixed-seed interval (t, Wilson for rates) judged after every round, same draws."""
+    lines = [
+        "| metric distribution | rule (step 5, from 5 seeds) | interval | coverage "
+        "| wrong decisions | expected seeds | share at cap |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for scenario in standard_scenarios():
+        for method in ("sequence", scenario.naive):
+            result = simulate_adaptive(
+                scenario.draw,
+                scenario.true_mean,
+                scenario.rule,
+                studies=studies,
+                seed=seed,
+                method=method,
+            )
+            wrong = f"{result.wrong_decisions:.3f}" if scenario.rule.claims else "-"
+            lines.append(
+                f"| {scenario.label} | {describe_rule(scenario.rule)} | {method} "
+                f"| {result.coverage:.3f} | {wrong} | {result.mean_seeds:.1f} "
+                f"| {result.share_at_cap:.3f} |"
+            )
+    return lines
+
+
+def width_table(sizes: Sequence[int] = (5, 10, 20, 40), studies: int = 2000) -> list[str]:
+    """Markdown rows: mean half-width of the confidence sequence and of the fixed-seed
+    interval (t; Wilson for rates) at fixed seed counts, and their ratio: the price of an
+    interval valid under looking after every round."""
+    normal, _ = clipped_normal(0.7, 0.1)
+    draws: dict[str, tuple[Draw, Method]] = {
+        "N(0.7,0.1) clipped": (normal, "t"),
+        "Beta(20,1)": (beta(20.0, 1.0)[0], "t"),
+        "Bernoulli(0.5)": (bernoulli(0.5)[0], "wilson"),
+        "Bernoulli(0.9)": (bernoulli(0.9)[0], "wilson"),
+    }
+    header = " | ".join(f"n={n}" for n in sizes)
+    lines = [f"| metric distribution | CS / fixed | {header} |", "|---" * (len(sizes) + 2) + "|"]
+    for label, (draw, fixed) in draws.items():
+        values = draw(np.random.default_rng(0), (studies, max(sizes)))
+        cs_low, cs_high = _interval_paths(values, (0.0, 1.0), LEVEL, "sequence")
+        fixed_low, fixed_high = _interval_paths(values, (0.0, 1.0), LEVEL, fixed)
+        cells = []
+        for n in sizes:
+            cs_half = float(np.mean(cs_high[:, n - 1] - cs_low[:, n - 1])) / 2
+            fixed_half = float(np.mean(fixed_high[:, n - 1] - fixed_low[:, n - 1])) / 2
+            cells.append(f"±{cs_half:.3f} / ±{fixed_half:.3f} ({cs_half / fixed_half:.1f}x)")
+        lines.append(f"| {label} | CS / {fixed} | " + " | ".join(cells) + " |")
+    return lines
+
+
+if __name__ == "__main__":
+    # python -m attnlab.engine.sequential: the tables of docs/statistics-adaptive.md.
+    print("\n".join(coverage_table()))
+    print()
+    print("\n".join(width_table()))
