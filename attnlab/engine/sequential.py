@@ -286,7 +286,8 @@ class AdaptiveRule:
     def seeds_to_add(self, seeds: int) -> int:
         """Seeds a cell with `seeds` seeds gets if it needs more: up to min_seeds first, then
         a step, never past max_seeds."""
-        return max(0, min(max(self.step, self.min_seeds - seeds), self.max_seeds - seeds))
+        wanted = self.min_seeds - seeds if seeds < self.min_seeds else self.step
+        return max(0, min(wanted, self.max_seeds - seeds))
 
     def looks(self) -> list[int]:
         """The seed counts at which a cell is judged: min_seeds, + step, ..., max_seeds."""
