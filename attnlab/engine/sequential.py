@@ -55,7 +55,7 @@ Verdict = Literal["holds", "fails", "unresolved"]
 _GRID = np.linspace(0.0, 1.0, 1001)
 _GRID_STEP = float(_GRID[1] - _GRID[0])
 # c in min(b, c/m): each capital factor stays >= 1 - c > 0. WSR suggest 1/2 or 3/4; 3/4 is
-# ~25% narrower for metrics piled near a bound (Beta(20, 1)) and ~10% wider for a rate near
+# 13-24% narrower for metrics piled near a bound (Beta(20, 1)) and ~10% wider for a rate near
 # 1/2 at 40 seeds (docs/statistics-adaptive.md); a mixture over several c gained ~nothing.
 _BET_CAP = 0.75
 _HEDGE = 0.5  # theta: weight of the "above m" gambler; 1/2 gives a two-sided interval
