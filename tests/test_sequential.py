@@ -18,6 +18,7 @@ from attnlab.engine.sequential import (
     CellNeed,
     Claim,
     Scenario,
+    Values,
     bernoulli,
     beta,
     claim_verdict,
@@ -153,7 +154,7 @@ def test_rule_needs_a_target() -> None:
 def test_planner_adds_seeds_with_reasons_and_stops_at_the_cap() -> None:
     rule = AdaptiveRule("val_accuracy", 0.1, claims=(Claim.parse("focus_rate > 0.5"),))
     focused, split = [1.0] * 40, [1.0, 0.0] * 20  # the rate's claim: decided / undecidable
-    cells = {
+    cells: dict[str, dict[str, Values]] = {
         "new": {"val_accuracy": ACCURACIES[:3], "focus_rate": focused[:3]},
         "wide": {"val_accuracy": ACCURACIES[:10], "focus_rate": split[:10]},
         "capped": {"val_accuracy": ACCURACIES[:40], "focus_rate": split},

@@ -50,6 +50,7 @@ from scipy import stats
 LEVEL = 0.95
 OPS = (">", ">=", "<", "<=")
 Verdict = Literal["holds", "fails", "unresolved"]
+Values = Sequence[float] | np.ndarray  # one metric's values of a cell, one per seed, seed order
 
 # Candidate means on [0, 1]: a step of 0.001 adds at most 0.001 to each end of an interval.
 _GRID = np.linspace(0.0, 1.0, 1001)
@@ -64,7 +65,7 @@ _PRIOR_MEAN, _PRIOR_VAR = 0.5, 0.25
 
 
 def confidence_sequence(
-    values: Sequence[float] | np.ndarray,
+    values: Values,
     bounds: tuple[float, float] = (0.0, 1.0),
     level: float = LEVEL,
 ) -> tuple[float, float]:
@@ -317,7 +318,7 @@ class CellNeed:
 
 
 def plan_round(
-    cells: Mapping[str, Mapping[str, Sequence[float]]],
+    cells: Mapping[str, Mapping[str, Values]],
     rule: AdaptiveRule,
     bounds: Mapping[str, tuple[float, float]],
 ) -> list[CellNeed]:
@@ -342,7 +343,7 @@ def plan_round(
 
 def _cell_need(
     cell: str,
-    values: Mapping[str, Sequence[float]],
+    values: Mapping[str, Values],
     rule: AdaptiveRule,
     bounds: Mapping[str, tuple[float, float]],
 ) -> CellNeed:
@@ -361,7 +362,7 @@ def _cell_need(
 
 
 def _judge(
-    values: Mapping[str, Sequence[float]],
+    values: Mapping[str, Values],
     rule: AdaptiveRule,
     bounds: Mapping[str, tuple[float, float]],
 ) -> tuple[list[str], list[str]]:
