@@ -7,6 +7,7 @@ The simulation table of docs/comparisons.md is printed by
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -201,6 +202,20 @@ def test_rate_intervals_against_hand_and_published_values():
     assert float(result.p_value) == pytest.approx(fisher)
 
 
+def test_failed_cells_and_no_axis():
+    failed = {"status": "failed", "error": "boom", "seed": math.nan}
+    blank = {"job": "broken", "data.classes": math.nan, "model.attn_layers": math.nan, **failed}
+    extra = {"job": "deep", "data.classes": 20, "model.attn_layers": 4, **failed}
+    report = pd.concat([grid_report(), pd.DataFrame([blank, extra])], ignore_index=True)
+    table = compare_cells(report)
+    assert len(table) == (3 + 4) * 3  # a failed cell has no runs to compare
+    shown = {str(v) for v in [*table["data.classes"].dropna(), *table["value"]]}
+    assert shown == {"2", "3", "20"}  # as typed, not 2.0, 20.0
+    one_cell = pd.DataFrame(runs({"model.attn_layers": 1}, [0, 1], val_accuracy=[0.5, 0.6]))
+    empty = compare_cells(one_cell)
+    assert empty.empty and list(empty.columns[:3]) == ["axis", "value", "baseline"]
+
+
 def test_unpaired_focus_rate_and_cells_without_attention():
     rows = runs({"model.attention": "learned"}, [0, 1, 2, 3], attn_focused=[True] * 3 + [False])
     rows += runs({"model.attention": "none"}, [0, 1, 2, 3], attn_focused=[math.nan] * 4)
@@ -241,6 +256,19 @@ def test_compare_reads_report_csv(tmp_path):
         compare(tmp_path, axis="model.hidden")
 
 
+def test_compare_takes_the_launch_order_of_sweep_json(tmp_path):
+    report = grid_report()
+    report.to_csv(tmp_path / "report.csv", index=False)
+    # launched as `model.attn_layers=3,1,2 data.classes=20,2`: 3 is the baseline
+    launched = sorted(
+        report["job"].unique(), key=lambda j: ("layers3" not in j, "layers1" not in j, j)
+    )
+    (tmp_path / ".sweep.json").write_text(json.dumps({"cells": launched}))
+    table = compare(tmp_path, axis="model.attn_layers", metric=None)
+    assert set(table["baseline"]) == {3} and list(table["value"].unique()) == [1, 2]
+    assert set(compare(tmp_path, axis="model.attn_layers", baseline=1)["baseline"]) == {1}
+
+
 # --- slow tier: the methods' coverage and Holm's error rate, by simulation -----------------
 
 TRIALS = 20_000
@@ -274,8 +302,9 @@ def welch_coverage(n1: int, n2: int, trials: int = TRIALS, seed: int = 0) -> flo
 
 def holm_fwer(n: int = 5, trials: int = TRIALS, seed: int = 0) -> float:
     """Family-wise error rate under a global null: 3 contexts x (baseline + 4 values) cells at n
-    seeds, a shared per-seed effect (so comparisons against one baseline correlate), 12 paired
-    t tests, Holm over the 12; the share of trials with any adjusted p < 0.05."""
+    seeds with a per-seed effect (which the pairing cancels), 12 paired t tests whose shared
+    baselines correlate those of one context, Holm over the 12; the share of trials with any
+    adjusted p < 0.05."""
     rng = np.random.default_rng(seed)
     seed_effect = rng.standard_normal((trials, 3, 1, n))
     cells = seed_effect + rng.standard_normal((trials, 3, 5, n))

@@ -68,6 +68,7 @@ def compare_cells(
         ConfigError: a baseline that is not one of its axis' values, or of an unswept key.
     """
     axes = swept_axes(report)
+    report = whole_numbers(report, axes)
     order = {axis: axis_values(report, axis, (axes_order or {}).get(axis)) for axis in axes}
     chosen = choose_baselines(order, baselines or {})
     usable = report[report["status"].isin(USABLE)]
@@ -126,6 +127,20 @@ def swept_axes(report: pd.DataFrame) -> list[str]:
         axes.append(column)
         partitions.append(groups)
     return axes
+
+
+def whole_numbers(report: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
+    """Axis columns of whole floats back to ints (a failed cell's blank config turns a column
+    of 2 and 20 into 2.0 and 20.0), so comparisons.csv says `20` as the command line did."""
+    report = report.copy()
+    for axis in axes:
+        column = report[axis]
+        if pd.api.types.is_float_dtype(column):
+            known = column.dropna()
+            if len(known) and (known == known.round()).all():
+                whole = [v if pd.isna(v) else int(v) for v in column]
+                report[axis] = pd.Series(whole, index=report.index, dtype=object)
+    return report
 
 
 def axis_values(report: pd.DataFrame, axis: str, given: Iterable[Any] | None) -> list[Any]:
