@@ -153,16 +153,26 @@ def axis_values(report: pd.DataFrame, axis: str, given: Iterable[Any] | None) ->
 
 
 def _sort_key(value: Any) -> tuple[int, float, str]:
-    number = pd.to_numeric(pd.Series([value]), errors="coerce").iloc[0]
-    return (0, float(number), "") if pd.notna(number) else (1, 0.0, str(value))
+    number = _number(value)
+    return (0, number, "") if number is not None else (1, 0.0, str(value))
+
+
+def _number(value: Any) -> float | None:
+    """value as a finite float (2, 2.0, "2"), else None (text, NaN); plain Python, as the
+    comparisons match every run's value against every axis value."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
 
 
 def same_value(a: Any, b: Any) -> bool:
     """Config values equal across CSV round trips and typed overrides: 2 == 2.0 == "2"."""
     if a == b or str(a) == str(b):
         return True
-    numbers = pd.to_numeric(pd.Series([a, b]), errors="coerce")
-    return bool(numbers.notna().all() and numbers.iloc[0] == numbers.iloc[1])
+    x, y = _number(a), _number(b)
+    return x is not None and x == y
 
 
 def choose_baselines(order: dict[str, list[Any]], overrides: dict[str, Any]) -> dict[str, Any]:
