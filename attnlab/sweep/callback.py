@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 import shlex
 import sys
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from attnlab.engine.config import ConfigError
 from attnlab.runs import records
-from attnlab.sweep.cells import default_values, require_multirun
+from attnlab.sweep.cells import default_values, hydra_value, require_multirun
 from attnlab.sweep.signals import Abort
 
 log = logging.getLogger(__name__)
@@ -160,15 +159,7 @@ def interrupted(signal_name: str) -> str:
 def resume_command(sweep_dir: Path) -> str:
     """This process's command, pointed at its sweep dir: rerunning it finishes the grid."""
     args = [a for a in sys.argv[1:] if not a.startswith("hydra.sweep.dir=")]
-    return shlex.join(["attnlab", *args, f"hydra.sweep.dir={hydra_quoted(str(sweep_dir))}"])
-
-
-def hydra_quoted(value: str) -> str:
-    """value as a Hydra override value: as is if plain, else single-quoted (a `,` would
-    make a sweep, `=` or a space a parse error)."""
-    if re.fullmatch(r"[\w./@:%+~-]+", value):
-        return value
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    return shlex.join(["attnlab", *args, f"hydra.sweep.dir={hydra_value(str(sweep_dir))}"])
 
 
 class SweepCallback(Callback):

@@ -6,6 +6,8 @@ under another sweeper names its own dir through the `attnlab.cell_dir` resolver)
 
 from __future__ import annotations
 
+import functools
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +23,34 @@ PACK_ENV = "ATTNLAB_PACK"
 
 
 RESOLVER = "attnlab.cell_dir"
+
+
+def hydra_value(text: str) -> str:
+    """text as a Hydra override value that Hydra's parser reads back as this very string:
+    as is where it already does, else single-quoted (`8490098e-000` would read as the float
+    8490098.0, `null` as None, `a,b` as a sweep, `x y` as a parse error)."""
+    # Plain only if it reads back alone and holds nothing that means more in a list or
+    # sweep (`a\\` alone is `a\\`, but `a\\,b` escapes the comma).
+    if re.fullmatch(r"[\w./@:%+~-]+", text) and _reads_back(text):
+        return text
+    # Hydra's quoted strings: escape each quote, and double the backslashes before a quote
+    # or the string's end (elsewhere a backslash is literal).
+    body = re.sub(r"(\\+)(?='|$)", lambda m: m.group(1) * 2, text).replace("'", "\\'")
+    return f"'{body}'"
+
+
+def _reads_back(text: str) -> bool:
+    try:
+        return bool(_parser().parse_override(f"k={text}").value() == text)
+    except Exception:  # a parse error (`~` alone)
+        return False
+
+
+@functools.cache
+def _parser() -> Any:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    return OverridesParser.create()
 
 
 @dataclass

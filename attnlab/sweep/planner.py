@@ -37,7 +37,7 @@ from attnlab.engine.config import ConfigError, ExperimentConfig
 from attnlab.engine.resources import BASE_BYTES, GIB, USABLE_SHARE, available_memory, estimate_bytes
 from attnlab.runs import records
 from attnlab.runs.files import write_json, write_text
-from attnlab.sweep.cells import PACK_ENV, Cell, make_cell, strip_hydra
+from attnlab.sweep.cells import PACK_ENV, Cell, hydra_value, make_cell, strip_hydra
 from attnlab.sweep.packing import plan_packs
 from attnlab.sweep.signals import raise_if_stopped
 
@@ -270,7 +270,7 @@ def write_pack(
     """Write the pack's spec (its cells' configs and dirs, its place among the sweep's
     packs) and each cell's cell.json; return the job's overrides: its first cell's, plus
     the pack's id."""
-    pack_id = f"{(run_id or 'run')[:8]}-{place['index']:03d}"
+    pack_id = pack_name(run_id, place["index"])
     entries = []
     for cell in cells:
         assert cell.exp is not None
@@ -281,7 +281,18 @@ def write_pack(
         )
     spec = {"run_id": run_id, **place, "cells": entries}
     write_json(sweep_dir / records.JOBS_DIR / f"{pack_id}.json", spec)
-    return [*cells[0].overrides, f"++hydra.job.env_set.{PACK_ENV}={pack_id}"]
+    return [*cells[0].overrides, pack_override(pack_id)]
+
+
+def pack_name(run_id: str | None, index: int) -> str:
+    """A pack's id: its spec is <sweep>/.jobs/<id>.json, its job's dir <sweep>/.jobs/<id>."""
+    return f"{(run_id or 'run')[:8]}-{index:03d}"
+
+
+def pack_override(pack_id: str) -> str:
+    """The override that makes a job the pack's; the id quoted where Hydra would read it as
+    another type (a run id of 7 digits and an `e` reads as a float)."""
+    return f"++hydra.job.env_set.{PACK_ENV}={hydra_value(pack_id)}"
 
 
 _SUBMITIT_LOST = re.compile(r"Job (\d+)_(\d+) .*?\(state: ([A-Z_]+)")
