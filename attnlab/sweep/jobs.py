@@ -44,12 +44,19 @@ def run_job(cfg: DictConfig) -> float | None:
     if hc.mode != RunMode.MULTIRUN:
         run_single(cfg, out_dir, hc)
         return None
-    sweep_dir = Path(hc.sweep.dir)
+    sweep_dir = job_sweep_dir(hc)
     pack = hc.job.env_set.get(PACK_ENV)
     if pack:
         run_pack_job(sweep_dir, str(pack), hc)
         return None
     return run_cell_job(cfg, sweep_dir, out_dir, hc)
+
+
+def job_sweep_dir(hc: Any) -> Path:
+    """The sweep dir as an absolute path: a relative hydra.sweep.dir (the default) is
+    relative to where the command ran, not to the job's dir (hydra.job.chdir=True moves the
+    job there before this runs)."""
+    return Path(hc.runtime.cwd, hc.sweep.dir)
 
 
 def run_single(cfg: DictConfig, out_dir: Path, hc: Any) -> None:
