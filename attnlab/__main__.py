@@ -61,6 +61,8 @@ def main() -> int:
         if name is not None:  # swallowed late: in the report callback, which Hydra guards
             return _interrupted(name)
     except Abort as stop:
+        if stop.status == EXIT_BAD_INPUT:
+            callback.discard_unused_dir()
         _say(f"attnlab: error: {stop.message}")
         return stop.status
     except (KeyboardInterrupt, Terminated) as stop:
@@ -70,6 +72,7 @@ def main() -> int:
         if name is not None:  # the signal's exception, replaced by a library's own
             return _interrupted(name)
         if is_config_error(err):  # before OSError: Hydra's missing-option error is an IOError
+            callback.discard_unused_dir()  # a refusal writes nothing
             _say(f"attnlab: error: {config_error_line(err, sys.argv[1:])}")
             return EXIT_BAD_INPUT
         if isinstance(err, RecordError):  # a sweep dir's file that is not what it should be

@@ -199,14 +199,14 @@ def test_the_resume_line_works_verbatim_for_a_sweep_dir_with_a_comma(tmp_path):
     import shlex
 
     sweep_dir = tmp_path / "runs" / "lr=1e-3,bs=64"
-    args = ["-m", "data.classes=1,2", *GRID[1:], f"hydra.sweep.dir='{sweep_dir}'"]
+    args = ["-m", "data.classes=30000000,2", *GRID[1:], f"hydra.sweep.dir='{sweep_dir}'"]
     first = run_cli(args, cwd=tmp_path)
     assert first.returncode == 1, first.stderr[-3000:]
     line = one_line_error(first, "resume with:")
     resume = shlex.split(line.split("resume with: ", 1)[1])
     assert resume[0] == "attnlab"
     again = run_cli(resume[1:], cwd=tmp_path)
-    assert again.returncode == 1, again.stderr[-3000:]  # data.classes=1 still fails alone
+    assert again.returncode == 1, again.stderr[-3000:]  # data.classes=30000000 still fails alone
     one_line_error(again, "1 of 2 cell(s) of this run failed")
     assert len(results(sweep_dir)) == 1
 

@@ -106,13 +106,45 @@ def test_a_rerun_reuses_every_finished_cell_and_launches_nothing(tmp_path, fresh
 
 @pytest.mark.slow
 def test_an_invalid_cell_is_recorded_and_the_valid_ones_still_run(tmp_path, fresh_outcome):
-    sweep_dir, launcher = run_sweep(tmp_path, ["data.classes=1,2", DEBUG_TINY])
-    assert len(launcher.batches[0]) == 1  # only the valid cell became a job
+    # data.attention_column=10 is out of range only where data.features=4: each value
+    # succeeds in another cell, so the sweep runs and the one bad combination fails.
+    grid = ["data.features=32,4", "data.attention_column=2,10", DEBUG_TINY]
+    sweep_dir, launcher = run_sweep(tmp_path, grid)
+    assert sum(len(batch) for batch in launcher.batches) >= 1
     report = pd.read_csv(sweep_dir / "report.csv", keep_default_na=False)
-    by_classes = {int(c): list(g["status"]) for c, g in report.groupby("data.classes")}
-    assert by_classes == {1: ["failed", "failed"], 2: ["completed", "completed"]}
-    assert report[report["data.classes"] == 1]["error"].str.startswith("data.classes=1").all()
-    assert len(callback.outcome.failed) == 1 and callback.outcome.cells == 2
+    keys = ["data.features", "data.attention_column"]
+    by_cell = {tuple(int(v) for v in c): set(g["status"]) for c, g in report.groupby(keys)}
+    assert by_cell == {
+        (4, 2): {"completed"},
+        (4, 10): {"failed"},
+        (32, 2): {"completed"},
+        (32, 10): {"completed"},
+    }
+    bad = report[(report["data.features"] == 4) & (report["data.attention_column"] == 10)]
+    assert bad["error"].str.startswith("data.attention_column=10 is not allowed").all()
+    assert len(callback.outcome.failed) == 1 and callback.outcome.cells == 4
+
+
+@pytest.mark.parametrize(
+    ("grid", "words"),
+    [
+        (["data.classes=5,20", "model.attention=orcale"], ["model.attention='orcale'", "oracle"]),
+        (["data.classes=1,2"], ["data.classes=1 is not allowed", ">= 2"]),
+        (["data.features=4", "data.attention_column=2,10"], ["data.attention_column=10"]),
+    ],
+)
+def test_a_value_out_of_range_in_every_cell_it_is_in_is_refused_before_any_dir(
+    tmp_path, fresh_outcome, grid, words
+):
+    sweep_dir = tmp_path / "sweep"
+    config, context = compose_sweep(sweep_dir, [])
+    callback.SweepCallback().on_multirun_start(config)
+    launcher = InProcessLauncher(sweep_dir)
+    with pytest.raises(ConfigError) as refused:
+        sweep(config, context, launcher, SweepRequest(arguments=[*grid, DEBUG_TINY]))
+    assert all(word in str(refused.value) for word in words), refused.value
+    assert "\n" not in str(refused.value)
+    assert not sweep_dir.exists() and launcher.batches == []
 
 
 def test_max_replicas_below_one_is_refused_before_anything_is_written(tmp_path):

@@ -56,17 +56,19 @@ def test_grid_writes_tidy_report_summary_and_figures(tmp_path):
 
 
 def test_failed_job_is_isolated_then_resume_reuses_finished_cells(tmp_path):
-    proc, report, sweep_dir = sweep(tmp_path, "data.classes=5,1")
+    # 30000000 classes need ~200 GiB: the cell fails alone, before training (a value out of
+    # range in every cell, as data.classes=1, is refused before anything runs instead).
+    proc, report, sweep_dir = sweep(tmp_path, "data.classes=5,30000000")
     assert proc.returncode == 1
     assert "1 of 2 cell(s) of this run failed" in proc.stderr
     cells = by_cell(report)
-    assert list(cells[1]["status"]) == ["failed", "failed"]
-    assert cells[1]["error"].str.startswith("data.classes=1 is not allowed").all()
+    assert list(cells[30000000]["status"]) == ["failed", "failed"]
+    assert cells[30000000]["error"].str.startswith("data.classes=30000000: the cell needs").all()
     assert list(cells[5]["status"]) == ["completed", "completed"]
     first = cells[5][list(RUN_METRICS)].reset_index(drop=True)
 
     # The same command again: the finished cell is reused, the failed one is retried.
-    proc, report, _ = sweep(tmp_path, "data.classes=5,1")
+    proc, report, _ = sweep(tmp_path, "data.classes=5,30000000")
     assert proc.returncode == 1
     cells = by_cell(report)
     assert list(cells[5]["status"]) == ["cached", "cached"]

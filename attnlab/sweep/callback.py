@@ -21,7 +21,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from attnlab.engine.config import ConfigError
 from attnlab.runs import records
-from attnlab.sweep.cells import default_values, hydra_value, require_multirun
+from attnlab.sweep.cells import (
+    check_cell,
+    default_values,
+    hydra_value,
+    name_cell,
+    require_multirun,
+    strip_hydra,
+)
 from attnlab.sweep.signals import Abort
 
 log = logging.getLogger(__name__)
@@ -38,6 +45,7 @@ class SweepOutcome:
     report_error: str = ""
     notes: list[str] = field(default_factory=list)  # why cells could not even start
     lock: Any = None  # the held filelock.FileLock; released when the process exits
+    made: Path | None = None  # the topmost dir this run created for the sweep dir, if any
 
 
 outcome = SweepOutcome()
@@ -47,11 +55,15 @@ def open_sweep_dir(sweep_dir: Path) -> None:
     """Make the sweep dir ours for this run: create it, lock it (one sweep at a time),
     clear temp files a killed run left, write the run's state. Abort in one line if it is a
     file, unwritable, or held by another sweep."""
+    if outcome.sweep_dir == sweep_dir and outcome.lock is not None:
+        return  # opened already in this process (attnlab's sweeper, then this callback)
     where = f"hydra.sweep.dir={sweep_dir}"
     if sweep_dir.is_symlink() or (sweep_dir.exists() and not sweep_dir.is_dir()):
         raise Abort(f"{where} is not a directory")
+    made = next((d for d in [*reversed(sweep_dir.parents), sweep_dir] if not d.exists()), None)
     try:
         sweep_dir.mkdir(parents=True, exist_ok=True)
+        outcome.made = made
         lock = records.lock_sweep_dir(sweep_dir, records.command_line())
     except records.RecordError as err:
         raise Abort(f"{where}: {err}; or choose another hydra.sweep.dir") from None
@@ -71,6 +83,29 @@ def open_sweep_dir(sweep_dir: Path) -> None:
     outcome.run_id = state["run_id"]
     if removed:
         log.info("removed %d temp file(s) left by a killed run", removed)
+
+
+def discard_unused_dir() -> None:
+    """After a refusal (Hydra's sweeper refusing an override after this callback opened
+    the dir): remove the sweep dir this run made, if it holds only the run's own state and
+    lock, so a refused command leaves nothing behind."""
+    sweep_dir, made = outcome.sweep_dir, outcome.made
+    if sweep_dir is None or made is None:
+        return
+    own = {records.SWEEP_STATE, records.LOCK_FILE, records.HOLDER_FILE}
+    if any(p.name not in own for p in sweep_dir.iterdir()):
+        return
+    if outcome.lock is not None:
+        outcome.lock.release()
+        outcome.lock = None
+    for name in own:
+        (sweep_dir / name).unlink(missing_ok=True)
+    for directory in [sweep_dir, *sweep_dir.parents]:
+        with contextlib.suppress(OSError):  # not empty: something else is there
+            directory.rmdir()
+        if directory == made:
+            break
+    outcome.sweep_dir = outcome.made = None
 
 
 def adopt_legacy_cells(sweep_dir: Path) -> None:
@@ -162,6 +197,11 @@ def resume_command(sweep_dir: Path) -> str:
     return shlex.join(["attnlab", *args, f"hydra.sweep.dir={hydra_value(str(sweep_dir))}"])
 
 
+def is_attnlab_sweeper(config: DictConfig) -> bool:
+    target = OmegaConf.select(config, "hydra.sweeper._target_", default="")
+    return str(target).endswith(".AttnlabSweeper")
+
+
 class SweepCallback(Callback):
     """The sweep dir's owner for the run: lock and state at start, report at the end (in the
     parent process, from disk). For a single run, the check that it is not a sweep preset
@@ -173,9 +213,18 @@ class SweepCallback(Callback):
             require_multirun(False, OmegaConf.select(config, "hydra.sweeper.params"))
         except ConfigError as err:
             raise Abort(str(err), 2) from None
+        # A bad value is refused here, before Hydra makes the run dir (a refusal writes
+        # nothing); a config that needs the run's Hydra settings to resolve is checked by
+        # the job (attnlab.sweep.jobs.run_single).
+        cell = name_cell(strip_hydra(config))
+        if cell.exp is not None and check_cell(cell).error:
+            raise Abort(cell.error, 2)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        open_sweep_dir(Path(config.hydra.sweep.dir))
+        # attnlab's sweeper opens the dir itself once every cell is checked (a refused
+        # sweep leaves nothing behind); any other sweeper gets it opened here.
+        if not is_attnlab_sweeper(config):
+            open_sweep_dir(Path(config.hydra.sweep.dir))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         finish_sweep(

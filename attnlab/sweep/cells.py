@@ -63,6 +63,9 @@ class Cell:
     name: str
     exp: ExperimentConfig | None = None
     error: str = ""
+    # The error is a value outside the range the config allows (a typo, data.classes=1),
+    # which no machine or other cell changes; not a memory bound or an interpolation.
+    out_of_range: bool = False
 
 
 def default_values() -> dict[str, Any]:
@@ -91,13 +94,21 @@ def make_cell(
     """name_cell, then every check that runs before training: value ranges, and whether
     the cell fits in memory. activations=False skips the activation-name check, which
     imports Keras (the sweep's parent process never loads TensorFlow; jobs check it)."""
+    return check_cell(name_cell(cfg, overrides), activations)
+
+
+def check_cell(cell: Cell, activations: bool = True) -> Cell:
+    """A named cell's checks (value ranges, memory); a failed one gets its error."""
     from attnlab.engine.resources import check_fits
 
-    cell = name_cell(cfg, overrides)
     if cell.exp is None:
         return cell
     try:
         cell.exp.validate(activations=activations)
+    except Exception as err:
+        cell.error, cell.exp, cell.out_of_range = error_line(err), None, True
+        return cell
+    try:
         check_fits(cell.exp)
     except Exception as err:
         cell.error, cell.exp = error_line(err), None

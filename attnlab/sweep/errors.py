@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Sequence
 
 from hydra.errors import (
     ConfigCompositionException,
+    HydraException,
     MissingConfigException,
     OverrideParseException,
 )
@@ -25,6 +27,9 @@ def is_config_error(err: BaseException) -> bool:
         MissingConfigException,
         OverrideParseException,
         OmegaConfBaseException,
+        # Hydra's own refusals of a command (e.g. the basic sweeper's "does not support
+        # sweep type : INTERVAL_SWEEP"): what the user typed, not a bug to trace.
+        HydraException,
     )
     if isinstance(err, ValueError) and str(err).startswith(_FLAG_ERRORS):
         return True  # e.g. `attnlab -m --cfg job`
@@ -35,6 +40,9 @@ def config_error_line(err: BaseException, argv: Sequence[str] = ()) -> str:
     """Fold a ConfigError, a Hydra compose error or an OmegaConf error into one line."""
     if isinstance(err, ConfigError):
         return str(err)
+    sweep_line = _sweep_without_m(str(err))
+    if sweep_line:
+        return sweep_line
     if isinstance(err, MissingConfigException):
         return _missing_option_line(err, argv)
     cause = err.__cause__ if isinstance(err.__cause__, OmegaConfBaseException) else err
@@ -42,10 +50,60 @@ def config_error_line(err: BaseException, argv: Sequence[str] = ()) -> str:
     if not key:
         return _first_lines(err) + _other_sweeper_hint(err, argv)
     value = _value_from_argv(key, argv)
-    reason = str(getattr(cause, "msg", cause)).splitlines()[0]
+    reason = str(getattr(cause, "msg", cause)).splitlines()[0].rstrip(".")
     allowed = _allowed_keys(cause)
     where = f"{key}={value}" if value is not None else key
-    return f"{where}: {reason}" + (f" (allowed keys: {allowed})" if allowed else "")
+    return (
+        f"{where}: {reason}"
+        + (f" (allowed keys: {allowed})" if allowed else "")
+        + _list_hint(key, value, reason)
+    )
+
+
+# Hydra's refusals of a sweep in a single run: its hint (add --multirun) is on later lines.
+_SWEEP_WITHOUT_M = re.compile(
+    r"Ambiguous value for argument '([^']*)'|Sweep parameters '([^']*)' requires --multirun"
+)
+
+
+def _sweep_without_m(text: str) -> str:
+    """`data.classes=5,20` without -m: one line with Hydra's hints, the list form spelled out."""
+    match = _SWEEP_WITHOUT_M.search(text)
+    if match is None:
+        return ""
+    line = match.group(1) or match.group(2)
+    key = line.split("=", 1)[0].lstrip("+~")
+    listed = _as_list(line) if isinstance(_defaults().get(key), list) else ""
+    as_list = f"; for one run with a list: {key}={listed}" if listed else ""
+    return f"{line} is a sweep: to sweep over it, add --multirun (attnlab -m {line}){as_list}"
+
+
+def _defaults() -> dict[str, object]:
+    from attnlab.engine.config import ExperimentConfig, flatten
+
+    return flatten(ExperimentConfig())
+
+
+def _as_list(line: str) -> str:
+    """A sweep override's values as a list value (`seeds=range(0,3)` -> `[0,1,2]`), or ""."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        override = OverridesParser.create().parse_override(line)
+        if not (override.is_sweep_override() and override.is_discrete_sweep()):
+            return ""
+        return "[" + ",".join(override.sweep_string_iterator()) + "]"
+    except Exception:  # not a sweep Hydra can list: no example
+        return ""
+
+
+def _list_hint(key: str, value: str | None, reason: str) -> str:
+    """The right form where a list was expected (`seeds=0`)."""
+    if "is not a ListConfig" not in reason:
+        return ""
+    example = f"{key}=[{value}]" if value and not value.startswith("[") else f"{key}=[0,1,2]"
+    more = " or seeds=[0,1,2]" if key == "seeds" and example != "seeds=[0,1,2]" else ""
+    return f"; write a list, e.g. {example}{more}"
 
 
 def _first_lines(err: BaseException) -> str:

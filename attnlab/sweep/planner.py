@@ -37,6 +37,7 @@ from attnlab.engine.config import ConfigError, ExperimentConfig
 from attnlab.engine.resources import BASE_BYTES, GIB, USABLE_SHARE, available_memory, estimate_bytes
 from attnlab.runs import records
 from attnlab.runs.files import write_json, write_text
+from attnlab.sweep.callback import open_sweep_dir
 from attnlab.sweep.cells import PACK_ENV, Cell, hydra_value, make_cell, strip_hydra
 from attnlab.sweep.packing import plan_packs
 from attnlab.sweep.signals import raise_if_stopped
@@ -51,7 +52,12 @@ def expand(overrides: list[Override]) -> list[list[str]]:
         key = override.get_key_element()
         if override.is_sweep_override():
             if not override.is_discrete_sweep():
-                raise ValueError(f"{key}: a range or interval sweep needs an optimizing sweeper")
+                given = override.input_line or key
+                raise ConfigError(
+                    f"{given} is not allowed under attnlab's sweeper: interval() "
+                    "is a continuous range for an optimizing sweeper (hydra/sweeper=optuna); "
+                    f"a grid takes a list or a range, e.g. {key}=1,2,3 or {key}=range(1,4)"
+                )
             lists.append([f"{key}={value}" for value in override.sweep_string_iterator()])
         else:
             lists.append([f"{key}={override.get_value_element_as_str()}"])
@@ -120,12 +126,17 @@ def sweep(
     lines = [f"{k}={v}" for k, v in request.params.items()] + request.arguments
     parser = OverridesParser.create(config_loader=hydra_context.config_loader)
     jobs = expand(parser.parse_overrides(lines))
+    cells = [compose(hydra_context, config, job) for job in jobs]
+    refuse_hopeless(jobs, cells)
+    # Every check passed: now the sweep dir is made, locked and written (the sweeper's own
+    # job, as in Hydra's basic sweeper; attnlab's callback leaves it to the sweeper).
+    open_sweep_dir(sweep_dir)
     # As Hydra's basic sweeper does, but atomically: a kill leaves the old file or the new.
     write_text(sweep_dir / "multirun.yaml", OmegaConf.to_yaml(config))
 
     state = records.read_state(sweep_dir)
     run_id = state.get("run_id")
-    plan = sort_cells(sweep_dir, [compose(hydra_context, config, job) for job in jobs], run_id)
+    plan = sort_cells(sweep_dir, cells, run_id)
     memory = job_memory(OmegaConf.select(config, "hydra.launcher"))
     packs = plan_packs(
         [c.exp for c in plan.pending if c.exp is not None],
@@ -151,6 +162,22 @@ def sweep(
     if not batch:
         return []
     return launch(launcher, batch, sweep_dir, run_id, packs_cells, config)
+
+
+def refuse_hopeless(jobs: list[list[str]], cells: list[Cell]) -> None:
+    """ConfigError (one line, before any dir is made) for a value that is out of range in
+    every cell it appears in: it cannot succeed, and a sweep dir of failed cells would
+    only look like a crash. A value bad only in combination with another axis's value
+    fails its own cells; so do a cell too big for memory and an unresolvable interpolation."""
+    cells_of: dict[str, list[Cell]] = {}
+    for job, cell in zip(jobs, cells, strict=True):
+        for line in job:
+            cells_of.setdefault(line, []).append(cell)
+    for line, its_cells in cells_of.items():
+        if all(c.out_of_range for c in its_cells):
+            key = line.lstrip("+~").split("=", 1)[0]
+            named = [c.error for c in its_cells if c.error.startswith(f"{key}=")]
+            raise ConfigError((named or [its_cells[0].error])[0])
 
 
 def sort_cells(sweep_dir: Path, cells: list[Cell], run_id: str | None) -> Plan:
