@@ -41,7 +41,7 @@ def run_job(cfg: DictConfig) -> float | None:
     raise_if_stopped()  # a signal an earlier job's library code swallowed: stop here
     hc = HydraConfig.get()
     out_dir = Path(hc.runtime.output_dir)
-    if hc.mode != RunMode.MULTIRUN:
+    if not is_sweep_job(hc):
         run_single(cfg, out_dir, hc)
         return None
     sweep_dir = job_sweep_dir(hc)
@@ -50,6 +50,15 @@ def run_job(cfg: DictConfig) -> float | None:
         run_pack_job(sweep_dir, str(pack), hc)
         return None
     return run_cell_job(cfg, sweep_dir, out_dir, hc)
+
+
+def is_sweep_job(hc: Any) -> bool:
+    """Whether this job is one of a sweep's, by what the job is: a pack, or given a job
+    number by a launcher. hydra.mode alone is not enough: Hydra's in-process
+    Hydra.multirun() (its test suites, programmatic users) leaves it unset."""
+    if hc.mode == RunMode.MULTIRUN or hc.job.env_set.get(PACK_ENV):
+        return True
+    return not OmegaConf.is_missing(hc.job, "num")
 
 
 def job_sweep_dir(hc: Any) -> Path:

@@ -122,6 +122,7 @@ def sweep(
     """Compose every cell, record the invalid ones, reuse the finished ones, pack the rest
     into jobs and launch them; a lost job's cells are recorded failed with the reason."""
     request.check()
+    check_app(config)
     sweep_dir = Path(config.hydra.sweep.dir)
     lines = [f"{k}={v}" for k, v in request.params.items()] + request.arguments
     parser = OverridesParser.create(config_loader=hydra_context.config_loader)
@@ -162,6 +163,22 @@ def sweep(
     if not batch:
         return []
     return launch(launcher, batch, sweep_dir, run_id, packs_cells, config)
+
+
+def check_app(config: DictConfig) -> None:
+    """ConfigError (one line, before anything is written) for another app's config: the
+    sweeper composes and trains attnlab's cells, and would only fail every job there."""
+    import dataclasses
+
+    keys = {str(k) for k in config if k != "hydra"}
+    known = {f.name for f in dataclasses.fields(ExperimentConfig)}
+    if {"data", "model", "trainer"} <= keys and keys <= known:
+        return
+    raise ConfigError(
+        f"hydra/sweeper=attnlab is not allowed for this app (its config has "
+        f"{', '.join(sorted(keys)) or 'no keys'}): attnlab's sweeper runs attnlab's task "
+        "only; use hydra/sweeper=basic"
+    )
 
 
 def refuse_hopeless(jobs: list[list[str]], cells: list[Cell]) -> None:
