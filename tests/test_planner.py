@@ -153,3 +153,22 @@ def test_max_replicas_below_one_is_refused_before_anything_is_written(tmp_path):
     with pytest.raises(ConfigError, match=r"hydra.sweeper.max_replicas=0 is not allowed"):
         sweep(config, context, InProcessLauncher(sweep_dir), SweepRequest(max_replicas=0))
     assert not sweep_dir.exists()
+
+
+@pytest.mark.slow
+def test_a_hydra_interpolation_resolves_per_cell(tmp_path, fresh_outcome):
+    grid = ["data.classes=2,3", "logger.subdir=tb_${hydra:job.num}", DEBUG_TINY]
+    sweep_dir, _ = run_sweep(tmp_path, [*grid, "logger.kind=tensorboard"])
+    report = pd.read_csv(sweep_dir / "report.csv")
+    assert set(report["status"]) == {"completed"}
+    subdirs = {p.name for p in sweep_dir.glob("*/tb_*")}
+    assert subdirs == {"tb_0", "tb_1"}
+
+
+def test_a_hydra_key_without_a_value_when_planning_is_refused_in_one_line(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    config, context = compose_sweep(sweep_dir, [])
+    grid = ["data.classes=2,3", "logger.subdir=x${hydra:runtime.output_dir}"]
+    with pytest.raises(ConfigError, match=r"hydra.runtime.output_dir has no value"):
+        sweep(config, context, InProcessLauncher(sweep_dir), SweepRequest(arguments=grid))
+    assert not sweep_dir.exists()

@@ -28,10 +28,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 from hydra.core.utils import JobReturn, JobStatus
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from attnlab.engine.config import ConfigError, ExperimentConfig
 from attnlab.engine.resources import BASE_BYTES, GIB, USABLE_SHARE, available_memory, estimate_bytes
@@ -127,7 +128,7 @@ def sweep(
     lines = [f"{k}={v}" for k, v in request.params.items()] + request.arguments
     parser = OverridesParser.create(config_loader=hydra_context.config_loader)
     jobs = expand(parser.parse_overrides(lines))
-    cells = [compose(hydra_context, config, job) for job in jobs]
+    cells = [compose(hydra_context, config, job, index) for index, job in enumerate(jobs)]
     refuse_hopeless(jobs, cells)
     # Every check passed: now the sweep dir is made, locked and written (the sweeper's own
     # job, as in Hydra's basic sweeper; attnlab's callback leaves it to the sweeper).
@@ -287,11 +288,45 @@ def blocked_dir(cell_dir: Path) -> str:
     return ""
 
 
-def compose(hydra_context: Any, config: DictConfig, overrides: list[str]) -> Cell:
+def compose(hydra_context: Any, config: DictConfig, overrides: list[str], index: int = 0) -> Cell:
     """One job's cell, composed as the job will be (a compose error, e.g. an unknown key
-    or option, stops the whole sweep before anything runs, as in Hydra's sweepers)."""
+    or option, stops the whole sweep before anything runs, as in Hydra's sweepers).
+
+    A `${hydra:...}` in a value resolves here, per cell, as under Hydra's basic sweeper
+    with one job per cell: hydra.job.num and hydra.job.id are the cell's index in the grid
+    (docs/sweeps-and-files.md lists the keys); a pack's job trains several cells, so its own
+    Hydra settings cannot stand for any one of them."""
     composed = hydra_context.config_loader.load_sweep_config(config, list(overrides))
-    return make_cell(strip_hydra(composed), list(overrides), activations=False)
+    with open_dict(composed):
+        composed.hydra.job.num = index
+        composed.hydra.job.id = str(index)
+    check_hydra_refs(composed)
+    held = HydraConfig.instance().cfg
+    HydraConfig.instance().set_config(composed)
+    try:
+        return make_cell(strip_hydra(composed), list(overrides), activations=False)
+    finally:
+        HydraConfig.instance().cfg = held
+
+
+_HYDRA_REF = re.compile(r"\$\{hydra:([^}]*)\}")
+
+
+def check_hydra_refs(composed: DictConfig) -> None:
+    """ConfigError for a `${hydra:KEY}` in a value that has no value while cells are
+    planned (hydra.runtime.output_dir: a cell's dir is named from its resolved config)."""
+    from attnlab.engine.config import dotted
+
+    raw = OmegaConf.to_container(strip_hydra(composed), resolve=False)
+    for key, value in dotted(raw if isinstance(raw, dict) else {}).items():
+        for ref in _HYDRA_REF.findall(str(value)):
+            if OmegaConf.select(composed.hydra, ref, default=None) is None:
+                raise ConfigError(
+                    f"{key}={value} is not allowed under attnlab's sweeper: hydra.{ref} has no "
+                    "value when the cells are planned, before any job exists (see "
+                    "docs/sweeps-and-files.md for the ${hydra:} keys a cell resolves); or use "
+                    "hydra/sweeper=basic"
+                )
 
 
 def record_invalid(sweep_dir: Path, cell: Cell, run_id: str | None) -> None:
