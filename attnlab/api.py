@@ -10,6 +10,7 @@ pandas; TensorFlow loads when run_cell trains.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from os import PathLike
 from pathlib import Path
@@ -18,6 +19,8 @@ from typing import Any
 import pandas as pd
 
 from attnlab.engine.config import ConfigError, ExperimentConfig, flatten
+
+log = logging.getLogger(__name__)
 
 # Dtypes of the metrics that are not floats (report.csv); seeds and counts are ints too.
 INT_COLUMNS = ("seed", "attn_peak_column", "attn_key_rank", "epochs_run")
@@ -111,8 +114,13 @@ def run_cell(overrides: Sequence[str], out_dir: str | PathLike[str]) -> dict[str
     Returns:
         {"config": {dotted key: value}, "runs": [one record per seed]}, as in metrics.json.
 
+    out_dir already holding this cell's finished result (a notebook cell run again): the
+    result is returned as it is, untrained, and a log line says so (as a sweep reuses a
+    finished cell); delete out_dir to train again.
+
     Raises:
-        ConfigError: bad input, with the one-line message the CLI prints; before training.
+        ConfigError: bad input, with the one-line message the CLI prints; before training;
+            or out_dir holding another cell's result (a finished result is never replaced).
     """
     from attnlab.quiet import quiet_start
     from attnlab.runs.cell import run_experiment
@@ -121,8 +129,30 @@ def run_cell(overrides: Sequence[str], out_dir: str | PathLike[str]) -> dict[str
     quiet_start()
     exp = compose_cell(list(overrides))
     exp.validate()
+    finished = finished_result(exp, Path(out_dir))
+    if finished is not None:
+        return finished
     apply_threads(exp.trainer.threads, None)
     return run_experiment(exp, Path(out_dir))
+
+
+def finished_result(exp: ExperimentConfig, out_dir: Path) -> dict[str, Any] | None:
+    """out_dir's metrics document if it holds exp's finished result, None if it holds none;
+    ConfigError if it holds another cell's."""
+    from attnlab.runs import records
+
+    if not (out_dir / records.METRICS_FILE).exists():
+        return None
+    record = records.read_cell(out_dir, out_dir.parent)
+    if not record.finished:
+        return None  # a failed or broken record: training writes over it as in a sweep
+    if records.identity_key(record.config) != records.identity_key(flatten(exp)):
+        raise ConfigError(
+            f"out_dir={out_dir} holds another cell's finished result ({records.METRICS_FILE}), "
+            "which is never replaced: choose another out_dir"
+        )
+    log.info("%s holds this cell's finished result: reused, not trained again", out_dir)
+    return records.read_json(out_dir / records.METRICS_FILE, out_dir.parent)
 
 
 def compose_cell(overrides: list[str]) -> ExperimentConfig:

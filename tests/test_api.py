@@ -45,6 +45,21 @@ def test_run_cell_trains_writes_files_and_returns_metrics(tmp_path):
     assert {p.name for p in (tmp_path / "run").iterdir()} >= {"attention.csv", "attention.png"}
 
 
+def test_run_cell_again_into_its_dir_reuses_the_finished_result(tmp_path, caplog):
+    """A notebook cell run twice: the second call returns the stored result, untouched."""
+    overrides = [*TINY, "trainer.epochs=1", "data.samples=600"]
+    first = attnlab.run_cell(overrides, tmp_path / "run")
+    stored = (tmp_path / "run" / "metrics.json").read_bytes()
+    with caplog.at_level("INFO", logger="attnlab.api"):
+        again = attnlab.run_cell(overrides, tmp_path / "run")
+    assert again["runs"] == first["runs"] and again["config"] == first["config"]
+    assert (tmp_path / "run" / "metrics.json").read_bytes() == stored
+    assert "reused, not trained again" in caplog.text
+    with pytest.raises(ConfigError, match=r"holds another cell's finished result"):
+        attnlab.run_cell([*overrides, "data.classes=3"], tmp_path / "run")
+    assert (tmp_path / "run" / "metrics.json").read_bytes() == stored
+
+
 @pytest.mark.parametrize(
     ("overrides", "start"),
     [
