@@ -97,3 +97,21 @@ def test_optuna_search_of_three_trials_lands_in_the_report(tmp_path):
     best = summary.set_index(axes)["attn_key_weight_mean"]
     params = tuple(results["best_params"][a] for a in axes)
     assert best[params] == pytest.approx(results["best_value"])
+
+
+@pytest.mark.slow
+def test_optuna_search_goes_on_past_a_failed_trial(tmp_path):
+    """hydra-optuna-sweeper 1.3.0 crashed on a failed cell's NaN; None is a failed trial."""
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+    sweep_dir = tmp_path / "sweep"
+    args = ["-m", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=4"]
+    args += ["hydra.sweeper.direction=maximize", "hydra.sweeper.sampler.seed=1"]
+    args += ["data.classes=choice(1,2)", DEBUG_TINY, f"hydra.sweep.dir={sweep_dir}"]
+    proc = run_cli(args, cwd=tmp_path)
+    assert "Traceback" not in proc.stderr, shown(proc)
+    assert proc.returncode == 1, shown(proc)  # the failed cell's exit status, not a crash
+    report = pd.read_csv(sweep_dir / "report.csv")
+    assert set(report[report["data.classes"] == 1]["status"]) == {"failed"}
+    assert set(report[report["data.classes"] == 2]["status"]) <= {"completed", "cached"}
+    results = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
+    assert results["best_params"]["data.classes"] == 2

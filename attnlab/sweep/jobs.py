@@ -172,9 +172,19 @@ def run_pack_job(sweep_dir: Path, pack_id: str, hc: Any) -> None:
         log.info(progress_line(sweep_dir, cell_dir.name, runs, error, start, trained=packed))
 
 
-def objective_value(runs: list[dict[str, Any]], objective: str = "val_accuracy") -> float:
+def objective_value(runs: list[dict[str, Any]], objective: str = "val_accuracy") -> float | None:
     """The cell's mean `objective` over its usable seeds (attnlab.report.objective_value):
-    what an optimizing sweeper maximises."""
+    what an optimizing sweeper maximises; None for a cell without one (failed, or every
+    seed diverged).
+
+    None, not NaN: hydra-optuna-sweeper 1.3.0 (the newest release) tells Optuna a NaN as a
+    completed trial, Optuna refuses it, and the plugin's retry as a failed trial with the
+    same values raises, ending the search with a traceback. None fails its float() cast
+    before any tell, so the trial is recorded as failed and the search goes on.
+    """
+    import math
+
     from attnlab.runs.report import objective_value as mean_over_seeds
 
-    return mean_over_seeds({"runs": runs}, objective)
+    value = mean_over_seeds({"runs": runs}, objective)
+    return value if math.isfinite(value) else None
