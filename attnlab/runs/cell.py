@@ -19,6 +19,7 @@ from attnlab.engine.experiment import CellResult, train_and_measure
 from attnlab.engine.metrics import NO_ATTENTION
 from attnlab.engine.resources import check_fits
 from attnlab.runs.files import write_csv, write_figure
+from attnlab.runs.provenance import source_revision
 from attnlab.runs.records import (
     ATTENTION_CSV,
     ATTENTION_PNG,
@@ -59,6 +60,9 @@ def run_experiment(
         logger = log if cfg.trainer.verbose or seed_lines else seed_log
         _log_record(logger, record, cfg.data.attention_column)
     doc = {"config": flatten(cfg), "runs": result.records, "run_id": run_id}
+    revision = source_revision()  # run from a git checkout: which commit, dirty or not
+    if revision is not None:
+        doc["source"] = revision
     write_outputs(out_dir, doc, result.attention, cfg, result.history)
     return doc
 

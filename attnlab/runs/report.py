@@ -28,6 +28,7 @@ from attnlab.engine.metrics import NO_ATTENTION, RUN_METRICS, SUMMARY_METRICS, m
 from attnlab.engine.stats import LEVEL, t_interval, wilson_interval
 from attnlab.runs import records
 from attnlab.runs.files import os_error_text, signals_held, write_csv, write_figure, write_text
+from attnlab.runs.provenance import source_line
 
 log = logging.getLogger(__name__)
 
@@ -298,6 +299,9 @@ def package_versions() -> dict[str, str]:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             out[name] = "not installed"
+    source = source_line()  # run from a checkout: its commit, and whether it was dirty
+    if source:
+        out["attnlab"] += f" ({source})"
     return out
 
 
