@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Mapping
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -72,3 +74,48 @@ def one_line_error(proc: subprocess.CompletedProcess[str], *words: str) -> str:
     for word in words:
         assert word in lines[-1], lines[-1]
     return lines[-1]
+
+
+# No test stays silent for long: while one test (its fixtures included: the cluster tests
+# install and start SLURM, module fixtures run whole sweeps) runs longer than this, a line
+# says which and for how long, so a slow run is visibly alive (issue 19, item 17).
+HEARTBEAT_SECONDS = float(os.environ.get("ATTNLAB_TEST_HEARTBEAT", "50"))
+
+
+class _Heartbeat:
+    def __init__(self, config: pytest.Config) -> None:
+        self.reporter = config.pluginmanager.get_plugin("terminalreporter")
+        self.capture = config.pluginmanager.get_plugin("capturemanager")
+        self.stop = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    def start(self, nodeid: str) -> None:
+        self.stop.clear()
+        started = time.monotonic()
+
+        def beat() -> None:
+            while not self.stop.wait(HEARTBEAT_SECONDS):
+                took = time.monotonic() - started
+                # Output is captured while a test runs: let this line through, as pytest's
+                # live logging does.
+                with self.capture.global_and_fixture_disabled():
+                    self.reporter.write_line(f"[still running after {took:.0f} s: {nodeid}]")
+
+        self.thread = threading.Thread(target=beat, daemon=True)
+        self.thread.start()
+
+    def end(self) -> None:
+        self.stop.set()
+        if self.thread is not None:
+            self.thread.join()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    beat = _Heartbeat(item.config)
+    if beat.reporter is not None and beat.capture is not None:
+        beat.start(item.nodeid)
+    try:
+        yield
+    finally:
+        beat.end()
