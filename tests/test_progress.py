@@ -111,7 +111,7 @@ def test_log_lines_never_share_the_bars_line_on_a_terminal(monkeypatch):
     for line in logged:  # each log line, as the terminal holds it, starts with LOG
         last = line.split("\r")[-1]
         assert last.lstrip(" ").startswith("LOG "), repr(line)
-        assert "seed-epoch" not in last  # no bar text on the log line
+        assert "seed-epochs" not in last  # no bar text on the log line
 
 
 def test_plain_lines_are_throttled_off_a_terminal(caplog):

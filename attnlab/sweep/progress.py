@@ -112,8 +112,8 @@ class PackProgress:
             if self.first_epoch is None and self.done >= self.seeds:
                 self.first_epoch = (now - self.start, self.done)
             if self.bar is not None:
-                self.bar.update(replicas)
                 self.bar.set_postfix_str(self.eta(), refresh=False)
+                self.bar.update(replicas)  # draws the bar, with the postfix just set
                 return
             if now - self.last_line >= LINE_EVERY or self.done >= self.total:
                 self.last_line = now
@@ -152,7 +152,12 @@ def _is_tty(stream: Any) -> bool:
 def _bar(label: str, total: int, stream: Any) -> Any:
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=label, unit="seed-epoch", file=stream, leave=False)
+    # tqdm's own rate and time left are left out: measured from the start, they count the
+    # first epoch's start-up (eta() does not); its postfix is eta()'s text.
+    return tqdm(total=total, desc=label, file=stream, leave=False, bar_format=BAR_FORMAT)
+
+
+BAR_FORMAT = "{l_bar}{bar}| {n_fmt}/{total_fmt} seed-epochs [{elapsed}{postfix}]"
 
 
 def _logging_through_tqdm() -> Any:
