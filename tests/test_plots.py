@@ -357,3 +357,15 @@ def test_legend_is_outside_every_panel_and_fonts_are_readable(sweep):
             assert all(_overlap(box, ax.get_window_extent()) == 0 for ax in fig.axes)
         assert not any(ax.get_legend() for ax in fig.axes)
     assert sum(len(fig.legends) for fig in figures) == 4  # 2 curves, 2 metric lines
+
+
+def test_a_rebuilt_report_leaves_no_old_grid_pages(sweep):
+    """8 cells fit one page: pages an earlier, larger grid left behind go, the rest stays."""
+    figures = sweep / "figures"
+    figures.mkdir()
+    for name in ("attention_grid_1.png", "attention_grid_2.png", "notes.png"):
+        (figures / name).write_bytes(b"old")
+    write_report(sweep)
+    names = {p.name for p in figures.iterdir()}
+    assert "attention_grid.png" in names and "notes.png" in names
+    assert not {"attention_grid_1.png", "attention_grid_2.png"} & names
