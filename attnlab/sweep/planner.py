@@ -33,7 +33,7 @@ from hydra.core.override_parser.types import Override
 from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import DictConfig, OmegaConf
 
-from attnlab.engine.config import ConfigError, ExperimentConfig
+from attnlab.engine.config import ConfigError, ExperimentConfig, dotted
 from attnlab.engine.resources import BASE_BYTES, GIB, USABLE_SHARE, available_memory, estimate_bytes
 from attnlab.runs import records
 from attnlab.runs.files import write_json, write_text
@@ -89,6 +89,19 @@ class SweepRequest:
     pack: bool = True
     # Seeds one job trains at most.
     max_replicas: int = 128
+    # Swept axes' baselines for comparisons.csv, nested by key ({"model": {"attn_layers": 2}}).
+    baseline: Any = None
+
+    def baselines(self) -> dict[str, Any]:
+        """The baselines by dotted key ({"model.attn_layers": 2})."""
+        if not self.baseline:
+            return {}
+        tree = (
+            OmegaConf.to_container(self.baseline)
+            if OmegaConf.is_config(self.baseline)
+            else self.baseline
+        )
+        return dotted(tree) if isinstance(tree, dict) else {}
 
     def check(self) -> None:
         """One-line error for an option out of range, before anything is written."""
@@ -133,6 +146,8 @@ def sweep(
         (lambda p: pack_fits(p, memory)) if request.pack else (lambda p: len(p) == 1),
     )
     state["cells"] = plan.names
+    if request.baselines():  # read by the report (attnlab.runs.comparisons)
+        state["baselines"] = request.baselines()
     if plan.blocked:
         state["blocked"] = plan.blocked
     # Seed-epochs each cell to train takes: progress lines measure speed in these.
