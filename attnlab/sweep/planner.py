@@ -58,6 +58,22 @@ def expand(overrides: list[Override]) -> list[list[str]]:
     return [list(job) for job in itertools.product(*lists)]
 
 
+def check_baselines(overrides: list[Override], baselines: dict[str, Any]) -> None:
+    """Refuse, before anything runs, a baseline (hydra.sweeper.baseline.<key>) whose key is
+    not swept or whose value is not one of that key's values (one line, as comparisons.csv
+    would word it)."""
+    if not baselines:
+        return
+    from attnlab.runs.comparisons import choose_baselines
+
+    axes = {
+        override.get_key_element().lstrip("+~"): list(override.sweep_iterator())
+        for override in overrides
+        if override.is_discrete_sweep()
+    }
+    choose_baselines({k: v for k, v in axes.items() if len(v) > 1}, baselines)
+
+
 def job_memory(launcher_cfg: Any) -> int:
     """Bytes one job may use: the launcher's per-job memory (submitit's mem_gb) if it sets
     one, else what this machine has free."""
@@ -132,7 +148,9 @@ def sweep(
     sweep_dir = Path(config.hydra.sweep.dir)
     lines = [f"{k}={v}" for k, v in request.params.items()] + request.arguments
     parser = OverridesParser.create(config_loader=hydra_context.config_loader)
-    jobs = expand(parser.parse_overrides(lines))
+    overrides = parser.parse_overrides(lines)
+    check_baselines(overrides, request.baselines())
+    jobs = expand(overrides)
     # As Hydra's basic sweeper does, but atomically: a kill leaves the old file or the new.
     write_text(sweep_dir / "multirun.yaml", OmegaConf.to_yaml(config))
 
