@@ -11,17 +11,21 @@ The model. The rate (e.g. focus_rate, the share of seeds whose attention focused
     logit p(x) = logit(level) + slope * (t(x) - t(boundary))
 
 so the boundary is a parameter of its own. All probes are fitted jointly by maximum
-likelihood (binomial counts per cell; for a metric's mean, per-seed values in [0, 1] with
-the binomial as a quasi-likelihood and a Pearson-estimated dispersion).
+likelihood: binomial counts per cell. A metric's mean (per-seed values in [0, 1], e.g.
+attn_key_weight) uses the same binomial likelihood on the per-seed sums as a
+quasi-likelihood with dispersion 1: a value in [0, 1] with mean p has variance at most
+p(1 - p), so that bounds its variance and the interval stays conservative.
 
-Why the interval is valid. It is the profile-likelihood interval of the boundary: every
-boundary b whose profile deviance 2 * (max loglik - max over slope of loglik(b, slope)) is at
-most the chi-square(1) 95% quantile 3.84 (for a mean: dispersion times the F(1, N - 2)
-quantile). Wilks' theorem makes that a 95% interval as the seeds grow, and it stays one when
-the probes are placed from the data seen so far: the likelihood of a sequential design is the
-product of the same binomial terms (the placement rule depends only on past outcomes, so it
-factors out), and the likelihood-ratio statistic keeps its chi-square limit. Stopping when
-the interval is narrow is also data-dependent, so asymptotics are not the whole argument:
+Why the interval is valid. It is the profile-likelihood interval of the boundary: every b
+whose profile deviance 2 * (max loglik - max over slope of loglik(b, slope)) is at most z^2.
+With one fixed design, z = 1.96 (chi-square(1), Wilks' theorem) gives 95% as seeds grow; placing
+probes from the data seen so far keeps that (the placement rule depends only on past
+outcomes, so it factors out of the likelihood, and the likelihood-ratio statistic keeps its
+chi-square limit). Stopping once the interval is narrow does not: a search looks at its
+interval after every step and stops on a lucky narrow one (simulated: 84-87% coverage at z =
+1.96). So the cut is Pocock's constant for the rule's number of looks (z = 2.69 for the
+default 22): a repeated confidence interval (Jennison & Turnbull), which holds the boundary at
+every look at once with 95% probability, hence at whichever look the search stops.
 `simulate_search` runs the whole adaptive procedure (placement, stopping, cap) on known
 curves, including misspecified ones, and docs/boundary.md tabulates the coverage it measures
 (`python -m attnlab.engine.boundary` prints that table).
@@ -35,6 +39,7 @@ already probed adds seeds to that cell; no x is ever a second cell.
 
 from __future__ import annotations
 
+import argparse
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -60,6 +65,7 @@ POCOCK_PATHS = 200_000
 RIDGE = 1e-8  # keeps the design's information matrix invertible before the slope is known
 
 MetricKind = Literal["rate", "mean"]
+Direction = Literal["falling", "rising"]
 
 
 class BoundaryError(ValueError):
@@ -89,6 +95,9 @@ class BoundaryRule:
         log_axis: Fit the curve in log(x) (class counts act multiplicatively) or in x.
         initial_cells: Cells probed first, spread evenly over [low, high] (in log(x) if
             log_axis); the first fit needs them.
+        direction: "falling" (the rate drops as x grows, as focus does with more classes)
+            or "rising". The fit keeps the slope's sign: without it, data that never cross
+            fit a falling curve past high as well as a rising one before low.
     """
 
     low: int
@@ -99,9 +108,12 @@ class BoundaryRule:
     max_models: int = 200
     log_axis: bool = True
     initial_cells: int = 4
+    direction: Direction = "falling"
 
     def __post_init__(self) -> None:
         self._check_range()
+        if self.direction not in ("falling", "rising"):
+            raise _bad("direction", self.direction, "'falling' or 'rising'")
         self._check_counts()
         if not 0.0 < float(self.level) < 1.0:
             raise _bad("level", self.level, "a rate or a [0, 1] metric's level, in (0, 1)")
@@ -161,7 +173,7 @@ class Probe:
         successes: Focused seeds for a rate; the sum of the per-seed values for a mean.
         trials: Seeds trained in the cell.
         sum_squares: For a metric's mean only, the sum of the squared per-seed values (the
-            fit estimates its dispersion from them); None for a rate.
+            fit reports the dispersion from them); None for a rate.
     """
 
     x: int
@@ -197,7 +209,8 @@ class BoundaryEstimate:
         ci_high: Upper end; NaN when open beyond high.
         slope: The fitted logit slope per unit of t (log(x) or x); negative for a rate that
             falls with x. Capped at MAX_LOGIT_PER_CLASS per class when the probes separate.
-        dispersion: 1 for a rate; the quasi-binomial dispersion for a metric's mean.
+        dispersion: 1 for a rate; for a metric's mean the Pearson estimate of its
+            quasi-binomial dispersion (reported only: the interval uses the bound 1).
         cells_probed: Distinct axis values in the fit.
         models_trained: Seeds summed over the cells.
     """
@@ -282,7 +295,9 @@ def _profile(theta: np.ndarray, cells: _Cells, rule: BoundaryRule) -> tuple[np.n
     u = cells.t[:, None, :] - theta[..., None]
     k, n = cells.k[:, None, :], cells.n[:, None, :]
     cap = _max_slope(rule, theta)
-    low, high, slope = -cap, cap.copy(), np.zeros_like(theta)
+    zero = np.zeros_like(theta)
+    low, high = (-cap, zero) if rule.direction == "falling" else (zero, cap)
+    slope = zero.copy()
     for _ in range(NEWTON_STEPS):
         p = special.expit(offset + slope[..., None] * u)
         grad = np.sum(u * (k - n * p), axis=-1)
@@ -349,17 +364,6 @@ def pocock_z(looks: int, level: float = LEVEL) -> float:
     return float(np.quantile(z.max(axis=1), level))
 
 
-def _critical(cells: _Cells, rule: BoundaryRule) -> np.ndarray:
-    """The deviance cut (before the dispersion): Pocock's z squared for the rule's looks
-    (a repeated confidence interval: valid whenever the search stops), and for a metric's
-    mean scaled up by F(1, seeds - 2) / chi2(1) for the estimated dispersion."""
-    cut = np.full(len(cells.t), pocock_z(max_looks(rule)) ** 2)
-    if cells.sum_squares is None:
-        return cut
-    seeds = np.maximum(cells.n.sum(axis=1) - 2.0, 1.0)
-    return cut * np.asarray(stats.f.ppf(LEVEL, 1, seeds)) / stats.chi2.ppf(LEVEL, 1)
-
-
 @dataclass
 class _Fit:
     """Batched fit in t units: the MLE, its slope and the interval ends (NaN = open)."""
@@ -370,8 +374,9 @@ class _Fit:
     dispersion: np.ndarray
 
 
-def _fit_batch(cells: _Cells, rule: BoundaryRule) -> _Fit:
-    """The MLE of the boundary and its profile-likelihood interval for every study."""
+def _fit_batch(cells: _Cells, rule: BoundaryRule, looks: int | None = None) -> _Fit:
+    """The MLE of the boundary and its profile-likelihood interval for every study; `looks`
+    (default: the rule's max_looks) sets the repeated-interval cut, 1 for a fixed design."""
     t_low, t_high = rule.to_t([rule.low, rule.high])
     margin = MARGIN * (t_high - t_low)
     grid = np.linspace(t_low - margin, t_high + margin, GRID_POINTS)
@@ -385,7 +390,9 @@ def _fit_batch(cells: _Cells, rule: BoundaryRule) -> _Fit:
     offset = special.logit(rule.level)
     rate = special.expit(offset + slope[:, None] * (cells.t - theta[:, None]))
     dispersion = _dispersion(cells, rate)
-    top = ll_max - 0.5 * dispersion * _critical(cells, rule)
+    # The cut uses dispersion 1 even for a metric's mean: a per-seed value in [0, 1] with mean p
+    # has variance at most p(1 - p) (a 0/1 value has the most), so the binomial bounds it.
+    top = ll_max - 0.5 * pocock_z(looks or max_looks(rule)) ** 2
     ci = _interval_ends(cells, rule, grid, ll_grid >= top[:, None], theta, top)
     return _Fit(theta, slope, ci, dispersion)
 
@@ -453,8 +460,11 @@ def _stop_codes(fit: _Fit, models: np.ndarray, rule: BoundaryRule) -> np.ndarray
     """0 = go on; else why the search stops (width first, then not crossed, then the cap)."""
     low_x, high_x = (rule.to_x(fit.ci[:, j]) for j in (0, 1))
     width = high_x - low_x  # NaN when either end is open
-    above_range = np.isfinite(low_x) & (low_x > rule.high)
-    below_range = np.isfinite(high_x) & (high_x < rule.low)
+    # "Not crossed": the interval lies beyond the range, but for half a width inside it (a
+    # boundary just past the edge fits all-focused data as well as one past it, so the
+    # interval's inner end never quite leaves the range).
+    above_range = np.isfinite(low_x) & (low_x > rule.high - rule.width / 2) & ~(high_x <= rule.high)
+    below_range = np.isfinite(high_x) & (high_x < rule.low + rule.width / 2) & ~(low_x >= rule.low)
     codes = np.zeros(len(models), dtype=int)
     codes[models + rule.seeds_per_probe > rule.max_models] = _DONE_CAP
     codes[above_range | below_range] = _DONE_NOT_CROSSED
@@ -536,7 +546,7 @@ def next_probes(probes: Sequence[Probe], rule: BoundaryRule) -> ProbePlan:
     estimate = _estimate(fit, 0, rule, len(xs), models)
     code = int(_stop_codes(fit, np.array([models]), rule)[0])
     if code:
-        return ProbePlan((), _done_reason(code, estimate, fit, rule), estimate)
+        return ProbePlan((), _done_reason(code, estimate, rule), estimate)
     x = int(_next_x(fit, cells, rule)[0])
     new_cell = x not in probed
     reason = f"most informative x for the boundary (now {estimate.boundary:.1f})"
@@ -544,15 +554,19 @@ def next_probes(probes: Sequence[Probe], rule: BoundaryRule) -> ProbePlan:
     return ProbePlan((request,), None, estimate)
 
 
-def _done_reason(code: int, estimate: BoundaryEstimate, fit: _Fit, rule: BoundaryRule) -> str:
+def _done_reason(code: int, estimate: BoundaryEstimate, rule: BoundaryRule) -> str:
     if code == _DONE_WIDTH:
         return f"width {estimate.width:.3g} <= {rule.width:g}"
     if code == _DONE_CAP:
         return f"reached max_models={rule.max_models}"
-    middle = float(np.mean(rule.to_t([rule.low, rule.high])))
-    rate = special.expit(special.logit(rule.level) + fit.slope[0] * (middle - fit.theta[0]))
-    side = "above" if rate > rule.level else "below"
-    return f"level not crossed in [{rule.low}, {rule.high}]: the rate stays {side} {rule.level:g}"
+    past_high = np.isfinite(estimate.ci_low) and estimate.ci_low > rule.low
+    where = f"> {estimate.ci_low:.1f}" if past_high else f"< {estimate.ci_high:.1f}"
+    # A falling rate with its boundary past high stays above the level in the range.
+    side = "above" if past_high == (rule.direction == "falling") else "below"
+    return (
+        f"level not crossed in [{rule.low}, {rule.high}]: the rate stays {side} {rule.level:g}"
+        f" (boundary {where})"
+    )
 
 
 def boundary_row(
@@ -680,14 +694,17 @@ def simulate_search(
 
     Returns:
         true_boundary; coverage (share of intervals holding it; an open end holds
-        everything on its side); mean_models, mean_cells; mean_width (finite intervals);
-        share_open (an open end); share_capped (stopped by max_models); within_tol (share of
-        point estimates within width / 2 of the truth).
+        everything on its side; NaN if the truth does not cross the level); mean_models,
+        mean_cells; mean_width (finite intervals); share_open (an open end); share_capped
+        (stopped by max_models); share_not_crossed (stopped as "level not crossed");
+        within_tol (share of point estimates within width / 2 of the truth).
     """
     truth_x = true_boundary(truth, rule)
     out = _run_searches(truth, rule, studies, np.random.default_rng(seed), kind)
     low, high = out["low"], out["high"]
     covered = (np.isnan(low) | (low <= truth_x)) & (np.isnan(high) | (truth_x <= high))
+    if math.isnan(truth_x):  # nothing to cover: the level is not crossed in the range
+        covered = np.full(studies, np.nan)
     finite = np.isfinite(low) & np.isfinite(high)
     return {
         "true_boundary": truth_x,
@@ -697,5 +714,124 @@ def simulate_search(
         "mean_width": float((high - low)[finite].mean()) if finite.any() else math.nan,
         "share_open": float(1.0 - finite.mean()),
         "share_capped": float((out["code"] == _DONE_CAP).mean()),
+        "share_not_crossed": float((out["code"] == _DONE_NOT_CROSSED).mean()),
         "within_tol": float((np.abs(out["boundary"] - truth_x) <= rule.width / 2).mean()),
     }
+
+
+def _read_by_eye(xs: np.ndarray, rates: np.ndarray, level: float) -> np.ndarray:
+    """A grid's crossing as read by eye: linear interpolation between the last cell at or
+    above the level and the first below it (NaN if no cell falls below)."""
+    below = rates < level
+    first = np.argmax(below, axis=1)
+    before = np.maximum(first - 1, 0)
+    rows = np.arange(len(rates))
+    r0, r1 = rates[rows, before], rates[rows, first]
+    share = np.where(r0 > r1, (r0 - level) / np.where(r0 > r1, r0 - r1, 1.0), 0.0)
+    crossing = xs[before] + share * (xs[first] - xs[before])
+    return np.where(below.any(axis=1), crossing, np.nan)
+
+
+def grid_cost(
+    truth: Truth,
+    rule: BoundaryRule,
+    studies: int = 1000,
+    seed: int = 0,
+    step: int = 4,
+    seeds: int = 10,
+) -> dict[str, float]:
+    """Score today's practice on the same curve: a grid every `step` classes from low to high
+    at `seeds` seeds a cell, read by eye and fitted with this module's logistic.
+
+    Returns:
+        grid_models; eye_within_tol and fit_within_tol (shares of crossings within
+        rule.width / 2 of the truth); fit_coverage and fit_mean_width of the logistic fit's
+        95% profile interval (one look: chi-square cut).
+    """
+    rng = np.random.default_rng(seed)
+    truth_x = true_boundary(truth, rule)
+    xs = np.arange(rule.low, rule.high + 1, step)
+    counts = rng.binomial(seeds, np.clip(truth(xs.astype(float)), 0, 1), size=(studies, len(xs)))
+    eye = _read_by_eye(xs, counts / seeds, rule.level)
+    t = np.broadcast_to(rule.to_t(xs), counts.shape).copy()
+    cells = _Cells(t, counts.astype(float), np.full(counts.shape, float(seeds)), None)
+    fit = _fit_batch(cells, rule, looks=1)
+    boundary = rule.to_x(fit.theta)
+    low, high = (rule.to_x(fit.ci[:, j]) for j in (0, 1))
+    covered = (np.isnan(low) | (low <= truth_x)) & (np.isnan(high) | (truth_x <= high))
+    tolerance = rule.width / 2
+    return {
+        "grid_models": float(len(xs) * seeds),
+        "eye_within_tol": float((np.abs(eye - truth_x) <= tolerance).mean()),
+        "fit_within_tol": float((np.abs(boundary - truth_x) <= tolerance).mean()),
+        "fit_coverage": float(covered.mean()),
+        "fit_mean_width": float(np.nanmean(high - low)),
+    }
+
+
+# ---------------------------------------------------------------- the docs' table
+
+
+def _logistic(center: float, scale: float) -> Truth:
+    return lambda x: special.expit(-(np.asarray(x, dtype=float) - center) / scale)
+
+
+TRUTHS: dict[str, tuple[Truth, MetricKind]] = {
+    "logistic in x, 25, scale 4 (the tests' curve)": (_logistic(25.0, 4.0), "rate"),
+    "probit in x, 25, sd 7": (lambda x: stats.norm.sf((np.asarray(x) - 25.0) / 7.0), "rate"),
+    "logistic in log x, 25, slope 4": (
+        lambda x: special.expit(-4.0 * (np.log(np.asarray(x, dtype=float)) - math.log(25.0))),
+        "rate",
+    ),
+    "plateaus 0.9 -> 0.1, 25, scale 4": (lambda x: 0.1 + 0.8 * _logistic(25.0, 4.0)(x), "rate"),
+    "steep: logistic in x, 60, scale 1": (_logistic(60.0, 1.0), "rate"),
+    "not crossed: logistic in x, 200, scale 10": (_logistic(200.0, 10.0), "rate"),
+    "mean metric, Beta seeds, logistic 25, 4": (_logistic(25.0, 4.0), "mean"),
+}
+RULES: dict[str, BoundaryRule] = {
+    "log axis (default)": BoundaryRule(2, 128),
+    "linear axis": BoundaryRule(2, 128, log_axis=False),
+}
+
+
+def coverage_table(studies: int = 1000, seed: int = 0) -> list[str]:
+    """The markdown table of docs/boundary.md: every truth under every rule, then the grid."""
+    head = "| truth | rule | coverage | models | cells | width | capped | not crossed | within ±4 |"
+    lines = [head, "|" + "---|" * 9]
+    for truth_name, (truth, kind) in TRUTHS.items():
+        for rule_name, rule in RULES.items():
+            r = simulate_search(truth, rule, studies, seed, kind)
+            cells = [r["coverage"], r["mean_models"], r["mean_cells"], r["mean_width"]]
+            cells += [r["share_capped"], r["share_not_crossed"], r["within_tol"]]
+            text = " | ".join("-" if math.isnan(v) else f"{v:.3g}" for v in cells)
+            lines.append(f"| {truth_name} | {rule_name} | {text} |")
+    lines += [
+        "",
+        "| truth | grid, 10 seeds every 4 | models | by eye within ±4 | "
+        "fit within ±4 | fit coverage | fit width |",
+        "|" + "---|" * 7,
+    ]
+    for truth_name, (truth, kind) in TRUTHS.items():
+        if kind != "rate" or "not crossed" in truth_name:
+            continue
+        for rule_name, rule in RULES.items():
+            g = grid_cost(truth, rule, studies, seed)
+            values = [g["grid_models"], g["eye_within_tol"], g["fit_within_tol"]]
+            values += [g["fit_coverage"], g["fit_mean_width"]]
+            text = " | ".join(f"{v:.3g}" for v in values)
+            lines.append(f"| {truth_name} | fit on {rule_name} | {text} |")
+    return lines
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """`python -m attnlab.engine.boundary [--studies N] [--seed S]`: print the coverage table."""
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--studies", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    for line in coverage_table(args.studies, args.seed):
+        print(line, flush=True)
+
+
+if __name__ == "__main__":
+    main()
