@@ -59,7 +59,7 @@ KEY = "hydra.sweeper.boundary"
 MAX_LOGIT_PER_CLASS = 10.0
 GRID_POINTS = 48  # coarse scan of the profile deviance before the interval ends are refined
 NEWTON_STEPS = 40  # inner fit of the slope at a fixed boundary (safeguarded Newton)
-REFINE_STEPS = 26  # golden-section / bisection steps: ~1e-5 of the grid spacing
+REFINE_STEPS = 20  # golden-section / bisection steps: ~1e-4 of the grid spacing
 MARGIN = 0.1  # the fit looks this share of the t-range beyond [low, high] on each side
 POCOCK_PATHS = 200_000
 RIDGE = 1e-8  # keeps the design's information matrix invertible before the slope is known
@@ -285,11 +285,14 @@ def _loglik(eta: np.ndarray, k: np.ndarray, n: np.ndarray) -> np.ndarray:
     return np.sum(k * eta - n * np.logaddexp(0.0, eta), axis=-1)
 
 
-def _profile(theta: np.ndarray, cells: _Cells, rule: BoundaryRule) -> tuple[np.ndarray, ...]:
+def _profile(
+    theta: np.ndarray, cells: _Cells, rule: BoundaryRule, start: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Max over the slope of the log-likelihood at each boundary theta (studies, points).
 
     The log-likelihood is concave in the slope, so a Newton step kept inside a shrinking
-    bracket [-cap, cap] converges from any start; returns (loglik, slope).
+    bracket ([-cap, 0] for a falling rate) converges from any start, e.g. `start`, the slopes
+    of a nearby theta; returns (loglik, slope).
     """
     offset = special.logit(rule.level)
     u = cells.t[:, None, :] - theta[..., None]
@@ -297,7 +300,7 @@ def _profile(theta: np.ndarray, cells: _Cells, rule: BoundaryRule) -> tuple[np.n
     cap = _max_slope(rule, theta)
     zero = np.zeros_like(theta)
     low, high = (-cap, zero) if rule.direction == "falling" else (zero, cap)
-    slope = zero.copy()
+    slope = zero.copy() if start is None else np.clip(start, low, high)
     for _ in range(NEWTON_STEPS):
         p = special.expit(offset + slope[..., None] * u)
         grad = np.sum(u * (k - n * p), axis=-1)
@@ -306,16 +309,19 @@ def _profile(theta: np.ndarray, cells: _Cells, rule: BoundaryRule) -> tuple[np.n
         high = np.where(grad > 0, high, slope)
         step = slope + grad / np.maximum(curvature, 1e-300)
         inside = (step > low) & (step < high)
-        slope = np.where(inside, step, 0.5 * (low + high))
+        previous, slope = slope, np.where(inside, step, 0.5 * (low + high))
+        if np.all(np.abs(slope - previous) <= 1e-9 * (1.0 + np.abs(slope))):
+            break
     return _loglik(offset + slope[..., None] * u, k, n), slope
 
 
 def _golden_max(cells: _Cells, rule: BoundaryRule, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """Golden-section search for the profile's maximum in [lo, hi] per study."""
     ratio = (math.sqrt(5.0) - 1.0) / 2.0
+    slopes = None
     for _ in range(REFINE_STEPS):
         a, b = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
-        ll = _profile(np.stack([a, b], axis=1), cells, rule)[0]
+        ll, slopes = _profile(np.stack([a, b], axis=1), cells, rule, slopes)
         left_better = ll[:, 0] >= ll[:, 1]
         hi, lo = np.where(left_better, b, hi), np.where(left_better, lo, a)
     return 0.5 * (lo + hi)
@@ -326,9 +332,11 @@ def _bisect_crit(
 ) -> np.ndarray:
     """The point between `inside` (accepted) and `outside` (rejected) where the profile
     log-likelihood falls to `top` (max loglik - crit / 2); shape (studies, 2)."""
+    slopes = None
     for _ in range(REFINE_STEPS):
         mid = 0.5 * (inside + outside)
-        accepted = _profile(mid, cells, rule)[0] >= top[:, None]
+        ll, slopes = _profile(mid, cells, rule, slopes)
+        accepted = ll >= top[:, None]
         inside, outside = np.where(accepted, mid, inside), np.where(accepted, outside, mid)
     return 0.5 * (inside + outside)
 
