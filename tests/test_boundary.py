@@ -121,16 +121,19 @@ def test_never_a_second_cell_at_a_probed_x() -> None:
     def noisy(x: int, seeds: int) -> Probe:
         return Probe(x, float(rng.binomial(seeds, focus_rate(np.array([x]))[0])), seeds)
 
-    for _ in range(3):
-        probes, plans = run_search(BoundaryRule(2, 128, width=3.0), noisy)
+    more_seeds = 0
+    for _ in range(2):  # width 3: long searches that come back to probed cells
+        probes, plans = run_search(BoundaryRule(2, 128, width=3.0, max_models=120), noisy)
         seen: set[int] = set()
         for plan in plans:
             xs = [r.x for r in plan.requests]
             assert len(xs) == len(set(xs))
             for request in plan.requests:
                 assert request.new_cell == (request.x not in seen), request
+                more_seeds += not request.new_cell
             seen |= set(xs)
         assert len(seen) == plans[-1].estimate.cells_probed
+    assert more_seeds > 0  # the searches did add seeds to probed cells
 
 
 def test_a_metric_mean_from_per_seed_values() -> None:
