@@ -415,8 +415,8 @@ def _interval_ends(
 ) -> np.ndarray:
     """Hull of the accepted grid points and the MLE, its ends refined by bisection; an end
     that reaches the grid's edge is open (NaN)."""
-    big = np.where(accepted, grid, np.inf).min(axis=1)
-    inner_low = np.minimum(theta, big)
+    lowest_accepted = np.where(accepted, grid, np.inf).min(axis=1)
+    inner_low = np.minimum(theta, lowest_accepted)
     inner_high = np.maximum(theta, np.where(accepted, grid, -np.inf).max(axis=1))
     below = np.searchsorted(grid, inner_low, side="left") - 1  # last grid point < inner_low
     above = np.searchsorted(grid, inner_high, side="right")  # first grid point > inner_high
@@ -507,7 +507,9 @@ def fit_boundary(probes: Sequence[Probe], rule: BoundaryRule) -> BoundaryEstimat
         rule: The search's range and level (only low, high, level and log_axis matter here).
 
     Returns:
-        The estimate; ends of the interval are NaN where the data leave it open.
+        The estimate; ends of the interval are NaN where the data leave it open. The interval
+        uses the search's cut (Pocock's z for the rule's max_looks), so it is valid at
+        whichever step next_probes stopped; for a fixed design it is conservative.
 
     Raises:
         BoundaryError: Fewer than 3 distinct cells, or a probe outside [low, high].
@@ -538,7 +540,9 @@ def next_probes(probes: Sequence[Probe], rule: BoundaryRule) -> ProbePlan:
         rule: The search.
 
     Returns:
-        A plan whose requests are empty exactly when done_reason says why the search stopped:
+        A plan: the opening cells first (estimate None: nothing to fit yet), then one request
+        a step with the estimate it was chosen from. Requests are empty exactly when
+        done_reason says why the search stopped:
         "width 6.2 <= 8", "reached max_models=200" or "level not crossed in [2, 128]: the
         rate stays above 0.5".
     """
@@ -557,7 +561,8 @@ def next_probes(probes: Sequence[Probe], rule: BoundaryRule) -> ProbePlan:
         return ProbePlan((), _done_reason(code, estimate, rule), estimate)
     x = int(_next_x(fit, cells, rule)[0])
     new_cell = x not in probed
-    reason = f"most informative x for the boundary (now {estimate.boundary:.1f})"
+    now = "outside the range" if math.isnan(estimate.boundary) else f"{estimate.boundary:.1f}"
+    reason = f"most informative x for the boundary (now {now})"
     request = ProbeRequest(x, rule.seeds_per_probe, new_cell, reason)
     return ProbePlan((request,), None, estimate)
 
