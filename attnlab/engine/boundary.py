@@ -50,7 +50,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy import optimize, special, stats
 
-from attnlab.stats import LEVEL
+from attnlab.engine.stats import LEVEL
 
 KEY = "hydra.sweeper.boundary"
 # The steepest curve the fit considers: the logit moves by at most this much over one class.
