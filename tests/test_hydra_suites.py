@@ -25,7 +25,21 @@ from hydra.test_utils.launcher_common_tests import (
     LauncherTestSuite,
 )
 
+# The version base's unset marker: Hydra has no public way back to "unset".
+from hydra.version import _UNSPECIFIED_, VersionBase
+
 SEARCH = "hydra.searchpath=[pkg://attnlab.conf]"
+
+
+@pytest.fixture(autouse=True)
+def hydra_test_apps_version_base():
+    """Hydra's test apps leave version_base unset (1.1 behaviour: a job runs in its own
+    dir); an earlier test's `version_base="1.3"` is process-wide, so it is reset here."""
+    base = VersionBase.instance()
+    before = base.getbase()
+    base.version_base = _UNSPECIFIED_
+    yield
+    base.version_base = before
 
 
 @pytest.mark.parametrize(
