@@ -228,12 +228,14 @@ def _is_seed(value: Any) -> bool:
 
 
 def check_config(config: Any, where: str) -> dict[str, Any]:
-    """A flat config as attnlab writes it: str keys, scalar values, `seeds` a list of ints."""
+    """A flat config as attnlab writes it: str keys, scalar values or lists of names
+    (data.columns, data.relevant), `seeds` a list of ints."""
     if not isinstance(config, dict) or not config:
         raise RecordError(f"{where}: 'config' is not a non-empty object")
     for key, value in config.items():
         scalar = value is None or isinstance(value, str | int | float | bool)
-        if not scalar and key != "seeds":
+        names = isinstance(value, list) and all(isinstance(v, str) for v in value)
+        if not (scalar or names) and key != "seeds":
             raise RecordError(f"{where}: config value {key} is not a scalar")
     seeds = config.get("seeds")
     if not isinstance(seeds, list) or not seeds or not all(_is_seed(s) for s in seeds):

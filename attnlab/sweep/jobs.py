@@ -24,6 +24,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from attnlab.engine.config import from_hydra
+from attnlab.engine.data import key_column
 from attnlab.runs import records
 from attnlab.sweep.cells import PACK_ENV, error_line, make_cell
 from attnlab.sweep.errors import is_config_error
@@ -63,7 +64,8 @@ def run_single(cfg: DictConfig, out_dir: Path, hc: Any) -> None:
     apply_threads(cell.exp.trainer.threads, hc)
     start = time.perf_counter()
     runs = run_experiment(cell.exp, out_dir, seed_lines=True)["runs"]
-    log.info(run_summary(runs, cell.exp.data.attention_column, time.perf_counter() - start))
+    key = key_column(cell.exp.data)
+    log.info(run_summary(runs, key, time.perf_counter() - start))
     log.info("files: %s", out_dir)
 
 
