@@ -10,13 +10,16 @@ allowed, and runs before any training starts.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 from attnlab.engine.metrics import SUMMARY_METRICS
 
-MODEL_VARIANTS = ("dense", "double", "lstm")
+MODEL_VARIANTS = ("dense", "double", "lstm", "custom")
+# model.builder: an importable module path, a colon, a function name.
+BUILDER = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
 LOGGERS = ("none", "tensorboard")
 # What a job returns to Hydra (its mean over the cell's usable seeds): focus_rate or a
 # summary metric.
@@ -179,6 +182,9 @@ class ModelConfig:
     # uniform (1/size everywhere, fixed), oracle (1 on data.attention_column, fixed), none
     # (no multiply). The controls that separate what attention buys from what the head does.
     attention: str = "learned"
+    # model=custom: the function that builds the model's body, as package.module:function
+    # (docs/own-data-and-models.md); importable from the directory attnlab runs in.
+    builder: str = ""
 
     @property
     def sequence(self) -> bool:
@@ -211,6 +217,16 @@ class ModelConfig:
             self.attention,
             f"one of {', '.join(ATTENTION_MODES)}",
         )
+        if self.variant == "custom":
+            _require(
+                bool(BUILDER.match(self.builder)) and _module_found(self.builder),
+                "model.builder",
+                self.builder,
+                "an importable package.module:function (from the directory attnlab runs in "
+                "or PYTHONPATH), e.g. examples.custom_gate.gate:build",
+            )
+        else:
+            _require(not self.builder, "model.builder", self.builder, "only with model=custom")
         # A fixed attention has no layers to deepen: refuse rather than ignore attn_layers.
         _require(
             self.attention == "learned" or self.attn_layers == 1,
@@ -224,6 +240,12 @@ class ModelConfig:
         for key in ("attn_activation", "hidden_activation"):
             value = getattr(self, key)
             _require(_is_activation(value), f"model.{key}", value, "a Keras activation name")
+        if self.variant == "custom":
+            try:
+                load_builder(self.builder)
+            except Exception as err:  # the user's module: any error it raises is theirs
+                reason = f"{type(err).__name__}: {err}".splitlines()[0]
+                _require(False, "model.builder", self.builder, f"a callable function ({reason})")
 
 
 @dataclass
@@ -394,6 +416,51 @@ def split_sizes(samples: int, validation_split: float) -> tuple[int, int]:
     """(validation, training) sample counts, split as Keras' fit(validation_split=...) does."""
     n_train = int(samples * (1.0 - validation_split))
     return samples - n_train, n_train
+
+
+def _module_found(builder: str) -> bool:
+    """Whether builder's module can be found, without running it (the sweep's parent never
+    loads TensorFlow, which the module surely imports): its parent packages are imported."""
+    import importlib.util
+
+    module = builder.split(":")[0]
+    with _cwd_on_path():
+        try:
+            return importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):
+            return False
+
+
+def load_builder(builder: str) -> Any:
+    """The function model.builder names (imports its module: Keras, TensorFlow)."""
+    import importlib
+
+    module, name = builder.split(":")
+    with _cwd_on_path():
+        function = getattr(importlib.import_module(module), name)
+    if not callable(function):
+        raise TypeError(f"{name} is not callable")
+    return function
+
+
+class _cwd_on_path:
+    """The current directory on sys.path while a user's module is found or imported (the
+    `attnlab` script, unlike `python -m attnlab`, does not put it there)."""
+
+    def __enter__(self) -> None:
+        import os
+        import sys
+
+        self.added = os.getcwd() not in sys.path and "" not in sys.path
+        if self.added:
+            sys.path.insert(0, os.getcwd())
+
+    def __exit__(self, *exc: object) -> None:
+        import os
+        import sys
+
+        if self.added and os.getcwd() in sys.path:
+            sys.path.remove(os.getcwd())
 
 
 def _is_activation(name: str) -> bool:

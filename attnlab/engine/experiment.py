@@ -99,6 +99,8 @@ def train_cells(
     val_acc = history.last("val_accuracy")
     probe_acc = accuracy(predict(model, data.x_probe), data.y_probe)
     alpha = predict(model.attention(), data.x_probe)  # (probe, replicas, key_axis)
+    if first.model.variant == "custom":  # a gate need not sum to 1: read as its shares
+        alpha = alpha / np.maximum(alpha.sum(axis=-1, keepdims=True), 1e-12)
     ablation = ablation_drops(model, data.x_probe, data.y_probe, alpha, keys, seeds, probe_acc)
 
     results, first_replica = [], 0
