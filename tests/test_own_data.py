@@ -334,3 +334,17 @@ def test_csv_sweep_reports_columns_by_name(tmp_path):
     doc = json.loads((cell / "metrics.json").read_text())
     assert doc["config"]["data.relevant"] == ["f2"] and doc["config"]["data.features"] == 5
     assert set(pd.read_csv(cell / "attention.csv")["column_name"]) == {f"f{i}" for i in range(5)}
+
+
+def test_new_keys_at_their_defaults_keep_older_cells_identity():
+    # A sweep recorded before data.kind & co existed: its cells keep their names and hashes.
+    from attnlab.engine.config import ExperimentConfig, flatten
+    from attnlab.runs import records
+    from attnlab.sweep.cells import default_values
+
+    config = flatten(ExperimentConfig())
+    config["data.classes"] = 20
+    older = {k: v for k, v in config.items() if k not in records.ADDED_KEYS}
+    assert records.identity_key(older) == records.identity_key(config)
+    assert records.cell_name(older, default_values()) == records.cell_name(config, default_values())
+    assert records.identity_key({**config, "data.kind": "xor"}) != records.identity_key(config)

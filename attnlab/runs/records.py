@@ -83,12 +83,30 @@ def as_json(value: Any) -> Any:
     return json.loads(json.dumps(value))
 
 
+# Keys added after sweeps were recorded, with the value a record without them means (the
+# data and model attnlab had before): at that value a key stays out of the cell's identity,
+# so an older sweep's cells keep their names and are reused on resume.
+ADDED_KEYS: dict[str, Any] = {
+    "data.kind": "default",
+    "data.path": "",
+    "data.target": "",
+    "data.columns": [],
+    "data.relevant": [],
+    "data.distractors": 0,
+    "data.distractor_noise": 0.5,
+    "model.builder": "",
+}
+
+
 def cell_identity(config: dict[str, Any]) -> dict[str, Any]:
-    """The flat config values that make a cell: all but those that cannot change its numbers."""
+    """The flat config values that make a cell: all but those that cannot change its numbers
+    (and ADDED_KEYS at the value their absence means)."""
     return {
         k: v
         for k, v in as_json(config).items()
-        if k not in NOT_IDENTITY and not k.startswith(NOT_IDENTITY_PREFIXES)
+        if k not in NOT_IDENTITY
+        and not k.startswith(NOT_IDENTITY_PREFIXES)
+        and not (k in ADDED_KEYS and v == ADDED_KEYS[k])
     }
 
 
