@@ -348,3 +348,14 @@ def test_new_keys_at_their_defaults_keep_older_cells_identity():
     assert records.identity_key(older) == records.identity_key(config)
     assert records.cell_name(older, default_values()) == records.cell_name(config, default_values())
     assert records.identity_key({**config, "data.kind": "xor"}) != records.identity_key(config)
+
+
+def test_cells_pack_only_with_the_same_data_source(tmp_path):
+    from attnlab.sweep.packing import pack_key
+
+    a, b = write_table(tmp_path / "a.csv"), write_table(tmp_path / "b.csv", seed=1)
+    same = [csv_config(a, f"model.attention={m}") for m in ("learned", "uniform")]
+    assert pack_key(same[0]) == pack_key(same[1])  # one table: shapes and data shared
+    assert pack_key(csv_config(a)) != pack_key(csv_config(b))
+    kinds = [synthetic(f"data={k}", "data.relevant=[x1,x2]") for k in ("informative", "xor")]
+    assert len({pack_key(c) for c in [*kinds, synthetic()]}) == 3
