@@ -434,17 +434,35 @@ def write_figures(
     if histories:
         for name, figure, what in learning_curve_figures(histories, axes):
             save(name, figure, what)
+    stale_grid_pages(sweep_dir / records.FIGURES_DIR)
     cells = attention_cells(sweep_dir, placed, axes)
     if cells:
         combos = placed[axes[1:]].drop_duplicates() if len(axes) > 1 else placed.iloc[:1]
         ncols = len(combos) if len(combos) <= 6 else 4
         what = "every seed's attention per column, each cell a panel (one colour scale)"
         sequence = "model.variant" in placed and (placed["model.variant"] == "lstm").all()
-        grid = plots.attention_grid_figure(
+        pages = plots.attention_grid_pages(
             cells, ncols, "time step" if sequence else "input column"
         )
-        save("attention_grid.png", grid, what)
+        for number, page in enumerate(pages, 1):
+            # One page keeps the name it always had; a grid of many cells is split into
+            # attention_grid_1.png, _2, ... (plots.grid_pages: whole rows, one colour scale).
+            name = "attention_grid.png" if len(pages) == 1 else f"attention_grid_{number}.png"
+            of = f" (page {number} of {len(pages)})" if len(pages) > 1 else ""
+            save(name, page, what + of)
     return written
+
+
+def stale_grid_pages(figures_dir: Path) -> None:
+    """Remove the attention grid's pages of an earlier report: a grid that now fits one
+    page (or more pages than before) must not leave old pages beside the new ones."""
+    import re
+
+    if not figures_dir.is_dir():
+        return
+    for path in figures_dir.iterdir():
+        if re.fullmatch(r"attention_grid(_\d+)?\.png", path.name):
+            path.unlink(missing_ok=True)
 
 
 def placeable(summary: pd.DataFrame, axes: list[str]) -> pd.DataFrame:

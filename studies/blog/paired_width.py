@@ -22,9 +22,7 @@ import attnlab
 from attnlab.engine.paired import welch_t
 
 
-def width_table(
-    sweep_dir: Path, axis: str, metric: str, min_classes: int = 0
-) -> pd.DataFrame:
+def width_table(sweep_dir: Path, axis: str, metric: str, min_classes: int = 0) -> pd.DataFrame:
     """One row per paired comparison of `axis` on `metric` (at data.classes >= min_classes):
     the paired interval's width, Welch's on the same seeds, and their ratio."""
     rows = attnlab.compare(sweep_dir, axis=axis, metric=metric)
