@@ -359,3 +359,15 @@ def test_cells_pack_only_with_the_same_data_source(tmp_path):
     assert pack_key(csv_config(a)) != pack_key(csv_config(b))
     kinds = [synthetic(f"data={k}", "data.relevant=[x1,x2]") for k in ("informative", "xor")]
     assert len({pack_key(c) for c in [*kinds, synthetic()]}) == 3
+
+
+def test_attention_figure_labels_a_tables_columns_by_name():
+    from attnlab.runs.plots import attention_matrix
+
+    frame = pd.DataFrame(
+        {"seed": [0, 0], "column": [0, 1], "weight": [0.3, 0.7], "column_name": ["age", "dose"]}
+    )
+    assert attention_matrix(frame).names == ("age", "dose")
+    synthetic_names = frame.assign(column_name=["x0", "x1"])
+    assert attention_matrix(synthetic_names).names == ()  # the index says as much
+    assert attention_matrix(frame.drop(columns="column_name")).names == ()

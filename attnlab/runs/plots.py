@@ -330,7 +330,8 @@ def attention_matrix(attention: pd.DataFrame) -> AttentionMatrix:
     if "column_name" in attention:  # data=csv's columns by name (older files have none)
         first = attention.drop_duplicates("column").set_index("column")["column_name"]
         names = tuple(str(first[c]) for c in wide.columns)
-        if names == tuple(f"x{c}" for c in wide.columns):  # synthetic: the index says it
+        # x0, x1, ... (synthetic) and t0, ... (time steps) say no more than the index
+        if names in {tuple(f"{p}{c}" for c in wide.columns) for p in "xt"}:
             names = ()
     return AttentionMatrix(weights, weights.idxmax(axis=1), int((~finite).sum()), names)
 
