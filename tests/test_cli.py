@@ -79,8 +79,9 @@ def test_help_starts_with_attnlab_and_lists_only_real_options(tmp_path):
     groups = dict(
         line.split(": ", 1) for line in text.splitlines() if re.match(r"^[a-z]+: [a-z_]", line)
     )
-    assert groups["model"] == "dense, double, lstm"
-    assert groups["data"] == "default" and groups["trainer"] == "default"
+    assert groups["model"] == "custom, dense, double, lstm"
+    assert groups["data"] == "csv, default, informative, xor" and groups["trainer"] == "default"
+    assert groups["debug"] == "tiny"
     assert groups["logger"] == "none, tensorboard"
     assert "capacity" in groups["experiment"].split(", ")
     assert "base_" not in text  # the schemas are not options

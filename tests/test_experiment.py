@@ -24,6 +24,9 @@ RECORD_KEYS = [
     "attn_key_rank",
     "attn_entropy",
     "attn_margin",
+    "attn_peak_column_name",
+    "attn_relevant_weight",
+    "attn_topk_precision",
     "key_ablation_drop",
     "peak_ablation_drop",
     "train_seconds",
@@ -96,7 +99,7 @@ def test_run_writes_metrics_attention_csv_and_png(make_config, tmp_path):
     assert doc["config"]["data.classes"] == 2 and doc["config"]["seeds"] == [0, 1]
     assert [list(r) for r in doc["runs"]] == [RECORD_KEYS, RECORD_KEYS]
     attention = pd.read_csv(tmp_path / "attention.csv")
-    assert list(attention.columns) == ["seed", "column", "weight"]
+    assert list(attention.columns) == ["seed", "column", "weight", "column_name"]
     assert len(attention) == 2 * 32
     assert (tmp_path / "attention.png").stat().st_size > 10_000
     assert not list(tmp_path.glob(".*"))  # no temp files left behind

@@ -10,13 +10,16 @@ allowed, and runs before any training starts.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 from attnlab.engine.metrics import SUMMARY_METRICS
 
-MODEL_VARIANTS = ("dense", "double", "lstm")
+MODEL_VARIANTS = ("dense", "double", "lstm", "custom")
+# model.builder: an importable module path, a colon, a function name.
+BUILDER = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
 LOGGERS = ("none", "tensorboard")
 # What a job returns to Hydra (its mean over the cell's usable seeds): focus_rate or a
 # summary metric.
@@ -29,6 +32,11 @@ KEY_ENCODINGS = ("raw", "scaled")
 MAX_ATTN_LAYERS = 32
 MAX_TIME_STEPS = 1000
 ATTENTION_MODES = ("learned", "uniform", "oracle", "none")
+# Where a seed's data comes from (attnlab/engine/data.py): the seed's key-column generator,
+# a user's table, or a synthetic family with known relevant columns.
+DATA_KINDS = ("default", "csv", "informative", "xor")
+# data=csv: these sizes left at 0 are filled in from the table (fill_from_table).
+FROM_TABLE = ("features", "classes", "samples", "probe_samples")
 
 
 class ConfigError(ValueError):
@@ -56,6 +64,25 @@ class DataConfig:
     time_steps: int = 20
     # How the label is written into the key: raw = class index, scaled = index mapped to [-1, 1].
     key_encoding: str = "raw"
+    # Where the data comes from: default (the key column above), csv (data.path's table),
+    # informative (a random linear score of the relevant columns, bucketed into classes) or
+    # xor (the label is the xor of the signs of the two relevant columns).
+    kind: str = "default"
+    # data=csv: the table file (CSV, or Parquet by its .parquet suffix), relative to the
+    # directory attnlab runs in.
+    path: str = ""
+    # data=csv: the label column (text, bool or whole numbers; classes are its distinct values).
+    target: str = ""
+    # data=csv: the feature columns by name; empty = every numeric column but the target.
+    columns: list[str] = field(default_factory=list)
+    # The columns known to matter, by name (csv: the table's; synthetic kinds: x0, x1, ...);
+    # they define attn_relevant_weight and attn_topk_precision. default: data.attention_column.
+    relevant: list[str] = field(default_factory=list)
+    # informative and xor: this many of the other columns become noisy copies of relevant
+    # columns (distractors that correlate with the label but are not its cause).
+    distractors: int = 0
+    # The sd of the noise added to a distractor's copy (the relevant columns have sd 1).
+    distractor_noise: float = 0.5
 
     def key_axis_size(self, sequence: bool) -> int:
         """Length of the axis the key lives on: time steps for sequences, else features."""
@@ -87,6 +114,52 @@ class DataConfig:
             self.key_encoding,
             f"one of {', '.join(KEY_ENCODINGS)}",
         )
+        _require(self.kind in DATA_KINDS, "data.kind", self.kind, f"one of {', '.join(DATA_KINDS)}")
+        _require(
+            self.kind == "default" or not sequence,
+            "data.kind",
+            self.kind,
+            "default with model.variant=lstm (tables and synthetic families are not sequences)",
+        )
+        for key in ("path", "target", "columns"):
+            value = getattr(self, key)
+            _require(self.kind == "csv" or not value, f"data.{key}", value, "only with data=csv")
+        if self.kind in ("informative", "xor"):
+            self._validate_synthetic()
+        elif self.kind == "default":
+            _require(
+                not self.relevant,
+                "data.relevant",
+                self.relevant,
+                "empty with data=default (its relevant column is data.attention_column)",
+            )
+
+    def _validate_synthetic(self) -> None:
+        names = [f"x{i}" for i in range(self.features)]
+        relevant = self.relevant
+        _require(
+            all(name in names for name in relevant) and len(set(relevant)) == len(relevant),
+            "data.relevant",
+            relevant,
+            f"distinct column names among x0 ... x{self.features - 1}",
+        )
+        if self.kind == "xor":
+            _require(len(relevant) == 2, "data.relevant", relevant, "two columns with data=xor")
+            _require(self.classes == 2, "data.classes", self.classes, "2 with data=xor")
+        _require(len(relevant) >= 1, "data.relevant", relevant, "at least one column")
+        free = self.features - len(relevant)
+        _require(
+            0 <= self.distractors <= free,
+            "data.distractors",
+            self.distractors,
+            f"an integer in [0, {free}] (the columns that are not relevant)",
+        )
+        _require(
+            math.isfinite(self.distractor_noise) and self.distractor_noise >= 0,
+            "data.distractor_noise",
+            self.distractor_noise,
+            "a number >= 0",
+        )
 
 
 @dataclass
@@ -109,6 +182,9 @@ class ModelConfig:
     # uniform (1/size everywhere, fixed), oracle (1 on data.attention_column, fixed), none
     # (no multiply). The controls that separate what attention buys from what the head does.
     attention: str = "learned"
+    # model=custom: the function that builds the model's body, as package.module:function
+    # (docs/own-data-and-models.md); importable from the directory attnlab runs in.
+    builder: str = ""
 
     @property
     def sequence(self) -> bool:
@@ -141,6 +217,16 @@ class ModelConfig:
             self.attention,
             f"one of {', '.join(ATTENTION_MODES)}",
         )
+        if self.variant == "custom":
+            _require(
+                bool(BUILDER.match(self.builder)) and _module_found(self.builder),
+                "model.builder",
+                self.builder,
+                "an importable package.module:function (from the directory attnlab runs in "
+                "or PYTHONPATH), e.g. examples.custom_gate.gate:build",
+            )
+        else:
+            _require(not self.builder, "model.builder", self.builder, "only with model=custom")
         # A fixed attention has no layers to deepen: refuse rather than ignore attn_layers.
         _require(
             self.attention == "learned" or self.attn_layers == 1,
@@ -154,6 +240,12 @@ class ModelConfig:
         for key in ("attn_activation", "hidden_activation"):
             value = getattr(self, key)
             _require(_is_activation(value), f"model.{key}", value, "a Keras activation name")
+        if self.variant == "custom":
+            try:
+                load_builder(self.builder)
+            except Exception as err:  # the user's module: any error it raises is theirs
+                reason = f"{type(err).__name__}: {err}".splitlines()[0]
+                _require(False, "model.builder", self.builder, f"a callable function ({reason})")
 
 
 @dataclass
@@ -240,6 +332,8 @@ class ExperimentConfig:
         self.logger.validate()
         self.model.validate()
         self.data.validate(sequence=self.model.sequence)
+        if self.data.kind == "csv":
+            validate_table(self)
         self.trainer.validate(self.data.samples)
         _require(len(self.seeds) >= 1, "seeds", self.seeds, "a non-empty list of integers")
         _require(
@@ -253,10 +347,120 @@ class ExperimentConfig:
             self.model.validate_activations()
 
 
+def validate_table(cfg: ExperimentConfig) -> None:
+    """data=csv: the table exists and fits the config (sizes, relevant columns, enough rows
+    for the split). Reads the file (cached: attnlab.engine.tables.read_table)."""
+    d, trainer = cfg.data, cfg.trainer
+    table = _table(d)
+    derived = {"features": len(table.names), "classes": len(table.classes), "samples": table.rows}
+    for key, value in derived.items():
+        what = "rows" if key == "samples" else f"{key} of the table"
+        _require(
+            getattr(d, key) == value or (key == "samples" and 0 < d.samples <= value),
+            f"data.{key}",
+            getattr(d, key),
+            f"the {what}: {value}"
+            + (" or fewer" if key == "samples" else "")
+            + " (left at 0 it is filled in from the table)",
+        )
+    n_val, n_train = split_sizes(d.samples, trainer.validation_split)
+    _require(
+        n_val >= 1 and n_train >= trainer.batch_size,
+        "data.path",
+        d.path,
+        f"a table with enough rows for one training batch (trainer.batch_size="
+        f"{trainer.batch_size}) and one validation row at trainer.validation_split="
+        f"{trainer.validation_split}; data.samples={d.samples} of its {table.rows} rows",
+    )
+    _require(
+        1 <= d.probe_samples <= n_val,
+        "data.probe_samples",
+        d.probe_samples,
+        f"an integer in [1, {n_val}]: the probe rows are the validation split's "
+        "(left at 0: all of them)",
+    )
+    outside = [name for name in d.relevant if name not in table.names]
+    _require(
+        not outside and len(set(d.relevant)) == len(d.relevant),
+        "data.relevant",
+        d.relevant,
+        f"distinct feature columns (not features: {', '.join(outside) or 'none'}; features: "
+        f"{', '.join(table.names[:20])}{' ...' if len(table.names) > 20 else ''})",
+    )
+
+
+def fill_from_table(cfg: ExperimentConfig) -> ExperimentConfig:
+    """data=csv: the sizes left at 0 (FROM_TABLE) set from the table, so every process
+    (the sweep's parent, its jobs) names and trains the cell with the same numbers."""
+    d = cfg.data
+    if d.kind != "csv" or all(getattr(d, key) for key in FROM_TABLE) or not d.path:
+        return cfg
+    table = _table(d)
+    d.features = d.features or len(table.names)
+    d.classes = d.classes or len(table.classes)
+    d.samples = d.samples or table.rows
+    d.probe_samples = d.probe_samples or split_sizes(d.samples, cfg.trainer.validation_split)[0]
+    return cfg
+
+
+def _table(d: DataConfig) -> Any:
+    from attnlab.engine.tables import TableError, read_table  # deferred: reads pandas
+
+    try:
+        return read_table(d.path, d.target, d.columns)
+    except TableError as err:
+        raise ConfigError(str(err)) from None
+
+
 def split_sizes(samples: int, validation_split: float) -> tuple[int, int]:
     """(validation, training) sample counts, split as Keras' fit(validation_split=...) does."""
     n_train = int(samples * (1.0 - validation_split))
     return samples - n_train, n_train
+
+
+def _module_found(builder: str) -> bool:
+    """Whether builder's module can be found, without running it (the sweep's parent never
+    loads TensorFlow, which the module surely imports): its parent packages are imported."""
+    import importlib.util
+
+    module = builder.split(":")[0]
+    with _cwd_on_path():
+        try:
+            return importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):
+            return False
+
+
+def load_builder(builder: str) -> Any:
+    """The function model.builder names (imports its module: Keras, TensorFlow)."""
+    import importlib
+
+    module, name = builder.split(":")
+    with _cwd_on_path():
+        function = getattr(importlib.import_module(module), name)
+    if not callable(function):
+        raise TypeError(f"{name} is not callable")
+    return function
+
+
+class _cwd_on_path:
+    """The current directory on sys.path while a user's module is found or imported (the
+    `attnlab` script, unlike `python -m attnlab`, does not put it there)."""
+
+    def __enter__(self) -> None:
+        import os
+        import sys
+
+        self.added = os.getcwd() not in sys.path and "" not in sys.path
+        if self.added:
+            sys.path.insert(0, os.getcwd())
+
+    def __exit__(self, *exc: object) -> None:
+        import os
+        import sys
+
+        if self.added and os.getcwd() in sys.path:
+            sys.path.remove(os.getcwd())
 
 
 def _is_activation(name: str) -> bool:
@@ -294,14 +498,19 @@ def from_hydra(cfg: Mapping[str, Any]) -> ExperimentConfig:
                 cfg[group][key],
                 f"not a key of {group} (allowed: {', '.join(allowed)})",
             )
-    return ExperimentConfig(
-        data=DataConfig(**cfg["data"]),
+    data = dict(cfg["data"])
+    for key in ("columns", "relevant"):  # OmegaConf's ListConfig -> list, as flatten shows
+        if key in data:
+            data[key] = [str(v) for v in data[key]]
+    exp = ExperimentConfig(
+        data=DataConfig(**data),
         model=ModelConfig(**cfg["model"]),
         trainer=TrainerConfig(**cfg["trainer"]),
         logger=LoggerConfig(**cfg["logger"]),
         objective=cfg["objective"],
         seeds=list(cfg["seeds"]),
     )
+    return fill_from_table(exp)
 
 
 def flatten(cfg: ExperimentConfig) -> dict[str, Any]:

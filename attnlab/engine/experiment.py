@@ -63,7 +63,7 @@ def train_cells(
     """
     import keras  # deferred: TensorFlow loads only when a job really trains
 
-    from attnlab.engine.data import make_replica_data
+    from attnlab.engine.data import feature_names, key_column, make_replica_data, relevant_columns
     from attnlab.engine.models import ShardedModel, build_model
     from attnlab.engine.train import configure_tensorflow, fit, predict, shard_slices
 
@@ -73,7 +73,7 @@ def train_cells(
     seeds = [seed for cfg in cfgs for seed in cfg.seeds]
     data_cfgs = [cfg.data for cfg in cfgs for _ in cfg.seeds]  # replica r's own
     classes = np.array([d.classes for d in data_cfgs])
-    keys = np.array([d.attention_column for d in data_cfgs])
+    keys = np.array([key_column(d) for d in data_cfgs])
     modes = [cfg.model.attention for cfg in cfgs for _ in cfg.seeds]
     sequence = first.model.sequence
     data = make_replica_data(data_cfgs, seeds, first.trainer.validation_split, sequence)
@@ -99,13 +99,17 @@ def train_cells(
     val_acc = history.last("val_accuracy")
     probe_acc = accuracy(predict(model, data.x_probe), data.y_probe)
     alpha = predict(model.attention(), data.x_probe)  # (probe, replicas, key_axis)
+    if first.model.variant == "custom":  # a gate need not sum to 1: read as its shares
+        alpha = alpha / np.maximum(alpha.sum(axis=-1, keepdims=True), 1e-12)
     ablation = ablation_drops(model, data.x_probe, data.y_probe, alpha, keys, seeds, probe_acc)
 
     results, first_replica = [], 0
     for cfg in cfgs:
         records, frames = [], []
+        names = column_names(cfg, alpha.shape[2], feature_names)
+        relevant = relevant_columns(cfg.data)
         for r, seed in enumerate(cfg.seeds, start=first_replica):
-            record = measure_replica(alpha[:, r], int(keys[r]), modes[r])
+            record = measure_replica(alpha[:, r], int(keys[r]), modes[r], relevant, names)
             record = {
                 "seed": seed,
                 "status": "diverged" if history.diverged[r] else "completed",
@@ -126,7 +130,14 @@ def train_cells(
             blank = history.diverged[r] or modes[r] == "none"
             weight = np.full(alpha.shape[2], np.nan) if blank else alpha[:, r].mean(0)
             frames.append(
-                pd.DataFrame({"seed": seed, "column": range(alpha.shape[2]), "weight": weight})
+                pd.DataFrame(
+                    {
+                        "seed": seed,
+                        "column": range(alpha.shape[2]),
+                        "weight": weight,
+                        "column_name": names,
+                    }
+                )
             )
         replicas = range(first_replica, first_replica + len(cfg.seeds))
         curves = history_frame(history, cfg.seeds, replicas)
@@ -158,13 +169,32 @@ def _curve(history: History, name: str, replica: int) -> np.ndarray:
     return getattr(history, name)[: history.epochs_run[replica], replica]
 
 
-def measure_replica(alpha: np.ndarray, key: int, mode: str = "learned") -> dict[str, Any]:
+def column_names(
+    cfg: ExperimentConfig, size: int, feature_names: Callable[[Any], list[str]]
+) -> list[str]:
+    """The key axis's names: the data's columns (a table's by name), or t0, t1, ... for the
+    time steps of a sequence."""
+    if cfg.model.sequence:
+        return [f"t{i}" for i in range(size)]
+    return feature_names(cfg.data)
+
+
+def measure_replica(
+    alpha: np.ndarray,
+    key: int,
+    mode: str = "learned",
+    relevant: list[int] | None = None,
+    names: list[str] | None = None,
+) -> dict[str, Any]:
     """Attention metrics of one replica; NaNs if it has no attention (model.attention=none,
     see NO_ATTENTION) or its attention is not finite (a diverged replica's whole record is
-    NaN-ed by _nan_if_diverged). A fixed mode's are those of its fixed vector."""
+    NaN-ed by _nan_if_diverged). A fixed mode's are those of its fixed vector.
+
+    relevant: the columns known to matter (None: [key]; empty: a table without
+    data.relevant, whose identification metrics are NaN)."""
     if mode == "none" or not np.isfinite(alpha).all():
         return dict(nan_attention_metrics())
-    return dict(attention_metrics(alpha, key))
+    return dict(attention_metrics(alpha, key, relevant, names))
 
 
 def ablation_drops(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -15,6 +16,9 @@ ATTENTION_METRICS = (
     "attn_key_rank",
     "attn_entropy",
     "attn_margin",
+    "attn_peak_column_name",
+    "attn_relevant_weight",
+    "attn_topk_precision",
 )
 
 # Every number of a run record after seed and status, in metrics.json and report.csv order.
@@ -28,6 +32,8 @@ SUMMARY_METRICS = (
     "attn_entropy",
     "key_ablation_drop",
     "peak_ablation_drop",
+    "attn_relevant_weight",
+    "attn_topk_precision",
 )
 RUN_METRICS = (
     "val_accuracy",
@@ -51,6 +57,8 @@ METRIC_BOUNDS: dict[str, tuple[float, float]] = {
     "attn_entropy": (0.0, math.inf),
     "key_ablation_drop": (-1.0, 1.0),
     "peak_ablation_drop": (-1.0, 1.0),
+    "attn_relevant_weight": (0.0, 1.0),
+    "attn_topk_precision": (0.0, 1.0),
     "train_loss": (0.0, math.inf),
 }
 UNBOUNDED = (-math.inf, math.inf)
@@ -65,12 +73,19 @@ def metric_bounds(metric: str) -> tuple[float, float]:
 IMPROVING_RISE = 0.01
 
 
-def attention_metrics(alpha: np.ndarray, key: int) -> dict[str, float | int | bool]:
+def attention_metrics(
+    alpha: np.ndarray,
+    key: int,
+    relevant: Sequence[int] | None = None,
+    names: Sequence[str] | None = None,
+) -> dict[str, float | int | bool | str]:
     """Focus metrics of one model's attention on a probe set.
 
     Args:
         alpha: (samples, columns) softmax attention, each row summing to 1.
         key: the column that carries the label.
+        relevant: the columns known to matter (default: [key]), see identification_metrics.
+        names: each column's name (default: x0, x1, ...), for attn_peak_column_name.
     """
     alpha = np.asarray(alpha, dtype=np.float64)
     columns = alpha.shape[1]
@@ -89,6 +104,30 @@ def attention_metrics(alpha: np.ndarray, key: int) -> dict[str, float | int | bo
         "attn_key_rank": int(1 + (mean > mean[key]).sum()),
         "attn_entropy": float(entropy.mean()),
         "attn_margin": float(mean[key] - others.max()),
+        "attn_peak_column_name": names[peak] if names is not None else f"x{peak}",
+        **identification_metrics(mean, [key] if relevant is None else relevant),
+    }
+
+
+def identification_metrics(mean: np.ndarray, relevant: Sequence[int]) -> dict[str, float]:
+    """How well attention finds the columns known to matter.
+
+    attn_relevant_weight: the mean attention mass on the relevant columns.
+    attn_topk_precision: the share of the k most-attended columns (k = len(relevant)) that
+    are relevant; ties go to the lower column index. With one relevant column (data=default)
+    these are attn_key_weight and attn_focused as 0/1.
+
+    Args:
+        mean: (columns,) attention averaged over the probe samples.
+        relevant: indices of the relevant columns; empty gives NaNs.
+    """
+    if len(relevant) == 0:
+        return {"attn_relevant_weight": math.nan, "attn_topk_precision": math.nan}
+    mean = np.asarray(mean, dtype=np.float64)
+    top = np.argsort(-mean, kind="stable")[: len(relevant)]
+    return {
+        "attn_relevant_weight": float(mean[list(relevant)].sum()),
+        "attn_topk_precision": float(np.isin(top, relevant).mean()),
     }
 
 

@@ -19,6 +19,7 @@ and key, so cells of different modes train as one model (attnlab.engine.layers.R
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import keras
@@ -62,7 +63,7 @@ def build_model(
     attention and keys, if given, are each replica's model.attention and key column
     (default: model_cfg's and data_cfg's for every replica).
     """
-    builders = {"dense": _dense, "double": _double, "lstm": _lstm}
+    builders = {"dense": _dense, "double": _double, "lstm": _lstm, "custom": _custom}
     seeds = list(seeds)
     gates = (
         list(attention or [model_cfg.attention] * len(seeds)),
@@ -192,6 +193,38 @@ def _lstm(
     return MergeLastAxes(name="flatten")(
         _time_attention(seq, seeds, gates)
     )  # (replicas, batch, time*units)
+
+
+@dataclass
+class BuildContext:
+    """What a model.builder function (model=custom) receives beside its inputs.
+
+    The contract, docs/own-data-and-models.md: `builder(x, context) -> hidden`, x is
+    (replicas, batch, features) replica-major, hidden is (replicas, batch, units); build
+    with attnlab's replica layers (ReplicaDense and friends, one weight slice per seed, drawn
+    from that seed's stream) and name the layer whose output is the attention over the
+    features `attention_vec` (or let `gate` do it). attnlab adds the softmax head.
+    """
+
+    seeds: list[int]  # one replica per seed, in order
+    features: int  # the input columns (the last axis of x)
+    model: ModelConfig  # model.hidden, model.hidden_activation, ... as configured
+    data: DataConfig
+    gates: Gates  # each replica's model.attention and key column
+
+    def gate(self, x: KerasTensor, learned_probs: LearnedProbs) -> KerasTensor:
+        """x times each replica's attention, as the built-in models do: the learned one
+        learned_probs(h, seeds, name) builds (it must name its last layer `name`), or the
+        fixed vector of model.attention=uniform, oracle or none."""
+        return _gate(x, self.seeds, learned_probs, self.gates)
+
+
+def _custom(
+    x: KerasTensor, m: ModelConfig, d: DataConfig, seeds: list[int], gates: Gates
+) -> KerasTensor:
+    from attnlab.engine.config import load_builder
+
+    return load_builder(m.builder)(x, BuildContext(list(seeds), d.features, m, d, gates))
 
 
 def attention_model(model: keras.Model) -> keras.Model:

@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from attnlab.engine.config import ExperimentConfig, flatten
+from attnlab.engine.data import key_column
 from attnlab.engine.experiment import CellResult, train_and_measure
 from attnlab.engine.metrics import NO_ATTENTION
 from attnlab.engine.resources import check_fits
@@ -58,7 +59,7 @@ def run_experiment(
     result = trained or train_and_measure(cfg, on_epoch)
     for record in result.records:
         logger = log if cfg.trainer.verbose or seed_lines else seed_log
-        _log_record(logger, record, cfg.data.attention_column)
+        _log_record(logger, record, key_column(cfg.data))
     doc = {"config": flatten(cfg), "runs": result.records, "run_id": run_id}
     revision = source_revision()  # run from a git checkout: which commit, dirty or not
     if revision is not None:
@@ -125,7 +126,7 @@ def write_outputs(
         axis = "input column"
     if m.attention != "learned":
         title += f", attention {m.attention}"
-    figure = attention_figure(attention, d.attention_column, title, axis)
+    figure = attention_figure(attention, key_column(d), title, axis)
     write_figure(out_dir / ATTENTION_PNG, figure)
     if not write_result(out_dir, doc):
         raise RecordError(f"{out_dir} already holds a finished {METRICS_FILE}")

@@ -317,6 +317,7 @@ class AttentionMatrix(NamedTuple):
     weights: pd.DataFrame  # seeds x columns: each seed's mean attention on the probe set
     peaks: pd.Series  # per seed, the column its attention peaks on
     dropped: int  # seeds without attention (diverged)
+    names: tuple[str, ...] = ()  # each column's name (attention.csv's column_name), if known
 
 
 def attention_matrix(attention: pd.DataFrame) -> AttentionMatrix:
@@ -325,7 +326,14 @@ def attention_matrix(attention: pd.DataFrame) -> AttentionMatrix:
     wide = attention.pivot(index="seed", columns="column", values="weight").sort_index()
     finite = wide.notna().all(axis=1)
     weights = wide[finite]
-    return AttentionMatrix(weights, weights.idxmax(axis=1), int((~finite).sum()))
+    names: tuple[str, ...] = ()
+    if "column_name" in attention:  # data=csv's columns by name (older files have none)
+        first = attention.drop_duplicates("column").set_index("column")["column_name"]
+        names = tuple(str(first[c]) for c in wide.columns)
+        # x0, x1, ... (synthetic) and t0, ... (time steps) say no more than the index
+        if names in {tuple(f"{p}{c}" for c in wide.columns) for p in "xt"}:
+            names = ()
+    return AttentionMatrix(weights, weights.idxmax(axis=1), int((~finite).sum()), names)
 
 
 def draw_attention_matrix(
@@ -378,9 +386,10 @@ def draw_attention_matrix(
     ax.set_yticks(range(n_seeds), [f"seed {s}" for s in matrix.weights.index], fontsize=SMALL)
     step = max(1, n_columns // 8)
     ticks = sorted({key, *(t for t in range(0, n_columns, step) if abs(t - key) >= step / 2)})
-    ax.set_xticks(ticks, [str(t) for t in ticks], fontsize=SMALL)
-    for label in ax.get_xticklabels():
-        if label.get_text() == str(key):
+    labels = [matrix.names[t] if matrix.names else str(t) for t in ticks]
+    ax.set_xticks(ticks, labels, fontsize=SMALL, rotation=45 if matrix.names else 0)
+    for tick, label in zip(ticks, ax.get_xticklabels(), strict=True):
+        if tick == key:
             label.set_color(KEY_COLOR)
     ax.set_xlabel(f"{axis} (key: red {KEY_MARK}; dot: each seed's peak)", fontsize=SMALL)
     return image

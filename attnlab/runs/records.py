@@ -83,12 +83,30 @@ def as_json(value: Any) -> Any:
     return json.loads(json.dumps(value))
 
 
+# Keys added after sweeps were recorded, with the value a record without them means (the
+# data and model attnlab had before): at that value a key stays out of the cell's identity,
+# so an older sweep's cells keep their names and are reused on resume.
+ADDED_KEYS: dict[str, Any] = {
+    "data.kind": "default",
+    "data.path": "",
+    "data.target": "",
+    "data.columns": [],
+    "data.relevant": [],
+    "data.distractors": 0,
+    "data.distractor_noise": 0.5,
+    "model.builder": "",
+}
+
+
 def cell_identity(config: dict[str, Any]) -> dict[str, Any]:
-    """The flat config values that make a cell: all but those that cannot change its numbers."""
+    """The flat config values that make a cell: all but those that cannot change its numbers
+    (and ADDED_KEYS at the value their absence means)."""
     return {
         k: v
         for k, v in as_json(config).items()
-        if k not in NOT_IDENTITY and not k.startswith(NOT_IDENTITY_PREFIXES)
+        if k not in NOT_IDENTITY
+        and not k.startswith(NOT_IDENTITY_PREFIXES)
+        and not (k in ADDED_KEYS and v == ADDED_KEYS[k])
     }
 
 
@@ -228,12 +246,14 @@ def _is_seed(value: Any) -> bool:
 
 
 def check_config(config: Any, where: str) -> dict[str, Any]:
-    """A flat config as attnlab writes it: str keys, scalar values, `seeds` a list of ints."""
+    """A flat config as attnlab writes it: str keys, scalar values or lists of names
+    (data.columns, data.relevant), `seeds` a list of ints."""
     if not isinstance(config, dict) or not config:
         raise RecordError(f"{where}: 'config' is not a non-empty object")
     for key, value in config.items():
         scalar = value is None or isinstance(value, str | int | float | bool)
-        if not scalar and key != "seeds":
+        names = isinstance(value, list) and all(isinstance(v, str) for v in value)
+        if not (scalar or names) and key != "seeds":
             raise RecordError(f"{where}: config value {key} is not a scalar")
     seeds = config.get("seeds")
     if not isinstance(seeds, list) or not seeds or not all(_is_seed(s) for s in seeds):

@@ -229,6 +229,9 @@ def summary_table(summary: pd.DataFrame, swept: list[str]) -> list[str]:
         "key_ablation_drop",
         "still improving",
     ]
+    relevant = has_relevant_columns(summary)
+    if relevant:  # data with named relevant columns: how much attention found them
+        head[-1:-1] = ["attn_relevant_weight [95% CI]", "attn_topk_precision [95% CI]"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for _, row in summary.iterrows():
         cells = [str(row[c]) for c in swept] + [
@@ -238,10 +241,21 @@ def summary_table(summary: pd.DataFrame, swept: list[str]) -> list[str]:
             " / ".join(_fmt(row[f"val_accuracy_{g}_mean"]) for g in ("focused", "unfocused")),
             interval(row, "attn_key_weight"),
             _fmt(row["key_ablation_drop_mean"]),
+            *[interval(row, m) for m in IDENTIFICATION if relevant],
             improving(row),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
+
+
+IDENTIFICATION = ("attn_relevant_weight", "attn_topk_precision")
+
+
+def has_relevant_columns(summary: pd.DataFrame) -> bool:
+    """Whether a cell's data names its relevant columns (data.kind other than default): the
+    report then shows the identification metrics too (for data=default they repeat the
+    key's)."""
+    return "data.kind" in summary and bool((summary["data.kind"] != "default").any())
 
 
 def fixed_settings(report: pd.DataFrame) -> dict[str, Any]:
@@ -489,7 +503,10 @@ def summary_figures(summary: pd.DataFrame, axes: list[str]) -> list[tuple[str, A
     x = "data.classes" if "data.classes" in axes else axes[0]
     rest = [c for c in axes if c != x]
     hue, facets = (rest[0], rest[1:]) if rest else (None, [])
-    for metric in ("val_accuracy", "attn_key_weight"):
+    metrics = ["val_accuracy", "attn_key_weight"]
+    if has_relevant_columns(summary):
+        metrics += IDENTIFICATION
+    for metric in metrics:
         lines = plots.metric_lines_data(summary, metric, x, hue, facets)
         what = f"{metric} vs {short(x)}: mean and 95% t interval over seeds"
         title = plots.layout_title(what, facets, f"lines: {short(hue)}" if hue else "")
@@ -568,8 +585,22 @@ def attention_cells(
         if frame is None:
             continue
         title = " ".join(f"{c.split('.')[-1]}={row[c]}" for c in swept) or str(row["job"])
-        cells.append((title, frame, int(row.get("data.attention_column", 1))))
+        cells.append((title, frame, key_of(row, frame)))
     return cells
+
+
+def key_of(row: pd.Series, frame: pd.DataFrame) -> int:
+    """The column a cell's figure frames: data.attention_column, or for data with named
+    relevant columns the first of them (attnlab.engine.data.key_column)."""
+    key = int(row.get("data.attention_column", 1))
+    relevant = row.get("data.relevant")
+    if row.get("data.kind", "default") == "default" or not isinstance(relevant, str):
+        return key
+    names = json.loads(relevant) if relevant.startswith("[") else []
+    if not names or "column_name" not in frame:
+        return key
+    match = frame.loc[frame["column_name"] == names[0], "column"]
+    return int(match.iloc[0]) if len(match) else key
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,6 +24,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from attnlab.engine.config import from_hydra
+from attnlab.engine.data import key_column
 from attnlab.runs import records
 from attnlab.sweep.cells import PACK_ENV, error_line, make_cell
 from attnlab.sweep.errors import is_config_error
@@ -86,7 +87,7 @@ def run_single(cfg: DictConfig, out_dir: Path, hc: Any) -> None:
         runs = run_experiment(cell.exp, out_dir, seed_lines=True, on_epoch=progress.epoch)["runs"]
     finally:
         progress.close()
-    log.info(run_summary(runs, cell.exp.data.attention_column, time.perf_counter() - start))
+    log.info(run_summary(runs, key_column(cell.exp.data), time.perf_counter() - start))
     log.info("files: %s", out_dir)
 
 
