@@ -33,6 +33,7 @@ def sweep_dir(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow  # over 1 s on a quiet 2-core machine (docs/development.md)
 def test_run_cell_trains_writes_files_and_returns_metrics(tmp_path):
     # A short run at a learning rate that converges in it (as test_experiment's binary case).
     fast = ["data.samples=4000", "trainer.epochs=3", "trainer.learning_rate=0.01"]
@@ -91,6 +92,7 @@ def test_run_cell_gives_the_cli_numbers(tmp_path):
                 assert ours[key] == theirs[key], key
 
 
+@pytest.mark.slow  # over 1 s on a quiet 2-core machine (docs/development.md)
 def test_load_report_types_columns_and_rebuilds_when_missing(sweep_dir):
     report, summary = attnlab.load_report(sweep_dir)
     assert len(report) == 2 + 2 + 2 and len(summary) == 3
@@ -109,6 +111,7 @@ def test_load_report_types_columns_and_rebuilds_when_missing(sweep_dir):
     assert ok.to_dict() == pytest.approx(means.to_dict())
 
 
+@pytest.mark.slow  # over 1 s on a quiet 2-core machine (docs/development.md)
 def test_load_report_rebuilds_only_when_a_job_is_newer(sweep_dir):
     attnlab.load_report(sweep_dir)
     csv = sweep_dir / "report.csv"
@@ -134,6 +137,7 @@ def test_load_report_refuses_what_is_not_a_sweep(tmp_path):
         attnlab.load_report(tmp_path)
 
 
+@pytest.mark.slow  # over 1 s on a quiet 2-core machine (docs/development.md)
 def test_report_frame_round_trips_through_csv(sweep_dir):
     report, _ = attnlab.load_report(sweep_dir)
     again = pd.read_csv(sweep_dir / "report.csv")

@@ -168,6 +168,7 @@ def test_startup_notices_are_recognised_and_other_lines_kept():
     assert not is_noise("[2026-12-01 09:14:23,209][attnlab.sweep.launchers][INFO] - training")
 
 
+@pytest.mark.slow  # over 1 s on a quiet 2-core machine (docs/development.md)
 def test_tensorflow_import_is_quiet_but_real_stderr_stays():
     probe = (
         "import os, sys\n"
@@ -196,6 +197,7 @@ def test_tensorflow_import_is_quiet_but_real_stderr_stays():
     assert kept.stdout.strip() == "tf x 1"  # a value the user set is kept
 
 
+@pytest.mark.slow  # over 1 s on a quiet 2-core machine (docs/development.md)
 @needs_command
 def test_normal_run_console_shows_only_attnlab_lines(tmp_path):
     proc = _attnlab(

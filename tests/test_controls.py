@@ -38,6 +38,7 @@ VARIANTS = {
 }
 
 
+@pytest.mark.slow  # over 1 s on a quiet 2-core machine (docs/development.md)
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_every_mode_trains_and_fixed_modes_report_their_vectors(make_config, variant):
     """One model holds all four modes (two seeds each); each reports its own attention."""
@@ -92,6 +93,7 @@ def test_fixed_modes_build_no_attention_weights_and_none_no_gate(make_config):
     np.testing.assert_array_equal(attention_model(gate_free)(x), np.ones((3, 2, 32)))
 
 
+@pytest.mark.slow  # over 1 s on a quiet 2-core machine (docs/development.md)
 @pytest.mark.parametrize("shard_replicas", [64, 2])  # 64: one shard; 2: shards mix modes
 def test_cells_of_every_mode_trained_together_give_their_numbers_alone(
     make_config, monkeypatch, shard_replicas
@@ -121,6 +123,7 @@ def test_cells_of_every_mode_trained_together_give_their_numbers_alone(
         np.testing.assert_allclose(attention["weight"], alone_attention["weight"], atol=1e-4)
 
 
+@pytest.mark.slow  # over 1 s on a quiet 2-core machine (docs/development.md)
 def test_a_learned_replica_among_fixed_ones_trains_its_attention_as_alone(make_config):
     """In a mixed model the softmax Dense holds the learned replicas' slices only, and the
     fixed replicas add exactly zero to their gradients: a learned replica ends with the
@@ -168,6 +171,7 @@ def test_a_mode_that_cannot_apply_is_refused_in_one_line_before_training(
     assert list(tmp_path.iterdir()) == []  # refused before training: nothing written
 
 
+@pytest.mark.slow  # over 1 s on a quiet 2-core machine (docs/development.md)
 def test_report_says_why_the_attention_columns_of_none_are_empty(make_config, tmp_path):
     for mode in ("none", "oracle", "learned"):
         cfg = make_config(f"model.attention={mode}", "trainer.epochs=1")
@@ -203,6 +207,7 @@ PRESETS = {
 }
 
 
+@pytest.mark.slow  # over 1 s on a quiet 2-core machine (docs/development.md)
 @pytest.mark.parametrize("preset", PRESETS)
 def test_control_presets_compose_with_ten_seeds_and_their_grids(preset):
     with initialize_config_module(config_module="attnlab.conf", version_base="1.3"):

@@ -40,6 +40,7 @@ def test_builder_that_is_not_a_function_fails_in_the_activation_check():
         cfg.validate()
 
 
+@pytest.mark.slow  # over 1 s on a quiet 2-core machine (docs/development.md)
 def test_custom_gate_trains_and_reads_its_gate_as_shares():
     from attnlab.engine.experiment import train_and_measure
 

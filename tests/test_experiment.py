@@ -39,6 +39,7 @@ def _numbers(record):
     return {k: v for k, v in record.items() if k != "train_seconds"}
 
 
+@pytest.mark.slow  # over 1 s on a quiet 2-core machine (docs/development.md)
 def test_binary_case_learns_and_attends_to_column_1(make_config):
     # 4000 samples, 3 epochs: a short run, at a learning rate that converges in it.
     cfg = make_config("data.samples=4000", "trainer.epochs=3", "trainer.learning_rate=0.01")
@@ -57,6 +58,7 @@ def test_binary_case_learns_and_attends_to_column_1(make_config):
     assert sums.to_numpy() == pytest.approx([1.0, 1.0], abs=1e-5)
 
 
+@pytest.mark.slow  # over 1 s on a quiet 2-core machine (docs/development.md)
 @pytest.mark.parametrize("others", [5, 32])
 def test_seed_gives_same_numbers_alone_or_among_others(make_config, others):
     seeds = ",".join(str(s) for s in range(others))
@@ -71,6 +73,7 @@ def test_seed_gives_same_numbers_alone_or_among_others(make_config, others):
     assert among["attn_peak_column"] == alone["attn_peak_column"]
 
 
+@pytest.mark.slow  # over 1 s on a quiet 2-core machine (docs/development.md)
 def test_same_config_gives_same_numbers(make_config):
     cfg = make_config("data.classes=5", "seeds=[7]")
     first, second = train_and_measure(cfg)[0], train_and_measure(cfg)[0]
@@ -92,6 +95,7 @@ def test_exploding_learning_rate_is_recorded_as_diverged(make_config):
         assert math.isnan(last["val_accuracy"]) and math.isnan(last["attn_key_weight"])
 
 
+@pytest.mark.slow  # over 1 s on a quiet 2-core machine (docs/development.md)
 def test_run_writes_metrics_attention_csv_and_png(make_config, tmp_path):
     cfg = make_config("trainer.epochs=1")
     run_experiment(cfg, tmp_path)
@@ -108,6 +112,7 @@ def test_run_writes_metrics_attention_csv_and_png(make_config, tmp_path):
     assert (tmp_path / "metrics.json").stat().st_mode & 0o777 == 0o666 & ~umask
 
 
+@pytest.mark.slow  # over 1 s on a quiet 2-core machine (docs/development.md)
 def test_a_billion_epochs_cost_only_the_epochs_trained(make_config):
     # Nothing is allocated per configured epoch (the sample orders once took 11.9 GiB at a
     # million epochs): every seed blows up within a few epochs and training stops there.
@@ -117,6 +122,7 @@ def test_a_billion_epochs_cost_only_the_epochs_trained(make_config):
     assert len(result.history) == sum(r["epochs_run"] for r in result.records) <= 8
 
 
+@pytest.mark.slow  # over 1 s on a quiet 2-core machine (docs/development.md)
 def test_run_writes_history_csv_whose_last_epoch_is_metrics_json(make_config, tmp_path):
     cfg = make_config("data.classes=3", "seeds=[0,4,9]")  # 4 epochs, 400 validation samples
     run_experiment(cfg, tmp_path)

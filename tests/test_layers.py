@@ -114,6 +114,7 @@ def test_the_layer_rule_catches_an_upward_import(tmp_path):
     assert layer("attnlab.report") == "entry" and layer("attnlab.runs.report") == "runs"
 
 
+@pytest.mark.slow  # over 1 s on a quiet 2-core machine (docs/development.md)
 @pytest.mark.parametrize(
     "module", ["attnlab.runs.records", "attnlab.runs.report", "attnlab.engine.config"]
 )
@@ -130,6 +131,7 @@ def test_records_report_and_config_load_neither_hydra_nor_tensorflow(module):
     assert out.stdout.strip() == ""
 
 
+@pytest.mark.slow  # over 1 s on a quiet 2-core machine (docs/development.md)
 def test_importing_the_figures_leaves_the_matplotlib_backend_alone():
     code = (
         "import matplotlib; matplotlib.use('svg'); import attnlab.runs.plots; "

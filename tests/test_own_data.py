@@ -134,6 +134,7 @@ def test_csv_split_is_drawn_from_each_seed_stream(tmp_path):
     assert not np.array_equal(a0[1], a1[1])
 
 
+@pytest.mark.slow  # over 1 s on a quiet 2-core machine (docs/development.md)
 def test_csv_100k_rows_50_columns_loads_within_bound(tmp_path):
     rng = np.random.default_rng(0)
     frame = pd.DataFrame(rng.standard_normal((100_000, 50)), columns=[f"c{i}" for i in range(50)])
@@ -212,6 +213,7 @@ def test_default_relevant_set_is_the_key_column():
     assert relevant_columns(synthetic().data) == [1]
 
 
+@pytest.mark.slow  # over 1 s on a quiet 2-core machine (docs/development.md)
 @pytest.mark.parametrize(
     ("overrides", "chance"),
     [

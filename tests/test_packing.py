@@ -11,6 +11,7 @@ from attnlab.engine.train import fit
 from attnlab.sweep import packing
 
 
+@pytest.mark.slow  # over 1 s on a quiet 2-core machine (docs/development.md)
 @pytest.mark.parametrize("shard_replicas", [64, 2])  # 64: one shard; 2: shards mix cells
 def test_cells_trained_together_give_the_numbers_they_give_alone(
     make_config, monkeypatch, shard_replicas

@@ -75,6 +75,7 @@ def fresh_outcome(monkeypatch):
     monkeypatch.setattr(callback, "outcome", callback.SweepOutcome())
 
 
+@pytest.mark.slow  # over 1 s on a quiet 2-core machine (docs/development.md)
 def test_the_planner_packs_cells_of_one_shape_and_the_callback_reports(tmp_path, fresh_outcome):
     grid = ["data.classes=2,5", "model.attn_layers=1,2", DEBUG_TINY]
     sweep_dir, launcher = run_sweep(tmp_path, grid)

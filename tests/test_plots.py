@@ -131,6 +131,7 @@ def test_lines_draw_the_summary_interval_and_chance(sweep):
     assert "chance (1/classes)" in fig._suptitle.get_text()
 
 
+@pytest.mark.slow  # over 1 s on a quiet 2-core machine (docs/development.md)
 def test_rerendered_report_is_byte_identical(sweep):
     write_report(sweep)
     first = {p.name: p.read_bytes() for p in (sweep / "figures").glob("*.png")}
@@ -279,6 +280,7 @@ def test_grid_pages_hold_whole_rows():
     assert plots.grid_pages(3, 12) == [range(0, 3)]
 
 
+@pytest.mark.slow  # over 1 s on a quiet 2-core machine (docs/development.md)
 def test_blog_all_attention_grid_is_paged_with_readable_labels():
     """blog_all's 24 panels in one PNG printed their labels at 9 px (letters ~5 px): pages of
     whole rows, no text under MIN_FONT_PX at the saved dpi, one colour scale on every page."""
@@ -294,6 +296,7 @@ def test_blog_all_attention_grid_is_paged_with_readable_labels():
     assert pages[1]._suptitle.get_text().endswith("page 2 of 3")
 
 
+@pytest.mark.slow  # over 1 s on a quiet 2-core machine (docs/development.md)
 def test_key_mark_is_outside_the_data_and_clear_of_the_title():
     """A red frame around a 128-feature panel's key column covered the column's colour: the
     mark sits above the matrix, touching neither the data nor the panel title."""
@@ -308,6 +311,7 @@ def test_key_mark_is_outside_the_data_and_clear_of_the_title():
         assert box.x0 < key_x < box.x1  # above the key column
 
 
+@pytest.mark.slow  # over 1 s on a quiet 2-core machine (docs/development.md)
 def test_uniform_label_clears_the_colour_bar_ticks_and_title():
     """ "uniform 1/N" printed over the colour bar's title or its 0.0 tick in every
     attention.png; now it is on the bar's other side, nearby levels share one label."""
@@ -341,6 +345,7 @@ def test_uniform_marks_share_a_label_when_close():
     assert mark.at == 0.3 and mark.text == "uniform 1/2 (above the scale)"
 
 
+@pytest.mark.slow  # over 1 s on a quiet 2-core machine (docs/development.md)
 def test_legend_is_outside_every_panel_and_fonts_are_readable(sweep):
     """The learning curves' legend sat inside the last panel, over its curves."""
     from attnlab.runs.report import cell_histories, learning_curve_figures
@@ -362,6 +367,7 @@ def test_legend_is_outside_every_panel_and_fonts_are_readable(sweep):
     assert sum(len(fig.legends) for fig in figures) == 4  # 2 curves, 2 metric lines
 
 
+@pytest.mark.slow  # over 1 s on a quiet 2-core machine (docs/development.md)
 def test_a_rebuilt_report_leaves_no_old_grid_pages(sweep):
     """8 cells fit one page: pages an earlier, larger grid left behind go, the rest stays."""
     figures = sweep / "figures"

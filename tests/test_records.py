@@ -170,6 +170,7 @@ def test_cached_and_failed_attempts_as_the_report_shows_them(tmp_path):
     assert rows[("failed", 3)].error == "data.classes=1 is not allowed"
 
 
+@pytest.mark.slow  # over 1 s on a quiet 2-core machine (docs/development.md)
 def test_the_records_layer_never_imports_tensorflow():
     code = textwrap.dedent(
         """

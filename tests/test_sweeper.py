@@ -42,6 +42,7 @@ def _pack(tmp_path, cells):
     return [e["name"] for e in entries]
 
 
+@pytest.mark.slow  # over 1 s on a quiet 2-core machine (docs/development.md)
 def test_a_pack_job_writes_each_of_its_cells(make_config, tmp_path, caplog):
     cells = [make_config(f"data.classes={c}", "trainer.epochs=1") for c in (2, 3)]
     names = _pack(tmp_path, cells)
@@ -55,6 +56,7 @@ def test_a_pack_job_writes_each_of_its_cells(make_config, tmp_path, caplog):
         assert record.config == flatten(cfg)
 
 
+@pytest.mark.slow  # over 1 s on a quiet 2-core machine (docs/development.md)
 def test_a_pack_that_fails_trains_its_cells_one_by_one(make_config, tmp_path, monkeypatch, caplog):
     from attnlab.engine import experiment
 

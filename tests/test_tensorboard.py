@@ -92,6 +92,7 @@ def test_history_without_the_columns_is_refused(tmp_path):
         write_events(tmp_path, _history().drop(columns="attn_key_weight"), {})
 
 
+@pytest.mark.slow  # over 1 s on a quiet 2-core machine (docs/development.md)
 def test_a_run_with_logger_tensorboard_writes_its_curves_as_events(make_config, tmp_path):
     import json
 

@@ -37,6 +37,7 @@ def orders_up_front(seeds: list[int], n: int, epochs: int) -> np.ndarray:
     return orders
 
 
+@pytest.mark.slow  # over 1 s on a quiet 2-core machine (docs/development.md)
 @pytest.mark.parametrize("model", ["model=dense", "model=double", "model=lstm"])
 def test_fused_adam_trains_as_keras_adam(make_config, model):
     # 400 training samples: the last of 7 batches has 16, so the partial batch is covered.
@@ -75,6 +76,7 @@ def test_sample_orders_are_the_orders_drawn_up_front():
     assert not np.array_equal(drawn[0], drawn[1])  # a new order every epoch
 
 
+@pytest.mark.slow  # over 1 s on a quiet 2-core machine (docs/development.md)
 @pytest.mark.parametrize("model", ["model=dense", "model=lstm"])
 def test_fit_trains_bit_for_bit_as_with_the_orders_drawn_up_front(make_config, model):
     # Five replicas in two shards, so the shards' threads and joins are covered too.
@@ -100,6 +102,7 @@ def test_fit_trains_bit_for_bit_as_with_the_orders_drawn_up_front(make_config, m
     np.testing.assert_array_equal(history.train_loss, np.concatenate(reference, axis=1))
 
 
+@pytest.mark.slow  # over 1 s on a quiet 2-core machine (docs/development.md)
 @pytest.mark.parametrize("model", ["model=dense", "model=double", "model=lstm"])
 def test_recorded_curves_are_the_metrics_after_each_epoch(make_config, model):
     # 1200 validation samples: two evaluation batches of 1024 and 176.

@@ -47,6 +47,7 @@ def test_preset_composes_validates_and_builds(preset):
     np.testing.assert_allclose(alpha.sum(axis=-1), 1.0, rtol=1e-5)
 
 
+@pytest.mark.slow  # over 1 s on a quiet 2-core machine (docs/development.md)
 @pytest.mark.parametrize(
     ("overrides", "key_axis"),
     [
