@@ -51,7 +51,8 @@ def run_experiment(
     progress callback (attnlab.sweep.progress).
     """
     cfg.validate()
-    check_fits(cfg)
+    if trained is None:  # memory is checked before training only: trained work is written
+        check_fits(cfg)
     if (out_dir / METRICS_FILE).exists():  # a finished result is never written over
         raise RecordError(f"{out_dir} already holds a finished {METRICS_FILE}")
     result = trained or train_and_measure(cfg, on_epoch)

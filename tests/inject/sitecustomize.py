@@ -47,3 +47,15 @@ if _sweep:
     pathlib.Path.open = _open_and_signal
 if _unlinked:
     pathlib.Path.unlink = _unlink_and_signal
+
+
+# ATTNLAB_TEST_NO_LINK=1: the filesystem refuses hard links (link() fails with EPERM, as on
+# vfat or some network mounts).
+def _no_link(*args, **kwargs):
+    import errno
+
+    raise PermissionError(errno.EPERM, "Operation not permitted")
+
+
+if os.environ.get("ATTNLAB_TEST_NO_LINK"):
+    os.link = _no_link
