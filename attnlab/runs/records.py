@@ -6,6 +6,7 @@ nor Hydra, so it is testable on its own. A sweep dir holds:
     .sweep.json      the latest run: run_id, command, start time, pid, host, its cells
     .attnlab.lock    held (flock) by the sweep, or report rebuild, running in the dir
     .attnlab.holder.json   who holds it: pid, host, since, command
+    .attnlab.workers.lock  shared (flock) by the launcher workers running a job in the dir
     .jobs/           pack specs, and the Hydra dirs (.hydra/, log) of the jobs that ran them
     <cell>/          one per cell, named by its readable overrides plus a hash of its identity
         cell.json      the cell's config; written once, it is what the dir holds
@@ -440,9 +441,67 @@ def lock_sweep_dir(sweep_dir: Path, command: str) -> Any:
             f"{held.get('host', '?')}, since {since}: {held.get('command', '?')}); wait for "
             "it to end"
         ) from None
+    try:
+        wait_for_workers(sweep_dir)
+    except BaseException:
+        lock.release()
+        raise
     holder = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
     write_json(sweep_dir / HOLDER_FILE, {**holder, "command": command})
     return lock
+
+
+WORKERS_LOCK = ".attnlab.workers.lock"
+# The sweep process's pid, set by the sweep for the launcher workers it starts.
+OWNER_ENV = "ATTNLAB_SWEEP_OWNER"
+
+
+@contextlib.contextmanager
+def worker_share(sweep_dir: Path) -> Iterator[None]:
+    """Held by a launcher's worker while it runs a job in sweep_dir (a shared flock): the
+    next sweep or report waits for it (wait_for_workers), so a worker that outlived a
+    killed sweep never races its resume."""
+    import fcntl
+
+    fd = os.open(sweep_dir / WORKERS_LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)
+
+
+def wait_for_workers(sweep_dir: Path, timeout: float = 120.0) -> None:
+    """Wait until no worker of an earlier sweep runs a job in sweep_dir (they end with
+    their sweep: attnlab.sweep.jobs.die_with_sweep); RecordError after timeout seconds."""
+    import fcntl
+    import logging
+
+    path = sweep_dir / WORKERS_LOCK
+    if not path.exists():
+        return
+    fd = os.open(path, os.O_RDWR)
+    try:
+        deadline = time.monotonic() + timeout
+        said = False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise RecordError(
+                        f"workers of an earlier run still write cells in {sweep_dir} (they "
+                        f"hold {WORKERS_LOCK} after {timeout:.0f} s)"
+                    ) from None
+                if not said:
+                    said = True
+                    logging.getLogger(__name__).info(
+                        "waiting for the workers of an earlier run in %s to end", sweep_dir
+                    )
+                time.sleep(0.05)
+    finally:
+        os.close(fd)
 
 
 def remove_temp_files(sweep_dir: Path) -> int:

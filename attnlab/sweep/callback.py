@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import re
 import shlex
 import sys
@@ -59,6 +60,8 @@ def open_sweep_dir(sweep_dir: Path) -> None:
     except OSError as err:
         raise Abort(f"{where}: cannot write there ({err.strerror})", 1) from None
     outcome.lock, outcome.sweep_dir = lock, sweep_dir
+    # The launcher workers this process starts end with it (attnlab.sweep.jobs).
+    os.environ[records.OWNER_ENV] = str(os.getpid())
     try:
         removed = records.remove_temp_files(sweep_dir)
         adopt_legacy_cells(sweep_dir)
