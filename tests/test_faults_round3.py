@@ -94,3 +94,23 @@ def test_workers_die_with_their_killed_sweep_and_a_resume_never_races_them(tmp_p
     assert proc.returncode == 0, shown(proc)
     rows = report_rows(sweep_dir)
     assert len(rows) == 2 and set(rows["status"]) == {"completed"}, rows
+
+
+def test_one_joblib_worker_killed_loses_no_other_job(tmp_path):
+    """Item 2: a joblib worker is SIGKILLed (as the OOM killer would) while the job beside
+    it has a trained cell to write; loky then kills that healthy worker too. Every job
+    without a record runs again alone: both cells complete, exit 0."""
+    sweep_dir = tmp_path / "sweep"
+    args = ["-m", *GRID, "hydra.sweeper.pack=false", "hydra/launcher=joblib"]
+    args += ["hydra.launcher.n_jobs=2", f"hydra.sweep.dir={sweep_dir}"]
+    kill = injected(
+        ATTNLAB_TEST_KILL="sibling",
+        ATTNLAB_TEST_KILL_DIR=str(sweep_dir),
+        ATTNLAB_TEST_KILL_CLASSES="5",
+        ATTNLAB_TEST_KILL_LINGER="3",
+    )
+    proc = run_cli(args, cwd=tmp_path, env=kill)
+    assert Path(f"{sweep_dir}.pids").exists(), "the kill did not happen"
+    assert proc.returncode == 0, shown(proc)
+    rows = report_rows(sweep_dir)
+    assert len(rows) == 2 and set(rows["status"]) == {"completed"}, rows
