@@ -66,8 +66,9 @@ if os.environ.get("ATTNLAB_TEST_NO_LINK"):
 # writing a cell's attention.csv (the cell trained, its files not yet written), SIGKILL the
 # sweep, this worker (as the OOM killer would), or the sweep's other joblib workers. Once
 # per sweep dir: the worker's pid is added to <sweep dir>.pids first.
-# ATTNLAB_TEST_KILL_CLASSES=<n>: only in a cell with data.classes=n (its dir name says so). ATTNLAB_TEST_KILL_LINGER=<s>: the worker sleeps that long after
-# the kill (a job with more cells to write).
+# ATTNLAB_TEST_KILL_CLASSES=<n>: only in a cell with data.classes=n (its dir name says so).
+# ATTNLAB_TEST_KILL_LINGER=<s>: the worker sleeps that long after the kill (a job with more
+# cells to write).
 _kill = os.environ.get("ATTNLAB_TEST_KILL")
 _mkstemp = None
 
