@@ -4,7 +4,8 @@ Everything that touches a sweep dir on disk asks this module; it imports neither
 nor Hydra, so it is testable on its own. A sweep dir holds:
 
     .sweep.json      the latest run: run_id, command, start time, pid, host, its cells
-    .attnlab.lock    held (flock) by the sweep, or report rebuild, running in the dir
+    .attnlab.lock    held (flock, as is the dir itself) by the sweep, or report rebuild,
+                     running in the dir
     .attnlab.holder.json   who holds it: pid, host, since, command
     .attnlab.workers.lock  shared (flock) by the launcher workers running a job in the dir
     .jobs/           pack specs, and the Hydra dirs (.hydra/, log) of the jobs that ran them
@@ -420,35 +421,118 @@ def command_line(program: str = "attnlab") -> str:
     return shlex.join([*shlex.split(program), *sys.argv[1:]])
 
 
-def lock_sweep_dir(sweep_dir: Path, command: str) -> Any:
-    """Hold the sweep dir's lock (an flock, released when this process ends however it
-    ends) and say who holds it; RecordError naming the holder if another process does.
+class SweepLock:
+    """The sweep dir's lock: an flock on the dir itself, which removing a file cannot undo
+    (a lock file removed by hand would let a second process lock a new one), and on
+    LOCK_FILE (the lock earlier versions of attnlab take). Both are released
+    when the process ends, however it ends."""
+
+    def __init__(self, sweep_dir: Path) -> None:
+        from filelock import FileLock
+
+        self.sweep_dir = sweep_dir
+        self._file = FileLock(str(sweep_dir / LOCK_FILE))
+        self._dir_fd: int | None = None
+
+    def try_acquire(self) -> bool:
+        import fcntl
+
+        from filelock import Timeout
+
+        fd = os.open(self.sweep_dir, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        except OSError:  # a filesystem without flock on dirs (NFS): the file lock alone
+            os.close(fd)
+            fd = -1
+        try:
+            self._file.acquire(timeout=0)
+        except Timeout:
+            if fd >= 0:
+                os.close(fd)
+            return False
+        self._dir_fd = fd
+        return True
+
+    def release(self) -> None:
+        self._file.release()
+        if self._dir_fd is not None:
+            if self._dir_fd >= 0:
+                os.close(self._dir_fd)
+            self._dir_fd = None
+
+    def __enter__(self) -> SweepLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def lock_sweep_dir(sweep_dir: Path, command: str) -> SweepLock:
+    """Hold the sweep dir's lock (SweepLock) and say who holds it; RecordError naming the
+    holder if another process does.
 
     A sweep holds it for its whole run, `python -m attnlab.report` while it rebuilds the
     report: the sweep's files have one owner at a time.
     """
-    from filelock import FileLock, Timeout
-
-    lock = FileLock(str(sweep_dir / LOCK_FILE))
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        held = _read_optional(sweep_dir / HOLDER_FILE, sweep_dir)
-        held = held if isinstance(held, dict) else {}
-        since = time.strftime("%H:%M:%S", time.localtime(float(held.get("since") or 0)))
-        raise RecordError(
-            f"{sweep_dir} is in use by another process (pid {held.get('pid', '?')} on "
-            f"{held.get('host', '?')}, since {since}: {held.get('command', '?')}); wait for "
-            "it to end"
-        ) from None
+    lock = SweepLock(sweep_dir)
+    if not lock.try_acquire():
+        raise RecordError(f"{sweep_dir} is in use by {holder_text(sweep_dir)}; wait for it to end")
     try:
         wait_for_workers(sweep_dir)
+        holder = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
+        write_json(sweep_dir / HOLDER_FILE, {**holder, "command": command})
     except BaseException:
         lock.release()
         raise
-    holder = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
-    write_json(sweep_dir / HOLDER_FILE, {**holder, "command": command})
     return lock
+
+
+def holder_text(sweep_dir: Path, wait: float = 3.0) -> str:
+    """Who holds the sweep dir's lock, as the holder file says. A process that has just won
+    the lock writes that file a moment later: a holder file naming a process that is gone
+    is re-read for up to `wait` seconds, and never named."""
+    deadline = time.monotonic() + wait
+    while True:
+        held = _read_optional(sweep_dir / HOLDER_FILE, sweep_dir)
+        held = held if isinstance(held, dict) else {}
+        if _alive(held):
+            break
+        if time.monotonic() > deadline:
+            return "another process"
+        time.sleep(0.05)
+    pid, host = one_line(str(held.get("pid", "?")), 20), one_line(str(held.get("host", "?")), 80)
+    return (
+        f"another process (pid {pid} on {host}, since {_clock(held.get('since'))}: "
+        f"{one_line(str(held.get('command', '?')), 300)})"
+    )
+
+
+def _alive(held: dict[str, Any]) -> bool:
+    """The holder file names a running process (on another host: taken as running)."""
+    pid = held.get("pid")
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        return False
+    if held.get("host") != socket.gethostname():
+        return bool(held.get("host"))
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: running, as another user
+        return True
+    return True
+
+
+def _clock(since: Any) -> str:
+    """A holder's start time as HH:MM:SS, or "?" for anything but a sane timestamp."""
+    try:
+        return time.strftime("%H:%M:%S", time.localtime(float(since)))
+    except (TypeError, ValueError, OverflowError, OSError):
+        return "?"
 
 
 WORKERS_LOCK = ".attnlab.workers.lock"
