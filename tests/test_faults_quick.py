@@ -9,7 +9,9 @@ import json
 import os
 import socket
 import time
+from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from attnlab.engine import resources
@@ -115,3 +117,62 @@ def test_the_refusal_names_the_new_holder_not_the_dead_one(tmp_path):
         winner.release()
     assert f"pid {os.getpid()}" in str(refused.value) and "winner" in str(refused.value)
     assert str(dead_pid) not in str(refused.value)
+
+
+def _finished_cell(sweep_dir: Path, name: str, classes: int) -> Path:
+    """A finished cell as attnlab writes it: metrics.json, attention.csv, history.csv."""
+    from attnlab.engine.metrics import RUN_METRICS
+
+    cell = sweep_dir / name
+    cell.mkdir(parents=True)
+    config = {"data.classes": classes, "model.attn_layers": 1, "seeds": [0, 1]}
+    runs = [
+        {"seed": s, "status": "completed", **dict.fromkeys(RUN_METRICS, 0.5), "attn_focused": True}
+        for s in (0, 1)
+    ]
+    (cell / "cell.json").write_text(json.dumps({"config": config}))
+    (cell / "metrics.json").write_text(json.dumps({"config": config, "runs": runs}))
+    attention = pd.DataFrame(
+        [{"seed": s, "column": c, "weight": 0.25} for s in (0, 1) for c in range(4)]
+    )
+    attention.to_csv(cell / "attention.csv", index=False)
+    history = pd.DataFrame(
+        [
+            {"seed": s, "epoch": e, "train_loss": 1.0, "val_accuracy": 0.5, "attn_key_weight": 0.3}
+            for s in (0, 1)
+            for e in (1, 2)
+        ]
+    )
+    history.to_csv(cell / "history.csv", index=False)
+    return cell
+
+
+@pytest.mark.parametrize(
+    ("name", "damage", "said"),
+    [
+        ("attention.csv", lambda t: t.replace("weight", "wieght"), "no column weight"),
+        (
+            "history.csv",
+            lambda t: "\n".join(
+                r.split(",", 2)[0] + "," + r.split(",", 2)[2] for r in t.splitlines()
+            ),
+            "no column epoch",
+        ),
+        ("attention.csv", lambda t: t.replace("0.25", "x", 1), "other than numbers"),
+        ("history.csv", lambda t: '"\n\x00', "history.csv"),
+    ],
+)
+def test_one_odd_csv_in_a_finished_cell_is_said_in_its_row(tmp_path, name, damage, said):
+    """Item 8: a renamed column, a missing epoch column, a non-number, a broken file: the
+    report is written; that cell's rows say what is wrong and keep its results."""
+    from attnlab.runs.report import write_report
+
+    _finished_cell(tmp_path, "good", 2)
+    odd = _finished_cell(tmp_path, "odd", 5)
+    (odd / name).write_text(damage((odd / name).read_text()))
+    report = write_report(tmp_path)
+    rows = report.set_index("job")
+    assert (rows.loc["good", "error"] == "").all()
+    assert rows.loc["odd", "error"].str.contains(said).all(), rows.loc["odd", "error"]
+    assert (rows.loc["odd", "status"] == "completed").all()
+    assert said in (tmp_path / "report.md").read_text()
