@@ -114,3 +114,51 @@ def test_one_joblib_worker_killed_loses_no_other_job(tmp_path):
     assert proc.returncode == 0, shown(proc)
     rows = report_rows(sweep_dir)
     assert len(rows) == 2 and set(rows["status"]) == {"completed"}, rows
+
+
+def test_a_non_utf8_locale_degrades_the_console_and_writes_utf8_files(tmp_path):
+    """Item 12: LC_ALL=C with UTF-8 mode off: report.md (its en dash) is written as UTF-8,
+    the progress lines are printed, no logging traceback; the report command as well."""
+    sweep_dir = tmp_path / "sweep"
+    ascii_only = {"LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"}
+    args = ["-m", DEBUG_TINY, "model.attention=none", "seeds=[0]", f"hydra.sweep.dir={sweep_dir}"]
+    proc = run_cli(args, cwd=tmp_path, env=ascii_only)
+    assert proc.returncode == 0, shown(proc)
+    assert "Logging error" not in proc.stderr and "Traceback" not in proc.stderr, shown(proc)
+    assert "\u2013" in (sweep_dir / "report.md").read_text(encoding="utf-8")
+    report = subprocess.run(
+        [sys.executable, "-m", "attnlab.report", str(sweep_dir)],
+        env={**os.environ, **ascii_only},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert report.returncode == 0 and "Traceback" not in report.stderr, report.stderr[-3000:]
+    assert "\u2013" in (sweep_dir / "report.md").read_text(encoding="utf-8")
+
+
+def test_output_piped_into_a_closed_reader_ends_quietly(tmp_path):
+    """Item 13: `attnlab -m ... | head -0`: stdout's reader is gone before the first line;
+    no logging traceback, the sweep finishes and writes its report, exit 0."""
+    sweep_dir = tmp_path / "sweep"
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone: every write to stdout fails with EPIPE
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "attnlab", "-m", DEBUG_TINY, "seeds=[0]", "data.classes=2,3"]
+            + [f"hydra.sweep.dir={sweep_dir}"],
+            cwd=tmp_path,
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=600,
+        )
+    finally:
+        os.close(write)
+    assert "Logging error" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[
+        -3000:
+    ]
+    assert "BrokenPipe" not in proc.stderr, proc.stderr[-3000:]
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (sweep_dir / "report.md").exists()

@@ -117,7 +117,7 @@ def _is_temp(name: object) -> bool:
 
 
 def write_text(path: Path, text: str, replace: bool = True) -> None:
-    write_atomic(path, lambda tmp: tmp.write_text(text), replace=replace)
+    write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"), replace=replace)
 
 
 def _jsonable(value: Any) -> Any:
