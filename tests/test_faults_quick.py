@@ -176,3 +176,15 @@ def test_one_odd_csv_in_a_finished_cell_is_said_in_its_row(tmp_path, name, damag
     assert rows.loc["odd", "error"].str.contains(said).all(), rows.loc["odd", "error"]
     assert (rows.loc["odd", "status"] == "completed").all()
     assert said in (tmp_path / "report.md").read_text()
+
+
+def test_every_temp_file_a_kill_leaves_is_removed(tmp_path):
+    """Item 18: temp files in figures/, in .jobs/, and beside the first cell.json of a
+    dir a killed planning was writing (a dir with nothing else) are all removed."""
+    places = [tmp_path / "figures", tmp_path / ".jobs", tmp_path / "cell-0123456789"]
+    for place in places:
+        place.mkdir()
+        (place / f"{files.TEMP_PREFIX}x.json.abc.json").write_text("{")
+    (tmp_path / "figures" / "keep.png").write_text("")
+    assert records.remove_temp_files(tmp_path) == 3
+    assert [p.name for p in tmp_path.rglob("*") if p.is_file()] == ["keep.png"]

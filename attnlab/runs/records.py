@@ -589,10 +589,15 @@ def wait_for_workers(sweep_dir: Path, timeout: float = 120.0) -> None:
 
 
 def remove_temp_files(sweep_dir: Path) -> int:
-    """Delete temp files that killed writes left in the sweep dir, its cells and figures/;
+    """Delete temp files that killed writes left in the sweep dir, its cells (a dir whose
+    first cell.json a killed planning was writing holds nothing else), figures/ and .jobs/;
     return how many. Call only while holding the sweep's lock."""
     removed = 0
-    places = [sweep_dir, sweep_dir / FIGURES_DIR, *cell_dirs(sweep_dir)]
+    try:
+        subdirs = [Path(e.path) for e in os.scandir(sweep_dir) if e.is_dir(follow_symlinks=False)]
+    except OSError:
+        subdirs = []
+    places = [sweep_dir, *subdirs]
     for place in places:
         if place.is_symlink() or not place.is_dir():
             continue
