@@ -162,3 +162,81 @@ def test_output_piped_into_a_closed_reader_ends_quietly(tmp_path):
     assert "BrokenPipe" not in proc.stderr, proc.stderr[-3000:]
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (sweep_dir / "report.md").exists()
+
+
+CRASH_GRID = ["-m", DEBUG_TINY, "seeds=[0]", "data.classes=2,3,4", "hydra.sweeper.pack=false"]
+
+
+def cell_files(sweep_dir: Path) -> dict[str, dict[str, object]]:
+    """Each finished cell's results as comparable across runs: metrics.json without its
+    run_id and timings, and the bytes of its CSVs."""
+    out: dict[str, dict[str, object]] = {}
+    for metrics in sweep_dir.glob("*/metrics.json"):
+        doc = json.loads(metrics.read_text())
+        runs = [{k: v for k, v in r.items() if k != "train_seconds"} for r in doc["runs"]]
+        csvs = {n: (metrics.parent / n).read_bytes() for n in ("attention.csv", "history.csv")}
+        out[metrics.parent.name] = {"config": doc["config"], "runs": runs, **csvs}
+    return out
+
+
+def killed_at(command: list[str], delay: float, cwd: Path) -> int | None:
+    """Run command, SIGKILL its process group after delay seconds; its exit status if it
+    ended first, else None."""
+    proc = subprocess.Popen(
+        command,
+        cwd=cwd,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        return proc.wait(timeout=delay)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, 9)
+        proc.wait()
+        return None
+
+
+def test_random_kills_of_sweep_and_report_then_a_resume_lose_nothing(tmp_path):
+    """Item 5 of the tests: a small sweep and the report command are SIGKILLed at 20
+    moments drawn with a fixed seed, each followed by the next run in the same dir (a
+    resume). Finished files never change once written, and equal an undisturbed run's;
+    the last resume exits 0 with every cell exactly once and no temp file left."""
+    import random
+
+    calm = tmp_path / "calm"
+    start = time.monotonic()
+    proc = run_cli([*CRASH_GRID, f"hydra.sweep.dir={calm}"], cwd=tmp_path)
+    took = time.monotonic() - start
+    assert proc.returncode == 0, shown(proc)
+    expected = cell_files(calm)
+    assert len(expected) == 3
+
+    sweep_dir = tmp_path / "sweep"
+    sweep = [sys.executable, "-m", "attnlab", *CRASH_GRID, f"hydra.sweep.dir={sweep_dir}"]
+    report = [sys.executable, "-m", "attnlab.report", str(sweep_dir)]
+    rng = random.Random(20)
+    seen: dict[str, bytes] = {}
+    kills = 0
+    for step in range(20):
+        command = report if step % 5 == 4 else sweep  # 16 sweeps, 4 report rebuilds
+        delay = rng.uniform(0.5, took if command is sweep else took / 2)
+        status = killed_at(command, delay, tmp_path)
+        kills += status is None
+        for path in sweep_dir.glob("*/metrics.json"):  # a finished result never changes
+            held = seen.setdefault(path.parent.name, path.read_bytes())
+            assert path.read_bytes() == held, f"step {step}: {path} changed"
+        assert status in (None, 0, 2), f"step {step}: {command[2]} exited {status}"
+    assert kills >= 12, f"only {kills} of 20 moments landed before the command ended"
+    proc = run_cli([*CRASH_GRID, f"hydra.sweep.dir={sweep_dir}"], cwd=tmp_path)
+    assert proc.returncode == 0, shown(proc)
+    assert cell_files(sweep_dir) == expected
+    for name, held in seen.items():
+        assert (sweep_dir / name / "metrics.json").read_bytes() == held
+    rows = pd.read_csv(sweep_dir / "report.csv")
+    assert sorted(rows["job"]) == sorted(expected) and set(rows["status"]) <= {
+        "completed",
+        "cached",
+    }
+    assert not [p for p in sweep_dir.rglob(".~attnlab.*")], "a temp file was left"
