@@ -104,8 +104,8 @@ def run_cell(overrides: Sequence[str], out_dir: str | PathLike[str]) -> dict[str
 
     Args:
         overrides: Hydra overrides as on the command line, e.g. ["data.classes=20",
-            "seeds=[0,1,2]", "+experiment=blog_wide"]. A preset that defines a sweep is
-            refused, as by `attnlab` without -m.
+            "seeds=[0,1,2]", "+experiment=blog_wide"]; one string is one override. A
+            preset that defines a sweep is refused, as by `attnlab` without -m.
         out_dir: the run's directory (created if missing).
 
     Returns:
@@ -119,7 +119,8 @@ def run_cell(overrides: Sequence[str], out_dir: str | PathLike[str]) -> dict[str
     from attnlab.sweep.launchers import apply_threads
 
     quiet_start()
-    exp = compose_cell(list(overrides))
+    # One string is one override ("data.classes=20"), not a sequence of characters.
+    exp = compose_cell([overrides] if isinstance(overrides, str) else list(overrides))
     exp.validate()
     apply_threads(exp.trainer.threads, None)
     return run_experiment(exp, Path(out_dir))

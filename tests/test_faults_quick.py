@@ -188,3 +188,28 @@ def test_every_temp_file_a_kill_leaves_is_removed(tmp_path):
     (tmp_path / "figures" / "keep.png").write_text("")
     assert records.remove_temp_files(tmp_path) == 3
     assert [p.name for p in tmp_path.rglob("*") if p.is_file()] == ["keep.png"]
+
+
+def test_run_cell_refuses_a_file_as_out_dir_before_training(tmp_path, monkeypatch):
+    """Item 17: out_dir an existing file: a ConfigError before training, not
+    FileExistsError after it."""
+    import attnlab.runs.cell
+    from attnlab.api import run_cell
+    from attnlab.engine.config import ConfigError
+
+    def no_training(*args: object) -> None:
+        raise AssertionError("trained before checking out_dir")
+
+    monkeypatch.setattr(attnlab.runs.cell, "train_and_measure", no_training)
+    out = tmp_path / "out"
+    out.write_text("")
+    with pytest.raises(ConfigError, match="is a file"):
+        run_cell(["+debug=tiny"], out)
+
+
+def test_run_cell_takes_one_string_as_one_override(tmp_path):
+    """Item 17: run_cell("+debug=tiny", ...) is the override, not one per character."""
+    from attnlab.api import run_cell
+
+    doc = run_cell("+debug=tiny", tmp_path)
+    assert doc["config"]["data.samples"] == 600 and (tmp_path / "metrics.json").exists()
