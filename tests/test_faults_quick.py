@@ -213,3 +213,28 @@ def test_run_cell_takes_one_string_as_one_override(tmp_path):
 
     doc = run_cell("+debug=tiny", tmp_path)
     assert doc["config"]["data.samples"] == 600 and (tmp_path / "metrics.json").exists()
+
+
+def test_a_cell_dir_name_is_cut_at_a_value_boundary_and_marked(make_config):
+    """Item 19: a long name is cut after a whole key=value, and `+` marks the cut: a
+    learning rate of 1e6 never reads `trainer.learning_rate=100`."""
+    from attnlab.engine.config import flatten
+
+    defaults = flatten(make_config(tiny=False))
+    config = flatten(
+        make_config(
+            "model.attn_activation=softmax",
+            "model.hidden_activation=relu",
+            "data.key_encoding=onehot",
+            "trainer.batch_size=32",
+            "trainer.learning_rate=1000000",
+        )
+    )
+    name = records.cell_name(config, defaults)
+    readable = name.rsplit("-", 1)[0]
+    assert len(readable) <= records.NAME_CHARS and readable.endswith("+"), name
+    for part in readable.rstrip("+").split(","):
+        key, value = part.split("=", 1)
+        assert str(config[key]) == value, (part, config[key])
+    short = records.cell_name(flatten(make_config("data.classes=3")), defaults)
+    assert not short.rsplit("-", 1)[0].endswith("+")

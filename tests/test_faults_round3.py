@@ -240,3 +240,25 @@ def test_random_kills_of_sweep_and_report_then_a_resume_lose_nothing(tmp_path):
         "cached",
     }
     assert not [p for p in sweep_dir.rglob(".~attnlab.*")], "a temp file was left"
+
+
+def test_a_cell_json_edited_to_another_cell_fails_that_cell_only(tmp_path):
+    """Item 10: one cell.json edited by hand to another config (its result removed, so it
+    must run): that cell fails with one line saying why; the other is reused, the report
+    is written, exit 1. Before, the whole sweep was refused."""
+    sweep_dir = tmp_path / "sweep"
+    args = ["-m", *GRID, "seeds=[0]", f"hydra.sweep.dir={sweep_dir}"]
+    proc = run_cli(args, cwd=tmp_path)
+    assert proc.returncode == 0, shown(proc)
+    (edited,) = [p for p in sweep_dir.glob("*/cell.json") if "classes=5" in p.parent.name]
+    doc = json.loads(edited.read_text())
+    doc["config"]["data.classes"] = 7
+    edited.write_text(json.dumps(doc))
+    (edited.parent / "metrics.json").unlink()
+    proc = run_cli(args, cwd=tmp_path)
+    assert proc.returncode == 1, shown(proc)
+    assert "Traceback" not in proc.stderr, shown(proc)
+    rows = report_rows(sweep_dir).set_index("job")
+    assert rows.loc[edited.parent.name, "status"] == "failed"
+    assert "holds another cell" in rows.loc[edited.parent.name, "error"]
+    assert set(rows.drop(edited.parent.name)["status"]) == {"cached"}

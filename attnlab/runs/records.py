@@ -117,8 +117,22 @@ def cell_name(config: dict[str, Any], defaults: dict[str, Any]) -> str:
         for k, v in sorted(identity.items())
         if k != "seeds" and (k not in defaults or as_json(defaults[k]) != v)
     ]
-    readable = _UNSAFE.sub("_", ",".join(parts)).strip("._") or "defaults"
-    return f"{readable[:NAME_CHARS]}-{identity_hash(config)}"
+    return f"{_readable(parts)}-{identity_hash(config)}"
+
+
+def _readable(parts: list[str]) -> str:
+    """The parts, safe, joined by commas and capped at NAME_CHARS at a part's end: a name
+    never shows a value cut short (`learning_rate=100` of 1e6); `+` marks dropped parts."""
+    safe = [_UNSAFE.sub("_", part) for part in parts]
+    kept: list[str] = []
+    for part in safe:
+        if len(",".join([*kept, part])) > NAME_CHARS - 1:
+            break
+        kept.append(part)
+    readable = ",".join(kept).strip("._")
+    if len(kept) < len(safe):  # one part alone too long: cut, and marked so
+        readable = (readable or safe[0][: NAME_CHARS - 1].strip("._")) + "+"
+    return readable or "defaults"
 
 
 def _short(value: Any) -> str:
@@ -145,6 +159,21 @@ def write_cell(cell_dir: Path, config: dict[str, Any]) -> None:
         return
     with contextlib.suppress(FileExistsError):  # a concurrent job of the same cell
         write_json(path, {"config": config}, replace=False)
+
+
+def other_cell(cell_dir: Path, config: dict[str, Any]) -> str:
+    """Why cell_dir cannot take this cell (its cell.json names another cell, or cannot be
+    read), or "": the planner then records that cell failed, and the rest run."""
+    path = cell_dir / CELL_FILE
+    if not (path.exists() or path.is_symlink()):
+        return ""
+    try:
+        held = read_json(path, cell_dir.parent)
+    except RecordError as err:
+        return f"{cell_dir}: {err}: move it away to run this cell"
+    if identity_key(held.get("config", {})) != identity_key(config):
+        return f"{cell_dir} holds another cell (its {CELL_FILE} differs): move it away to run it"
+    return ""
 
 
 def write_result(cell_dir: Path, doc: dict[str, Any]) -> bool:

@@ -107,17 +107,20 @@ def finish_sweep(sweep_dir: Path, lost_reason: str) -> None:
     run_id = state.get("run_id")
     cells_of_run = state.get("cells")
     planned: list[str] = cells_of_run if isinstance(cells_of_run, list) else []
+    given = state.get("blocked")
+    blocked: dict[str, str] = given if isinstance(given, dict) else {}
     by_name = {r.name: r for r in records.read_cells(sweep_dir)}
     for name in planned:
         record = by_name.get(name)
+        if name in blocked and (record is None or (sweep_dir / name).is_symlink()):
+            continue  # a symlink or a file in the cell's place: nothing written through it
         if record is None or record.run_id != run_id:
             outcome_now = "completed" if record is not None and record.finished else "failed"
-            error = "" if outcome_now == "completed" else lost_reason
+            error = "" if outcome_now == "completed" else blocked.get(name, lost_reason)
             with contextlib.suppress(OSError):
                 records.write_attempt(sweep_dir / name, outcome_now, run_id, error)
     cells = {r.name: r for r in records.read_cells(sweep_dir) if run_id and r.run_id == run_id}
-    given = state.get("blocked")
-    blocked: dict[str, str] = given if isinstance(given, dict) else {}
+    blocked = {name: why for name, why in blocked.items() if name not in cells}
     outcome.cells = len(cells) + len(blocked)
     # A failed attempt counts even where an earlier run's result stands (a rerun with a bad
     # trainer.threads fails, and the finished cell keeps its result).

@@ -164,6 +164,8 @@ def sort_cells(sweep_dir: Path, cells: list[Cell], run_id: str | None) -> Plan:
             continue  # a cell listed twice (say, a sweep over trainer.verbose) runs once
         seen.add(key)
         blocked = blocked_dir(sweep_dir / cell.name)
+        if not blocked and key not in finished:  # a cell.json edited by hand: this cell only
+            blocked = records.other_cell(sweep_dir / cell.name, cell.config)
         if blocked:  # nothing is written through it; the run fails with the reason
             plan.names.append(cell.name)
             plan.blocked[cell.name] = blocked
