@@ -262,3 +262,14 @@ def test_a_cell_json_edited_to_another_cell_fails_that_cell_only(tmp_path):
     assert rows.loc[edited.parent.name, "status"] == "failed"
     assert "holds another cell" in rows.loc[edited.parent.name, "error"]
     assert set(rows.drop(edited.parent.name)["status"]) == {"cached"}
+
+
+def test_a_sweep_dir_given_as_a_symlink_to_a_directory_is_followed(tmp_path):
+    """Item 14: hydra.sweep.dir a symlink to a directory: the sweep runs there."""
+    target = tmp_path / "target"
+    target.mkdir()
+    link = tmp_path / "link"
+    link.symlink_to(target, target_is_directory=True)
+    proc = run_cli(["-m", DEBUG_TINY, "seeds=[0]", f"hydra.sweep.dir={link}"], cwd=tmp_path)
+    assert proc.returncode == 0, shown(proc)
+    assert (target / "report.md").exists() and len(results(target)) == 1

@@ -50,7 +50,8 @@ def open_sweep_dir(sweep_dir: Path) -> None:
     clear temp files a killed run left, write the run's state. Abort in one line if it is a
     file, unwritable, or held by another sweep."""
     where = f"hydra.sweep.dir={sweep_dir}"
-    if sweep_dir.is_symlink() or (sweep_dir.exists() and not sweep_dir.is_dir()):
+    # A symlink to a directory is the user's own way to place the sweep: followed.
+    if (sweep_dir.exists() or sweep_dir.is_symlink()) and not sweep_dir.is_dir():
         raise Abort(f"{where} is not a directory")
     try:
         sweep_dir.mkdir(parents=True, exist_ok=True)
