@@ -238,3 +238,43 @@ def test_a_cell_dir_name_is_cut_at_a_value_boundary_and_marked(make_config):
         assert str(config[key]) == value, (part, config[key])
     short = records.cell_name(flatten(make_config("data.classes=3")), defaults)
     assert not short.rsplit("-", 1)[0].endswith("+")
+
+
+def test_load_report_while_another_process_rebuilds_it(tmp_path, monkeypatch):
+    """Item 16: load_report found the report current, then the report command (holding
+    the lock) removed the old report.csv: the tables are computed in memory, no
+    FileNotFoundError."""
+    import attnlab.api
+    from attnlab.api import load_report
+    from attnlab.runs.report import write_report
+
+    _finished_cell(tmp_path, "a", 2)
+    _finished_cell(tmp_path, "b", 5)
+    write_report(tmp_path)
+    expected = load_report(tmp_path)
+    rebuilding = records.SweepLock(tmp_path)
+    assert rebuilding.try_acquire()
+    try:
+        (tmp_path / "report.csv").unlink()  # the rebuild's first step, after the check
+        monkeypatch.setattr(attnlab.api, "report_is_stale", lambda root: False)
+        report, summary = load_report(tmp_path)
+    finally:
+        rebuilding.release()
+    pd.testing.assert_frame_equal(report, expected[0])
+    pd.testing.assert_frame_equal(summary, expected[1])
+
+
+def test_load_report_on_a_read_only_dir_without_a_report(tmp_path, monkeypatch):
+    """Item 16: a sweep dir that cannot be written, without a report: the tables are
+    computed in memory, not PermissionError."""
+    import attnlab.runs.report
+    from attnlab.api import load_report
+
+    _finished_cell(tmp_path, "a", 2)
+
+    def read_only(*args: object, **kwargs: object) -> None:
+        raise PermissionError(errno.EACCES, "Permission denied", str(tmp_path / "report.csv"))
+
+    monkeypatch.setattr(attnlab.runs.report, "write_report", read_only)
+    report, summary = load_report(tmp_path)
+    assert list(report["job"]) == ["a", "a"] and len(summary) == 1
