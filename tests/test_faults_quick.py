@@ -278,3 +278,33 @@ def test_load_report_on_a_read_only_dir_without_a_report(tmp_path, monkeypatch):
     monkeypatch.setattr(attnlab.runs.report, "write_report", read_only)
     report, summary = load_report(tmp_path)
     assert list(report["job"]) == ["a", "a"] and len(summary) == 1
+
+
+@pytest.mark.skipif(not hasattr(os, "seteuid") or os.geteuid() != 0, reason="needs root")
+def test_an_unreadable_cell_dir_is_a_row_not_a_crash():
+    """Item 9: a cell dir with mode 000 (read by a user without CAP_DAC_OVERRIDE): the
+    report is written, that cell's row says it cannot be read."""
+    import shutil
+    import tempfile
+
+    from attnlab.runs.report import write_report
+
+    sweep_dir = Path(tempfile.mkdtemp(prefix="attnlab-unreadable-"))
+    try:
+        for name, classes in (("good", 2), ("locked", 5)):
+            _finished_cell(sweep_dir, name, classes)
+        write_report(sweep_dir)  # imports what the report needs while it can be read
+        for path in [sweep_dir, *sweep_dir.rglob("*")]:
+            path.chmod(0o777 if path.is_dir() else 0o666)
+        (sweep_dir / "locked").chmod(0)
+        os.seteuid(65534)  # nobody: the mode bits hold
+        try:
+            report = write_report(sweep_dir).drop_duplicates("job").set_index("job")
+        finally:
+            os.seteuid(0)
+        assert report.loc["good", "status"] == "completed"
+        assert report.loc["locked", "status"] == "failed"
+        assert "cannot be read" in report.loc["locked", "error"]
+    finally:
+        (sweep_dir / "locked").chmod(0o777)
+        shutil.rmtree(sweep_dir)

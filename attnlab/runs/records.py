@@ -315,6 +315,11 @@ class CellRecord:
 def read_cell(cell_dir: Path, root: Path) -> CellRecord:
     """The record of one cell dir, never an exception: anything unexpected is `failed`."""
     record = CellRecord(name=cell_dir.name)
+    try:
+        os.listdir(cell_dir)
+    except OSError as err:  # mode 000, say: the row says so, the report goes on
+        record.error = f"{cell_dir.name} cannot be read ({err.strerror})"
+        return record
     attempt = _read_optional(cell_dir / RUN_FILE, root)
     if isinstance(attempt, dict):
         record.run_id = attempt.get("run_id") if isinstance(attempt.get("run_id"), str) else None
@@ -399,7 +404,10 @@ def cell_dirs(sweep_dir: Path) -> list[Path]:
             continue
         path = Path(entry.path)
         markers = (path / CELL_FILE, path / METRICS_FILE, path / ".hydra")
-        if any(m.exists() or m.is_symlink() for m in markers):
+        try:
+            if any(m.exists() or m.is_symlink() for m in markers):
+                dirs.append(path)
+        except OSError:  # a dir that cannot be read: reported as such (read_cell)
             dirs.append(path)
     return sorted(dirs)
 
