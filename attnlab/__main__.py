@@ -20,7 +20,7 @@ import hydra
 from omegaconf import DictConfig
 
 from attnlab.cli import version_line
-from attnlab.console import make_console_safe
+from attnlab.console import make_console_safe, working_dir_error
 from attnlab.hydra_setup import register
 from attnlab.quiet import quiet_start
 from attnlab.runs.records import RecordError
@@ -140,6 +140,9 @@ def cli() -> None:
     if line is not None:
         print(line)
         sys.exit(0)
+    if working_dir_error():
+        _say(f"attnlab: error: {working_dir_error()}")
+        sys.exit(EXIT_BAD_INPUT)
     exit_now(main())
 
 

@@ -33,3 +33,16 @@ def _flush_or_drop() -> None:
         with contextlib.suppress(OSError, ValueError):
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
+
+
+def working_dir_error() -> str:
+    """The one-line error for a working directory that is gone (removed while a shell was
+    in it), or "": Hydra resolves paths against it and would fail naming nothing."""
+    try:
+        os.getcwd()
+    except OSError as err:
+        return (
+            f"the working directory cannot be read ({err.strerror}): it was removed or "
+            "moved; cd to an existing directory and run the command again"
+        )
+    return ""

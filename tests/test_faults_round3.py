@@ -273,3 +273,21 @@ def test_a_sweep_dir_given_as_a_symlink_to_a_directory_is_followed(tmp_path):
     proc = run_cli(["-m", DEBUG_TINY, "seeds=[0]", f"hydra.sweep.dir={link}"], cwd=tmp_path)
     assert proc.returncode == 0, shown(proc)
     assert (target / "report.md").exists() and len(results(target)) == 1
+
+
+def test_a_deleted_working_directory_is_named_in_one_line(tmp_path):
+    """Item 14: run from a directory removed while the shell was in it: one line naming
+    the working directory, exit 2, no traceback."""
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    script = f'cd "{gone}" && rmdir "{gone}" && exec "$0" -m attnlab +debug=tiny'
+    proc = subprocess.run(
+        ["sh", "-c", script, sys.executable],
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("attnlab: error: the working directory")
