@@ -2,6 +2,7 @@
 
     import attnlab
     report, summary = attnlab.load_report("outputs/sweeps/2026-12-01_10-00-00")
+    rows = attnlab.compare("outputs/sweeps/2026-12-01_10-00-00", axis="model.attn_layers")
     doc = attnlab.run_cell(["data.classes=20", "seeds=[0,1,2]"], "outputs/nb/classes20")
 
 Exposed lazily by attnlab/__init__.py, so `import attnlab` loads neither TensorFlow nor
@@ -87,6 +88,34 @@ def _computed(root: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
         )
         for f in frames
     )
+
+
+def compare(
+    sweep_dir: str | PathLike[str],
+    axis: str | None = None,
+    metric: str | None = "val_accuracy",
+    baseline: Any = None,
+) -> pd.DataFrame:
+    """comparisons.csv's rows for one axis and metric (None: all), the report rebuilt first
+    if stale: each swept value minus its axis' baseline, paired by seed where both cells ran
+    the same seeds, Holm-corrected over all comparisons of the metric in the sweep
+    (docs/comparisons.md).
+
+        attnlab.compare(sweep_dir, axis="model.attn_layers")   # is depth 2 better?
+
+    Args:
+        sweep_dir: a sweep dir.
+        axis: a swept config key, e.g. "model.attn_layers"; None: every axis.
+        metric: "val_accuracy", "attn_key_weight" or "focus_rate"; None: all three.
+        baseline: this axis' baseline value instead of the sweep's (its first value).
+
+    Raises:
+        ConfigError: a bad sweep_dir, axis or baseline (one-line message).
+    """
+    from attnlab.runs.comparisons import compare as compare_sweep
+
+    load_report(sweep_dir)
+    return compare_sweep(Path(sweep_dir), axis, metric, baseline)
 
 
 def report_is_stale(sweep_dir: Path) -> bool:

@@ -16,15 +16,15 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from attnlab.config import ConfigError
 from attnlab.engine import paired
+from attnlab.engine.config import ConfigError
+from attnlab.engine.stats import wilson_interval
 from attnlab.runs.comparisons import (
     compare,
     compare_cells,
     comparisons_markdown,
     difference_plot_data,
 )
-from attnlab.stats import wilson_interval
 
 ACC_1 = [0.61, 0.55, 0.70, 0.58, 0.66]  # model.attn_layers=1, seeds 0-4
 ACC_2 = [0.68, 0.57, 0.79, 0.60, 0.74]  # model.attn_layers=2, the same seeds
@@ -150,7 +150,7 @@ def test_baseline_from_axes_order_override_and_error():
     table = compare_cells(report, baselines={"model.attn_layers": "3"})  # typed as text
     depth = table[table["axis"] == "model.attn_layers"]
     assert set(depth["baseline"]) == {3} and list(depth["value"].unique()) == [1, 2]
-    with pytest.raises(ConfigError, match=r"report.baseline.model.attn_layers=4 .*1, 2, 3"):
+    with pytest.raises(ConfigError, match=r"hydra.sweeper.baseline.model.attn_layers=4 .*1, 2, 3"):
         compare_cells(report, baselines={"model.attn_layers": 4})
     with pytest.raises(ConfigError, match=r"model.hidden is not a swept axis"):
         compare_cells(report, baselines={"model.hidden": 64})

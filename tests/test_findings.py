@@ -167,3 +167,36 @@ def test_why_accuracy_falls_reads_the_controls(oracle_falls):
     assert "- **tanh hidden layer vs linear:** 2 classes lower" in section
     # Table rows carry the Student-t interval: 1.0 ± 2.262 * 0.1 / sqrt(10).
     assert "| 2 | 1.000 [0.928, 1.000] |" in section
+
+
+def test_differences_pair_by_seed_and_are_holm_adjusted_over_the_page():
+    """With per-seed values (the sweeps' report.csv) a difference is paired t over the shared
+    seeds (scipy's ttest_rel), and within a page's Family its verdict uses Holm's p."""
+    from scipy import stats
+
+    from studies.blog.findings import FAMILY, SEED_VALUES, Family, t_difference
+
+    def row(job, values):
+        return pd.Series({"job": job, SEED_VALUES: {"val_accuracy": dict(enumerate(values))}})
+
+    a, b = row("a", [0.90, 0.80, 0.85, 0.70]), row("b", [0.60, 0.65, 0.50, 0.55])
+    c, d = row("c", [0.50, 0.52, 0.49, 0.51]), row("d", [0.49, 0.50, 0.50, 0.49])
+    test = stats.ttest_rel([0.90, 0.80, 0.85, 0.70], [0.60, 0.65, 0.50, 0.55])
+    alone = t_difference(a, b, "val_accuracy")
+    ci = test.confidence_interval(0.95)
+    assert (alone.low, alone.high) == pytest.approx((ci.low, ci.high)) and alone.paired
+    family = Family()
+    token = FAMILY.set(family)
+    try:
+        t_difference(a, b, "val_accuracy"), t_difference(c, d, "val_accuracy")
+        t_difference(a, b, "val_accuracy")  # stated twice: counted once
+        family.close()
+        first, second = t_difference(a, b, "val_accuracy"), t_difference(c, d, "val_accuracy")
+    finally:
+        FAMILY.reset(token)
+    raw = sorted(
+        [test.pvalue, stats.ttest_rel([0.5, 0.52, 0.49, 0.51], [0.49, 0.5, 0.5, 0.49]).pvalue]
+    )
+    assert family.size == 2
+    assert min(first.p_adjusted, second.p_adjusted) == pytest.approx(2 * raw[0])
+    assert first.above_zero and not second.above_zero

@@ -121,3 +121,28 @@ def test_max_replicas_below_one_is_refused_before_anything_is_written(tmp_path):
     with pytest.raises(ConfigError, match=r"hydra.sweeper.max_replicas=0 is not allowed"):
         sweep(config, context, InProcessLauncher(sweep_dir), SweepRequest(max_replicas=0))
     assert not sweep_dir.exists()
+
+
+@pytest.mark.parametrize(
+    ("baseline", "message"),
+    [
+        (
+            {"data": {"classes": 7}},
+            r"hydra.sweeper.baseline.data.classes=7 is not allowed: one of 2, 5",
+        ),
+        (
+            {"model": {"attn_layers": 2}},
+            r"model.attn_layers is not a swept axis \(swept: data.classes\)",
+        ),
+    ],
+)
+def test_a_baseline_that_fits_no_axis_is_refused_before_any_cell_is_written(
+    tmp_path, baseline, message
+):
+    sweep_dir = tmp_path / "sweep"
+    config, context = compose_sweep(sweep_dir, [])
+    sweep_dir.mkdir()
+    request = SweepRequest(arguments=["data.classes=2,5", DEBUG_TINY], baseline=baseline)
+    with pytest.raises(ConfigError, match=message):
+        sweep(config, context, InProcessLauncher(sweep_dir), request)
+    assert list(sweep_dir.iterdir()) == []

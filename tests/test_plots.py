@@ -136,7 +136,10 @@ def test_rerendered_report_is_byte_identical(sweep):
     first = {p.name: p.read_bytes() for p in (sweep / "figures").glob("*.png")}
     write_report(sweep)
     second = {p.name: p.read_bytes() for p in (sweep / "figures").glob("*.png")}
-    assert len(first) == 7 and first == second
+    # 7 summary figures, and a difference figure per swept axis (3) for val_accuracy and
+    # focus_rate (comparisons.csv).
+    differences = [n for n in first if n.startswith("difference_")]
+    assert len(first) == 7 + 3 * 2 and len(differences) == 3 * 2 and first == second
     md = (sweep / "report.md").read_text()
     for name in first:
         assert f"(figures/{name})" in md
@@ -213,3 +216,159 @@ def test_a_cell_without_attention_weights_gets_a_note_not_an_empty_image():
     assert fig.axes[0].get_title() == "none\nno seed has attention weights"
     assert fig.axes[1].get_images()[0].get_clim() == (0.0, 0.8)
     assert "no seed has attention weights" in _texts(alone) and not alone.axes[0].get_images()
+
+
+# ---- layout at the saved size (issue 19, item 14) -------------------------------------------
+
+
+def _drawn(fig):
+    """Lay the figure out and draw it at the dpi it is saved with; return it."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from attnlab.runs.files import FIGURE_DPI
+
+    fig.set_dpi(FIGURE_DPI)
+    FigureCanvasAgg(fig).draw()
+    return fig
+
+
+def _shown_texts(fig):
+    from matplotlib.text import Text
+
+    return [
+        t
+        for t in fig.findobj(Text)
+        if t.get_visible() and t.get_text().strip() and t.get_window_extent().width > 0
+    ]
+
+
+def _smallest_font_px(fig):
+    return min(t.get_fontsize() * fig.dpi / 72 for t in _shown_texts(_drawn(fig)))
+
+
+def _overlap(a, b):
+    """Pixels two window extents share (0 when they only touch)."""
+    width = min(a.x1, b.x1) - max(a.x0, b.x0)
+    height = min(a.y1, b.y1) - max(a.y0, b.y0)
+    return max(0.0, width) * max(0.0, height)
+
+
+def _blog_all_cells():
+    """blog_all's grid as attention_cells gives it: classes x attn_layers x features, 10 seeds
+    a cell, 32 or 128 columns, the key in column 1."""
+    rng = np.random.default_rng(0)
+    cells = []
+    for classes, depth, features in itertools.product((2, 5, 20, 30, 50, 100), (1, 2), (32, 128)):
+        weights = rng.dirichlet(np.ones(features), size=10)  # (seeds, columns)
+        frame = pd.DataFrame(
+            [
+                {"seed": s, "column": c, "weight": w}
+                for s, row in enumerate(weights)
+                for c, w in enumerate(row)
+            ]
+        )
+        title = f"classes={classes} features={features} attn_layers={depth}"
+        cells.append((title, frame, 1))
+    return cells
+
+
+def test_grid_pages_hold_whole_rows():
+    assert plots.grid_pages(24, 4) == [range(0, 8), range(8, 16), range(16, 24)]
+    assert plots.grid_pages(4, 4) == [range(0, 4)]
+    assert plots.grid_pages(7, 6) == [range(0, 6), range(6, 7)]  # a row of 6 is one page
+    assert plots.grid_pages(3, 12) == [range(0, 3)]
+
+
+def test_blog_all_attention_grid_is_paged_with_readable_labels():
+    """blog_all's 24 panels in one PNG printed their labels at 9 px (letters ~5 px): pages of
+    whole rows, no text under MIN_FONT_PX at the saved dpi, one colour scale on every page."""
+    pages = plots.attention_grid_pages(_blog_all_cells(), ncols=4)
+    assert len(pages) == 3
+    tops = set()
+    for page in pages:
+        assert _smallest_font_px(page) >= plots.MIN_FONT_PX
+        panels = [ax for ax in page.axes if ax.get_images()]
+        assert len(panels) == 8
+        tops |= {ax.get_images()[0].get_clim() for ax in panels}
+    assert len(tops) == 1
+    assert pages[1]._suptitle.get_text().endswith("page 2 of 3")
+
+
+def test_key_mark_is_outside_the_data_and_clear_of_the_title():
+    """A red frame around a 128-feature panel's key column covered the column's colour: the
+    mark sits above the matrix, touching neither the data nor the panel title."""
+    page = _drawn(plots.attention_grid_pages(_blog_all_cells(), ncols=4)[0])
+    for ax in (ax for ax in page.axes if ax.get_images()):
+        assert not ax.patches  # nothing drawn over the matrix but the peak dots
+        (mark,) = [t for t in ax.texts if t.get_text() == plots.KEY_MARK]
+        box, data = mark.get_window_extent(), ax.get_window_extent()
+        assert box.y0 >= data.y1 - 0.5 and _overlap(box, data) == 0
+        assert _overlap(box, ax.title.get_window_extent()) == 0
+        key_x = ax.transData.transform((1, 0))[0]
+        assert box.x0 < key_x < box.x1  # above the key column
+
+
+def test_uniform_label_clears_the_colour_bar_ticks_and_title():
+    """ "uniform 1/N" printed over the colour bar's title or its 0.0 tick in every
+    attention.png; now it is on the bar's other side, nearby levels share one label."""
+    cells = _blog_all_cells()
+    figures = [
+        plots.attention_figure(cells[i][1], 1, cells[i][0]) for i in (0, 1)
+    ]  # 32 and 128 columns
+    figures.append(plots.attention_figure(cells[0][1].query("seed < 2"), 1, "two seeds"))
+    figures.append(plots.attention_grid_pages(cells, ncols=4)[0])
+    for fig in figures:
+        _drawn(fig)
+        bar = fig.axes[-1]  # the colour bar
+        (left,) = bar.child_axes  # the uniform labels
+        labels = [t for t in left.get_yticklabels() if t.get_text()]
+        assert labels and all(t.get_text().startswith("uniform 1/") for t in labels)
+        taken = [t.get_window_extent() for t in bar.get_yticklabels() if t.get_text()]
+        taken.append(bar.yaxis.label.get_window_extent())
+        for label in labels:
+            box = label.get_window_extent()
+            assert all(_overlap(box, other) == 0 for other in taken), label.get_text()
+            assert box.x1 <= bar.get_window_extent().x0  # left of the bar
+        assert _smallest_font_px(fig) >= plots.MIN_FONT_PX
+
+
+def test_uniform_marks_share_a_label_when_close():
+    marks = plots.uniform_marks([1 / 32, 1 / 128, 1 / 32], vmax=0.7)
+    assert marks == [plots.UniformMark((1 / 128, 1 / 32), 1 / 32, "uniform 1/128, 1/32")]
+    marks = plots.uniform_marks([1 / 2, 1 / 32], vmax=0.6)
+    assert [m.text for m in marks] == ["uniform 1/32", "uniform 1/2"]
+    (mark,) = plots.uniform_marks([1 / 2], vmax=0.3)  # above the colour scale
+    assert mark.at == 0.3 and mark.text == "uniform 1/2 (above the scale)"
+
+
+def test_legend_is_outside_every_panel_and_fonts_are_readable(sweep):
+    """The learning curves' legend sat inside the last panel, over its curves."""
+    from attnlab.runs.report import cell_histories, learning_curve_figures
+
+    report = collect_runs(sweep)
+    summary = summarize(report)
+    axes = ["data.classes", "data.features", "model.attn_layers"]
+    figures = [
+        f for _, f, _ in learning_curve_figures(cell_histories(sweep, report, summary), axes)
+    ]
+    figures += [f for _, f, _ in summary_figures(summary, axes)]
+    for fig in figures:
+        _drawn(fig)
+        assert _smallest_font_px(fig) >= plots.MIN_FONT_PX
+        for legend in fig.legends:
+            box = legend.get_window_extent()
+            assert all(_overlap(box, ax.get_window_extent()) == 0 for ax in fig.axes)
+        assert not any(ax.get_legend() for ax in fig.axes)
+    assert sum(len(fig.legends) for fig in figures) == 4  # 2 curves, 2 metric lines
+
+
+def test_a_rebuilt_report_leaves_no_old_grid_pages(sweep):
+    """8 cells fit one page: pages an earlier, larger grid left behind go, the rest stays."""
+    figures = sweep / "figures"
+    figures.mkdir()
+    for name in ("attention_grid_1.png", "attention_grid_2.png", "notes.png"):
+        (figures / name).write_bytes(b"old")
+    write_report(sweep)
+    names = {p.name for p in figures.iterdir()}
+    assert "attention_grid.png" in names and "notes.png" in names
+    assert not {"attention_grid_1.png", "attention_grid_2.png"} & names

@@ -189,3 +189,45 @@ def test_a_failed_cell_typed_as_text_on_a_numeric_axis_is_left_off_the_figures()
     # A text axis keeps its cells without results: they are empty squares on a heatmap.
     text_axis = pd.DataFrame({"model.variant": ["dense", "bad"], "n_seeds": [3, 0]})
     assert len(placeable(text_axis, ["model.variant"])) == 2
+
+
+def test_report_writes_paired_comparisons_and_their_figures(tmp_path):
+    """Two cells of one axis over the same seeds: comparisons.csv holds the paired difference
+    (checked by hand against scipy's paired t-test), report.md its section, figures/ its plot;
+    the command-line order and a stored baseline decide which value is the baseline."""
+    from scipy import stats
+
+    accs = {5: [0.9, 0.8, 0.85, 0.7], 20: [0.6, 0.65, 0.5, 0.55]}
+    for classes, values in accs.items():
+        runs = [_run(s, a, 0.2, True) for s, a in enumerate(values)]
+        _write_job(tmp_path, f"c{classes}", classes, runs, [0, 1, 2, 3])
+    (tmp_path / ".sweep.json").write_text(json.dumps({"run_id": "r", "cells": ["c20", "c5"]}))
+    write_report(tmp_path)
+    rows = pd.read_csv(tmp_path / "comparisons.csv")
+    acc = rows[rows["metric"] == "val_accuracy"].iloc[0]
+    assert (acc["axis"], acc["value"], acc["baseline"]) == ("data.classes", 5, 20)  # launch order
+    diff = [a - b for a, b in zip(accs[5], accs[20], strict=True)]
+    test = stats.ttest_rel(accs[5], accs[20])
+    ci = test.confidence_interval(0.95)
+    assert acc["pairing"] == "paired" and acc["n_pairs"] == 4
+    assert acc["diff_mean"] == pytest.approx(sum(diff) / 4)
+    assert (acc["diff_ci_low"], acc["diff_ci_high"]) == pytest.approx((ci.low, ci.high))
+    assert acc["p_value"] == pytest.approx(test.pvalue) and acc["verdict"] == "higher"
+    text = (tmp_path / "report.md").read_text()
+    assert "## Comparisons" in text and "`data.classes=5` vs `20`" in text
+    assert (tmp_path / "figures" / "difference_data.classes_val_accuracy.png").exists()
+    # A baseline given to the sweep (hydra.sweeper.baseline) is kept in .sweep.json.
+    state = {"run_id": "r", "cells": ["c20", "c5"], "baselines": {"data.classes": 5}}
+    (tmp_path / ".sweep.json").write_text(json.dumps(state))
+    write_report(tmp_path)
+    acc = pd.read_csv(tmp_path / "comparisons.csv").iloc[0]
+    assert (acc["value"], acc["baseline"], acc["verdict"]) == (20, 5, "lower")
+
+
+def test_a_sweep_without_two_values_on_an_axis_has_no_comparisons(tmp_path):
+    """One cell: nothing is swept, so no comparisons.csv and no section in report.md."""
+    single = tmp_path / "single"
+    _write_job(single, "a", 5, [_run(0, 0.9, 0.3, True), _run(1, 0.8, 0.3, True)], [0, 1])
+    write_report(single)
+    assert not (single / "comparisons.csv").exists()
+    assert "## Comparisons" not in (single / "report.md").read_text()

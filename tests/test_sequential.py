@@ -30,7 +30,7 @@ from attnlab.engine.sequential import (
     t_paths,
     wilson_paths,
 )
-from attnlab.stats import t_interval, wilson_interval
+from attnlab.engine.stats import t_interval, wilson_interval
 
 ACCURACIES = np.random.default_rng(3).beta(20.0, 1.0, 40)
 BOUNDS = {"val_accuracy": (0.0, 1.0), "focus_rate": (0.0, 1.0), "attn_entropy": (0.0, math.inf)}

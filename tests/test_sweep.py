@@ -149,3 +149,22 @@ def test_sigkill_mid_sweep_then_rerun_gives_each_cell_once(tmp_path):
     assert report["job"].nunique() == 3
     assert (report["status"] == "cached").sum() >= 2
     assert set(report["status"]) <= {"cached", "completed"}
+
+
+def test_a_baseline_on_the_command_line_decides_the_comparisons_and_a_bad_one_is_refused(
+    tmp_path,
+):
+    from .conftest import one_line_error
+
+    proc, _, sweep_dir = sweep(
+        tmp_path, "data.classes=2,5", "+hydra.sweeper.baseline.data.classes=9"
+    )
+    assert proc.returncode == 2, shown(proc)
+    one_line_error(proc, "hydra.sweeper.baseline.data.classes=9 is not allowed", "one of 2, 5")
+    assert not list(sweep_dir.glob("*/metrics.json"))  # refused before any training
+    proc, _, sweep_dir = sweep(
+        tmp_path, "data.classes=2,5", "+hydra.sweeper.baseline.data.classes=5"
+    )
+    assert proc.returncode == 0, shown(proc)
+    rows = pd.read_csv(sweep_dir / "comparisons.csv")
+    assert set(rows["value"]) == {2} and set(rows["baseline"]) == {5}

@@ -29,7 +29,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import stats
 
-from attnlab.stats import LEVEL
+from attnlab.engine.stats import LEVEL
 
 FloatArray = npt.NDArray[np.float64]
 ArrayLike = npt.ArrayLike
@@ -142,7 +142,7 @@ def wilson_bounds(
     k: ArrayLike, n: ArrayLike, level: float = LEVEL
 ) -> tuple[FloatArray, FloatArray]:
     """Wilson score interval of k/n in closed form (vectorised; k may be fractional, e.g. a
-    count of wins with ties as halves). Agrees with attnlab.stats.wilson_interval for
+    count of wins with ties as halves). Agrees with attnlab.engine.stats.wilson_interval for
     integer k; NaN where n = 0."""
     k, n = np.asarray(k, dtype=float), np.asarray(n, dtype=float)
     z2 = _z(level) ** 2

@@ -9,7 +9,7 @@ thousands of studies in seconds.
 Why not the t interval: a t interval is valid at one sample size fixed in advance. Looking
 after every round and stopping when it looks good ("optional stopping") picks the looks where
 the interval happened to be narrow or away from a threshold, and its coverage drops (the
-tests measure it). The fixed-seed mode keeps t and Wilson (attnlab.stats).
+tests measure it). The fixed-seed mode keeps t and Wilson (attnlab.engine.stats).
 
 The construction: the hedged-capital confidence sequence of Waudby-Smith & Ramdas (2023),
 "Estimating means of bounded random variables by betting" (JRSS-B), Theorem 3. Values are
@@ -104,7 +104,7 @@ def _checked_bounds(bounds: tuple[float, float], metric: str = "the metric") -> 
         raise ValueError(
             f"adaptive seeds need a finite range for {metric}, got [{lo}, {hi}]: the "
             "anytime-valid interval bets within known bounds. Declare the metric's range "
-            "(attnlab.metrics.METRIC_BOUNDS) or use fixed seeds (t interval) for it."
+            "(attnlab.engine.metrics.METRIC_BOUNDS) or use fixed seeds (t interval) for it."
         )
     return lo, hi
 
@@ -494,7 +494,7 @@ def _interval_paths(
 def t_paths(
     values: np.ndarray, bounds: tuple[float, float], level: float = LEVEL
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The fixed-n Student-t interval (as attnlab.stats.t_interval, cut to bounds) of each
+    """The fixed-n Student-t interval (as attnlab.engine.stats.t_interval, cut to bounds) of each
     row after each seed count; the whole range at one seed. For comparison only: it is not
     valid when the seed count depends on earlier looks.
 
@@ -515,7 +515,7 @@ def t_paths(
 
 
 def wilson_paths(values: np.ndarray, level: float = LEVEL) -> tuple[np.ndarray, np.ndarray]:
-    """The fixed-n Wilson interval (as attnlab.stats.wilson_interval) of each row of 0/1
+    """The fixed-n Wilson interval (as attnlab.engine.stats.wilson_interval) of each row of 0/1
     values after each seed count. For comparison only, like `t_paths`.
 
     Returns:

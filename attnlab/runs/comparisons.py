@@ -28,15 +28,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from attnlab.config import ConfigError
 from attnlab.engine import paired
-from attnlab.metrics import metric_bounds
-from attnlab.stats import LEVEL
+from attnlab.engine.config import ConfigError
+from attnlab.engine.metrics import metric_bounds
+from attnlab.engine.stats import LEVEL
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-USABLE = ("completed", "cached")  # as attnlab.report: statuses whose numbers count
+USABLE = ("completed", "cached")  # as attnlab.runs.report: statuses whose numbers count
 DEFAULT_METRICS = ("val_accuracy", "attn_key_weight", "focus_rate")
 RATE_METRICS = {"focus_rate": "attn_focused"}  # a rate of seeds -> its per-seed flag column
 LOWER_IS_BETTER = frozenset({"attn_entropy", "attn_key_rank"})  # for prob_improvement
@@ -54,10 +54,10 @@ def compare_cells(
     """Each swept value against its axis' baseline, per metric (see the module docstring).
 
     Args:
-        report: report.csv's tidy table (attnlab.report.collect_runs).
+        report: report.csv's tidy table (attnlab.runs.report.collect_runs).
         axes_order: each swept axis' values in command-line order; the first is the
             default baseline. Axes or values it leaves out come in sorted order after it.
-        baselines: per-axis override of the baseline (`report.baseline.<key>=<value>`).
+        baselines: per-axis override of the baseline (`+hydra.sweeper.baseline.<key>=<value>`).
         metrics: run metrics (report.csv columns) and rates of seeds (`focus_rate`).
 
     Returns:
@@ -183,13 +183,15 @@ def choose_baselines(order: dict[str, list[Any]], overrides: dict[str, Any]) -> 
         if allowed is None:
             swept = ", ".join(order) or "none"
             raise ConfigError(
-                f"report.baseline.{key}={wanted!r} is not allowed: {key} is not a swept axis "
-                f"(swept: {swept})"
+                f"hydra.sweeper.baseline.{key}={wanted!r} is not allowed: {key} is not a "
+                f"swept axis (swept: {swept})"
             )
         match = [v for v in allowed if same_value(v, wanted)]
         if not match:
             values = ", ".join(str(v) for v in allowed)
-            raise ConfigError(f"report.baseline.{key}={wanted!r} is not allowed: one of {values}")
+            raise ConfigError(
+                f"hydra.sweeper.baseline.{key}={wanted!r} is not allowed: one of {values}"
+            )
         chosen[key] = match[0]
     return chosen
 
@@ -501,16 +503,17 @@ def compare(
     is filtered to one axis, so the p_adjusted of a row does not depend on what is asked.
     Values follow the launch order the sweep recorded (.sweep.json), else sorted order.
     """
-    from attnlab import records
+    from attnlab.runs import records
 
     sweep_dir = Path(sweep_dir)
     report = pd.read_csv(sweep_dir / "report.csv", keep_default_na=True)
-    launched = records.read_state(sweep_dir).get("cells")
-    order = launch_order(report, launched if isinstance(launched, list) else [])
+    state = records.read_state(sweep_dir)
     if baseline is not None and axis is None:
         raise ConfigError(f"baseline={baseline!r} is not allowed: name its axis too")
-    baselines = {axis: baseline} if baseline is not None and axis is not None else None
-    frame = compare_cells(report, order, baselines)
+    baselines = sweep_baselines(state)
+    if baseline is not None and axis is not None:
+        baselines[axis] = baseline
+    frame = compare_cells(report, sweep_order(report, state), baselines)
     if axis is not None:
         if axis not in swept_axes(report):
             swept = ", ".join(swept_axes(report)) or "none"
@@ -519,6 +522,18 @@ def compare(
     if metric is not None:
         frame = frame[frame["metric"] == metric]
     return frame.reset_index(drop=True)
+
+
+def sweep_order(report: pd.DataFrame, state: dict[str, Any]) -> dict[str, list[Any]]:
+    """Each axis' values in the order the sweep's state (.sweep.json) launched them."""
+    launched = state.get("cells")
+    return launch_order(report, launched if isinstance(launched, list) else [])
+
+
+def sweep_baselines(state: dict[str, Any]) -> dict[str, Any]:
+    """The baselines the sweep was given (hydra.sweeper.baseline, kept in .sweep.json)."""
+    given = state.get("baselines")
+    return dict(given) if isinstance(given, dict) else {}
 
 
 def launch_order(report: pd.DataFrame, cells: list[Any]) -> dict[str, list[Any]]:

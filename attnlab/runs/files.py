@@ -143,11 +143,14 @@ def write_csv(path: Path, frame: Any) -> None:
     write_atomic(path, lambda tmp: frame.to_csv(tmp, index=False))
 
 
+FIGURE_DPI = 110  # figures' pixels per inch as saved (attnlab.runs.plots sizes text by it)
+
+
 def write_figure(path: Path, fig: Any) -> None:
     """Save a matplotlib Figure atomically; close it if pyplot manages it (attnlab's own
     figures are plain Figure objects that pyplot never holds, so nothing is imported)."""
     try:
-        write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=110, bbox_inches="tight"))
+        write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=FIGURE_DPI, bbox_inches="tight"))
     finally:
         if getattr(fig.canvas, "manager", None) is not None:
             import matplotlib.pyplot as plt

@@ -4,27 +4,29 @@ The numbers a figure draws are the summary's (attnlab/runs/report.py summarize: 
 and Wilson intervals), never re-estimated here: a band in a figure is the interval in
 summary.csv. Every swept axis is shown: the first axes on the x axis, as lines or as heatmap
 rows, the rest as one panel each (the panel titles name their values), so nothing is
-averaged over silently. Plain matplotlib throughout (no seaborn estimators): drawing is
-deterministic, so re-rendering a report gives byte-identical PNGs. No function here writes
-files.
+averaged over silently. Text is sized in pixels of the saved PNG (no label under MIN_FONT_PX),
+legends sit outside the panels, and a grid of many cells is split into pages, so a figure
+stays readable at the size a preset makes. Plain matplotlib throughout (no seaborn
+estimators): drawing is deterministic, so re-rendering a report gives byte-identical PNGs.
+No function here writes files.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
 from attnlab.engine.metrics import metric_bounds
 from attnlab.engine.stats import LEVEL, t_interval
+from attnlab.runs.files import FIGURE_DPI
 
 # Figures are built as matplotlib.figure.Figure objects, never through pyplot: no backend
 # is chosen or switched (a notebook user's stays theirs), and Figure.savefig renders PNGs
@@ -33,6 +35,13 @@ logging.getLogger("matplotlib").setLevel(logging.WARNING)  # its INFO notes floo
 
 KEY_COLOR, REF_COLOR = "#d62728", "#7f7f7f"
 MAX_PANEL_COLUMNS = 4
+# The smallest text in a saved figure, in pixels (its em) at FIGURE_DPI: 6 pt labels were
+# 9 px, their letters ~5 px, too small to read in a 24-panel grid.
+MIN_FONT_PX = 12.0
+SMALL = 8.0  # points: the smallest font any figure uses (12.2 px at 110 dpi)
+TITLE = 9.0
+PAGE_PANELS = 8  # an attention grid page holds at most this many panels (whole rows)
+assert SMALL * FIGURE_DPI / 72 >= MIN_FONT_PX
 
 
 def short(column: str) -> str:
@@ -134,13 +143,13 @@ def heatmap_figure(data: list[HeatmapPanel], title: str) -> Figure:
         for (i, j), text in np.ndenumerate(panel.labels.to_numpy()):
             shade = panel.values.to_numpy()[i, j]
             color = "black" if np.isfinite(shade) and shade > 0.6 else "white"
-            ax.text(j, i, text, ha="center", va="center", fontsize=7, color=color)
+            ax.text(j, i, text, ha="center", va="center", fontsize=SMALL, color=color)
         ax.set_xticks(range(panel.values.shape[1]), [str(c) for c in panel.values.columns])
         ax.set_yticks(range(panel.values.shape[0]), [str(r) for r in panel.values.index])
         ax.set_xlabel(short(str(panel.values.columns.name)))
         if panel.values.index.name:
             ax.set_ylabel(short(str(panel.values.index.name)))
-        ax.set_title(panel.title, fontsize=9)
+        ax.set_title(panel.title, fontsize=TITLE)
     fig.suptitle(title, fontsize=10)
     if image is not None:
         fig.colorbar(image, ax=axes, shrink=0.8, aspect=15)
@@ -229,12 +238,26 @@ def lines_figure(
             ax.set_xticks(range(len(xs)), [str(v) for v in xs])
         else:
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs
-        ax.set_title(panel.title, fontsize=9)
+        ax.set_title(panel.title, fontsize=TITLE)
         ax.set_xlabel(xlabel)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel(ylabel)
     if hue:
-        axes[-1].legend(title=short(hue), fontsize=7, title_fontsize=8)
+        # Outside the panels (constrained layout makes room at the right): a legend inside
+        # an axes covers curves, whichever corner it picks.
+        handles: dict[str, Any] = {}
+        for ax in axes:
+            for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+                handles.setdefault(label, handle)
+        labels = [label for label in (f"{short(hue)}={h}" for h in hues) if label in handles]
+        fig.legend(
+            handles=[handles[label] for label in labels],
+            labels=labels,
+            loc="outside right upper",
+            title=short(hue),
+            fontsize=SMALL,
+            title_fontsize=TITLE,
+        )
     ref = f"; dashed: {REFERENCE_NAMES[reference]}" if reference else ""
     fig.suptitle(f"{title}{ref}", fontsize=10)
     return fig
@@ -308,20 +331,34 @@ def attention_matrix(attention: pd.DataFrame) -> AttentionMatrix:
 def draw_attention_matrix(
     ax: Axes, matrix: AttentionMatrix, key: int, title: str, vmax: float, axis: str
 ) -> object | None:
-    """Seeds x columns heatmap: the key column framed in red, each seed's peak dotted
-    (white: on the key, red: elsewhere). Returns the image, for a shared colour bar, or
-    None for a cell without attention weights (its title says so instead)."""
+    """Seeds x columns heatmap: the key column marked in red above the matrix and on its
+    tick, each seed's peak dotted (white: on the key, red: elsewhere). Returns the image,
+    for a shared colour bar, or None for a cell without attention weights (its title says
+    so instead)."""
     weights = matrix.weights.to_numpy()
     if not len(weights):  # model.attention=none, or every seed diverged
         # The NaN rows cannot tell the two apart; the title names model.attention.
         ax.set_axis_off()
-        ax.set_title(f"{title}\nno seed has attention weights", fontsize=8)
+        ax.set_title(f"{title}\nno seed has attention weights", fontsize=TITLE)
         return None
     image = ax.imshow(
         weights, vmin=0, vmax=vmax, cmap="viridis", aspect="auto", interpolation="nearest"
     )
     n_seeds, n_columns = weights.shape
-    ax.add_patch(Rectangle((key - 0.5, -0.5), 1, n_seeds, fill=False, edgecolor=KEY_COLOR, lw=1.5))
+    # The key is marked outside the data: a frame drawn on a column 3 px wide (128 columns
+    # in a panel) covers the very colour it should point at.
+    ax.annotate(
+        KEY_MARK,
+        xy=(key, 1.0),
+        xycoords=("data", "axes fraction"),
+        xytext=(0, 1),
+        textcoords="offset points",
+        ha="center",
+        va="bottom",
+        color=KEY_COLOR,
+        fontsize=TITLE,
+        annotation_clip=False,
+    )
     for i, peak in enumerate(matrix.peaks):
         on_key = int(peak) == key
         ax.plot(
@@ -335,32 +372,59 @@ def draw_attention_matrix(
         )
     focused = int((matrix.peaks == key).sum())
     dropped = f", {matrix.dropped} diverged" if matrix.dropped else ""
-    ax.set_title(f"{title}\npeak on key in {focused}/{n_seeds} seeds{dropped}", fontsize=8)
-    ax.set_yticks(range(n_seeds), [f"seed {s}" for s in matrix.weights.index], fontsize=6)
+    ax.set_title(
+        f"{title}\npeak on key in {focused}/{n_seeds} seeds{dropped}", fontsize=TITLE, pad=14
+    )
+    ax.set_yticks(range(n_seeds), [f"seed {s}" for s in matrix.weights.index], fontsize=SMALL)
     step = max(1, n_columns // 8)
     ticks = sorted({key, *(t for t in range(0, n_columns, step) if abs(t - key) >= step / 2)})
-    ax.set_xticks(ticks, [str(t) for t in ticks], fontsize=6)
+    ax.set_xticks(ticks, [str(t) for t in ticks], fontsize=SMALL)
     for label in ax.get_xticklabels():
         if label.get_text() == str(key):
             label.set_color(KEY_COLOR)
-    ax.set_xlabel(f"{axis} (key framed in red; dot: each seed's peak)", fontsize=7)
+    ax.set_xlabel(f"{axis} (key: red {KEY_MARK}; dot: each seed's peak)", fontsize=SMALL)
     return image
 
 
+KEY_MARK = "\u25bc"  # ▼, in DejaVu Sans (matplotlib's default font)
+
+
+def uniform_marks(levels: list[float], vmax: float, gap: float = 0.12) -> list[UniformMark]:
+    """Where the colour bar marks uniform attention (1/columns): a line at each level, one
+    label per group of levels closer than gap * vmax (1/32 and 1/128 on a 0-0.7 scale share
+    one: two labels there would print over each other), at the group's top level. A level
+    above vmax is drawn at the top and labelled as such."""
+    out: list[UniformMark] = []
+    for level in sorted(set(levels)):
+        at = min(level, vmax)
+        name = f"1/{round(1 / level)}" + (" (above the scale)" if level > vmax else "")
+        if out and at - out[-1].levels[-1] < gap * vmax:
+            last = out[-1]
+            out[-1] = UniformMark((*last.levels, at), at, f"{last.text}, {name}")
+        else:
+            out.append(UniformMark((at,), at, f"uniform {name}"))
+    return out
+
+
+class UniformMark(NamedTuple):
+    levels: tuple[float, ...]  # heights of the lines on the colour bar
+    at: float  # height of the label
+    text: str
+
+
 def _colorbar(fig: Figure, image: object, axes: list, uniforms: list[float]) -> None:
-    """The shared colour bar, with uniform attention (1/columns) marked on it."""
-    bar = fig.colorbar(image, ax=axes, shrink=0.6, aspect=30)  # type: ignore[arg-type]
+    """The shared colour bar, with uniform attention (1/columns) marked on it: white lines
+    on the bar, labelled on its left (its ticks and title are on the right)."""
+    bar = fig.colorbar(image, ax=axes, shrink=0.8, aspect=30)  # type: ignore[arg-type]
     bar.set_label("attention weight")
-    for level in sorted(set(uniforms)):
-        bar.ax.axhline(level, color="white", lw=1.2)
-        bar.ax.text(
-            1.6,
-            level,
-            f"uniform 1/{round(1 / level)}",
-            fontsize=6,
-            va="center",
-            transform=bar.ax.get_yaxis_transform(),
-        )
+    vmax = float(bar.mappable.get_clim()[1])
+    marks = uniform_marks(uniforms, vmax)
+    for mark in marks:
+        for level in mark.levels:
+            bar.ax.axhline(level, color="white", lw=1.2)
+    if marks:
+        left = bar.ax.secondary_yaxis("left")
+        left.set_yticks([m.at for m in marks], [m.text for m in marks], fontsize=SMALL)
 
 
 def attention_figure(
@@ -370,7 +434,7 @@ def attention_figure(
     so the chart cannot contradict focus_rate as a mean over seeds could."""
     matrix = attention_matrix(attention)
     n_seeds, n_columns = matrix.weights.shape
-    size = (min(12.0, 4 + 0.12 * n_columns), 1.6 + 0.28 * n_seeds)
+    size = (min(12.0, 4.5 + 0.12 * n_columns), 2.0 + 0.28 * n_seeds)
     fig = Figure(figsize=size, layout="constrained")
     ax = fig.subplots()
     vmax = float(np.nanmax(matrix.weights.to_numpy())) if n_seeds else 1.0
@@ -380,20 +444,54 @@ def attention_figure(
     return fig
 
 
-def attention_grid_figure(
+def grid_pages(n: int, ncols: int, per_page: int = PAGE_PANELS) -> list[range]:
+    """The panels of each page of a grid: whole rows of ncols, at most per_page panels a
+    page (one row at least), in order."""
+    step = max(1, per_page // max(1, ncols)) * max(1, ncols)
+    return [range(start, min(start + step, n)) for start in range(0, n, step)]
+
+
+def attention_grid_pages(
     cells: list[tuple[str, pd.DataFrame, int]], ncols: int = 3, axis: str = "input column"
-) -> Figure:
-    """Each cell's seeds x columns attention, one panel per cell, one colour scale for all."""
-    matrices = [attention_matrix(frame) for _, frame, _ in cells]
-    vmax = max(
+) -> list[Figure]:
+    """The attention grid, split into pages of whole rows (grid_pages), one colour scale
+    across all pages: one figure of 24 panels would print its labels at a few pixels."""
+    vmax = _attention_vmax([attention_matrix(frame) for _, frame, _ in cells])
+    pages = grid_pages(len(cells), ncols)
+    page = "" if len(pages) == 1 else "; page {} of {}"
+    return [
+        attention_grid_figure(
+            [cells[i] for i in panels], ncols, axis, vmax, page.format(number, len(pages))
+        )
+        for number, panels in enumerate(pages, 1)
+    ]
+
+
+def _attention_vmax(matrices: list[AttentionMatrix]) -> float:
+    return max(
         (float(np.nanmax(m.weights.to_numpy())) for m in matrices if len(m.weights)), default=1.0
     )
-    fig, axes = _grid(len(cells), ncols, 4.2, 0.9 + 0.2 * max(len(m.weights) for m in matrices))
+
+
+def attention_grid_figure(
+    cells: list[tuple[str, pd.DataFrame, int]],
+    ncols: int = 3,
+    axis: str = "input column",
+    vmax: float | None = None,
+    page: str = "",
+) -> Figure:
+    """Each cell's seeds x columns attention, one panel per cell, one colour scale for all
+    (vmax: its top, shared with the grid's other pages; None: these cells' largest weight)."""
+    matrices = [attention_matrix(frame) for _, frame, _ in cells]
+    top = _attention_vmax(matrices) if vmax is None else vmax
+    rows = max(len(m.weights) for m in matrices)
+    fig, axes = _grid(len(cells), ncols, 4.6, 1.6 + 0.2 * rows)
     image = None
     for ax, (title, _, key), matrix in zip(axes, cells, matrices, strict=True):
-        image = draw_attention_matrix(ax, matrix, key, title, vmax, axis) or image
+        image = draw_attention_matrix(ax, matrix, key, title, top, axis) or image
     fig.suptitle(
-        "attention per seed and column (mean over the probe set), one colour scale", fontsize=10
+        f"attention per seed and column (mean over the probe set), one colour scale{page}",
+        fontsize=10,
     )
     uniforms = [1.0 / m.weights.shape[1] for m in matrices if len(m.weights)]
     if image is not None:

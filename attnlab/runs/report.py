@@ -15,6 +15,7 @@ import io
 import json
 import logging
 import math
+import re
 import sys
 from datetime import UTC, datetime
 from importlib import metadata
@@ -329,17 +330,72 @@ def write_report(sweep_dir: Path, command: str | None = None) -> pd.DataFrame:
             path.unlink(missing_ok=True)
     report = collect_runs(sweep_dir)
     summary = summarize(report)
+    comparisons, note = sweep_comparisons(sweep_dir, report)
     write_csv(sweep_dir / "report.csv", report)
     write_csv(sweep_dir / "summary.csv", summary)
+    if not comparisons.empty:
+        write_csv(sweep_dir / COMPARISONS_CSV, comparisons)
     figures = write_figures(sweep_dir, report, summary)
+    figures += write_difference_figures(sweep_dir, comparisons)
     made = Provenance(
         command=command or sweep_command(sweep_dir),
         date=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         versions=package_versions(),
         figures=figures,
     )
-    write_text(sweep_dir / "report.md", markdown(summary, report, made))
+    body = markdown(summary, report, made)
+    write_text(sweep_dir / "report.md", body + comparisons_section(comparisons, note))
     return report
+
+
+COMPARISONS_CSV = "comparisons.csv"
+# The metrics whose differences get a figure per swept axis (every metric is in the CSV).
+DIFFERENCE_FIGURE_METRICS = ("val_accuracy", "focus_rate")
+
+
+def sweep_comparisons(sweep_dir: Path, report: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """comparisons.csv's rows (attnlab.runs.comparisons), with the sweep's launch order and
+    baselines from its .sweep.json; a stored baseline that no longer fits (say, its cells
+    all failed) falls back to the first value, and the note says so."""
+    from attnlab.engine.config import ConfigError
+    from attnlab.runs import comparisons as compare
+
+    state = records.read_state(sweep_dir)
+    order = compare.sweep_order(report, state)
+    try:
+        return compare.compare_cells(report, order, compare.sweep_baselines(state)), ""
+    except ConfigError as err:
+        note = f"The sweep's baseline was not used ({err}); each axis' first value is."
+        return compare.compare_cells(report, order), note
+
+
+def comparisons_section(comparisons: pd.DataFrame, note: str) -> str:
+    """report.md's "Comparisons" section; nothing for a sweep without a swept axis."""
+    from attnlab.runs.comparisons import comparisons_markdown
+
+    if comparisons.empty:
+        return ""
+    return "\n" + comparisons_markdown(comparisons) + (f"\n{note}\n" if note else "")
+
+
+def write_difference_figures(sweep_dir: Path, comparisons: pd.DataFrame) -> list[tuple[str, str]]:
+    """figures/difference_<axis>_<metric>.png: each value minus its axis' baseline with its
+    interval, zero marked; the numbers are comparisons.csv's."""
+    from attnlab.runs.comparisons import difference_figure, difference_plot_data
+
+    written = []
+    for axis in pd.unique(comparisons["axis"]) if not comparisons.empty else []:
+        for metric in DIFFERENCE_FIGURE_METRICS:
+            data = difference_plot_data(comparisons, str(axis), metric)
+            if data.empty:
+                continue
+            safe_axis = re.sub(r"[^A-Za-z0-9._-]+", "_", str(axis))  # keys are dotted names
+            name = f"difference_{safe_axis}_{metric}.png"
+            title = f"{metric}: each {axis} minus its baseline"
+            write_figure(sweep_dir / records.FIGURES_DIR / name, difference_figure(data, title))
+            what = f"{metric} of each {axis} minus its baseline, {LEVEL:.0%} interval"
+            written.append((f"{records.FIGURES_DIR}/{name}", what))
+    return written
 
 
 def figure_axes(report: pd.DataFrame) -> list[str]:
@@ -370,17 +426,35 @@ def write_figures(
     if histories:
         for name, figure, what in learning_curve_figures(histories, axes):
             save(name, figure, what)
+    stale_grid_pages(sweep_dir / records.FIGURES_DIR)
     cells = attention_cells(sweep_dir, placed, axes)
     if cells:
         combos = placed[axes[1:]].drop_duplicates() if len(axes) > 1 else placed.iloc[:1]
         ncols = len(combos) if len(combos) <= 6 else 4
         what = "every seed's attention per column, each cell a panel (one colour scale)"
         sequence = "model.variant" in placed and (placed["model.variant"] == "lstm").all()
-        grid = plots.attention_grid_figure(
+        pages = plots.attention_grid_pages(
             cells, ncols, "time step" if sequence else "input column"
         )
-        save("attention_grid.png", grid, what)
+        for number, page in enumerate(pages, 1):
+            # One page keeps the name it always had; a grid of many cells is split into
+            # attention_grid_1.png, _2, ... (plots.grid_pages: whole rows, one colour scale).
+            name = "attention_grid.png" if len(pages) == 1 else f"attention_grid_{number}.png"
+            of = f" (page {number} of {len(pages)})" if len(pages) > 1 else ""
+            save(name, page, what + of)
     return written
+
+
+def stale_grid_pages(figures_dir: Path) -> None:
+    """Remove the attention grid's pages of an earlier report: a grid that now fits one
+    page (or more pages than before) must not leave old pages beside the new ones."""
+    import re
+
+    if not figures_dir.is_dir():
+        return
+    for path in figures_dir.iterdir():
+        if re.fullmatch(r"attention_grid(_\d+)?\.png", path.name):
+            path.unlink(missing_ok=True)
 
 
 def placeable(summary: pd.DataFrame, axes: list[str]) -> pd.DataFrame:

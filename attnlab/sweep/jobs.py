@@ -120,9 +120,16 @@ def run_single(cfg: DictConfig, out_dir: Path, hc: Any) -> None:
     cell = make_cell(cfg)
     if cell.exp is None:
         raise Abort(cell.error, 2)
+    seeds, epochs = len(cell.exp.seeds), cell.exp.trainer.epochs
+    # Loading TensorFlow and the first epoch take seconds: say what is coming first.
+    log.info("training %d seed(s) for %d epoch(s) into %s", seeds, epochs, out_dir)
     apply_threads(cell.exp.trainer.threads, hc)
     start = time.perf_counter()
-    runs = run_experiment(cell.exp, out_dir, seed_lines=True)["runs"]
+    progress = PackProgress(f"run ({seeds} seeds)", seeds, epochs)
+    try:
+        runs = run_experiment(cell.exp, out_dir, seed_lines=True, on_epoch=progress.epoch)["runs"]
+    finally:
+        progress.close()
     log.info(run_summary(runs, cell.exp.data.attention_column, time.perf_counter() - start))
     log.info("files: %s", out_dir)
 
@@ -180,7 +187,9 @@ def run_pack_job(sweep_dir: Path, pack_id: str, hc: Any) -> None:
     results: list[Any] = [None] * len(exps)
     seeds = sum(len(e.seeds) for e in exps)
     label = f"pack {int(spec.get('index', 0)) + 1}/{spec.get('of', '?')} ({seeds} seeds)"
-    progress = PackProgress(label, seeds, exps[0].trainer.epochs, int(spec.get("after", 0)))
+    sweep_left = int(spec.get("after", 0))  # seed-epochs of the packs after this one
+    after = max(0, int(spec.get("of", 0) or 0) - int(spec.get("index", 0)) - 1)
+    progress = PackProgress(label, seeds, exps[0].trainer.epochs, sweep_left, packs_after=after)
     if len(exps) > 1:
         classes = ", ".join(str(e.data.classes) for e in exps)
         log.info("training %d cells as one model (%d seeds; classes %s)", len(exps), seeds, classes)
@@ -199,8 +208,13 @@ def run_pack_job(sweep_dir: Path, pack_id: str, hc: Any) -> None:
         error = ""
         alone = None
         if trained is None:  # a pack of one, or a pack whose joint training failed
+            one = len(exps) == 1  # a pack of one: the rest of the sweep is after it
             alone = PackProgress(
-                f"{label}: {display_name(cell_dir.name)}", len(exp.seeds), exp.trainer.epochs
+                f"{label}: {display_name(cell_dir.name)}",
+                len(exp.seeds),
+                exp.trainer.epochs,
+                sweep_left if one else 0,
+                packs_after=after if one else 0,
             )
         try:
             on_epoch = alone.epoch if alone is not None else None

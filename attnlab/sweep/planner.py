@@ -33,7 +33,7 @@ from hydra.core.override_parser.types import Override
 from hydra.core.utils import JobReturn, JobStatus
 from omegaconf import DictConfig, OmegaConf
 
-from attnlab.engine.config import ConfigError, ExperimentConfig
+from attnlab.engine.config import ConfigError, ExperimentConfig, dotted
 from attnlab.engine.resources import BASE_BYTES, GIB, USABLE_SHARE, available_memory, estimate_bytes
 from attnlab.runs import records
 from attnlab.runs.files import write_json, write_text
@@ -56,6 +56,22 @@ def expand(overrides: list[Override]) -> list[list[str]]:
         else:
             lists.append([f"{key}={override.get_value_element_as_str()}"])
     return [list(job) for job in itertools.product(*lists)]
+
+
+def check_baselines(overrides: list[Override], baselines: dict[str, Any]) -> None:
+    """Refuse, before anything runs, a baseline (hydra.sweeper.baseline.<key>) whose key is
+    not swept or whose value is not one of that key's values (one line, as comparisons.csv
+    would word it)."""
+    if not baselines:
+        return
+    from attnlab.runs.comparisons import choose_baselines
+
+    axes = {
+        override.get_key_element().lstrip("+~"): list(override.sweep_iterator())
+        for override in overrides
+        if override.is_discrete_sweep()
+    }
+    choose_baselines({k: v for k, v in axes.items() if len(v) > 1}, baselines)
 
 
 def job_memory(launcher_cfg: Any) -> int:
@@ -89,6 +105,19 @@ class SweepRequest:
     pack: bool = True
     # Seeds one job trains at most.
     max_replicas: int = 128
+    # Swept axes' baselines for comparisons.csv, nested by key ({"model": {"attn_layers": 2}}).
+    baseline: Any = None
+
+    def baselines(self) -> dict[str, Any]:
+        """The baselines by dotted key ({"model.attn_layers": 2})."""
+        if not self.baseline:
+            return {}
+        tree = (
+            OmegaConf.to_container(self.baseline)
+            if OmegaConf.is_config(self.baseline)
+            else self.baseline
+        )
+        return dotted(tree) if isinstance(tree, dict) else {}
 
     def check(self) -> None:
         """One-line error for an option out of range, before anything is written."""
@@ -119,7 +148,9 @@ def sweep(
     sweep_dir = Path(config.hydra.sweep.dir)
     lines = [f"{k}={v}" for k, v in request.params.items()] + request.arguments
     parser = OverridesParser.create(config_loader=hydra_context.config_loader)
-    jobs = expand(parser.parse_overrides(lines))
+    overrides = parser.parse_overrides(lines)
+    check_baselines(overrides, request.baselines())
+    jobs = expand(overrides)
     # As Hydra's basic sweeper does, but atomically: a kill leaves the old file or the new.
     write_text(sweep_dir / "multirun.yaml", OmegaConf.to_yaml(config))
 
@@ -133,6 +164,8 @@ def sweep(
         (lambda p: pack_fits(p, memory)) if request.pack else (lambda p: len(p) == 1),
     )
     state["cells"] = plan.names
+    if request.baselines():  # read by the report (attnlab.runs.comparisons)
+        state["baselines"] = request.baselines()
     if plan.blocked:
         state["blocked"] = plan.blocked
     # Seed-epochs each cell to train takes: progress lines measure speed in these.

@@ -14,9 +14,12 @@ from hydra_plugins.attnlab_sweeper import config
 
 
 class AttnlabSweeper(Sweeper):
-    def __init__(self, params: Any = None, pack: bool = True, max_replicas: int = 128) -> None:
+    def __init__(
+        self, params: Any = None, pack: bool = True, max_replicas: int = 128, baseline: Any = None
+    ) -> None:
         self.params = dict(params) if params else {}
         self.pack, self.max_replicas = bool(pack), int(max_replicas)
+        self.baseline = baseline
         self.config: DictConfig | None = None
         self.hydra_context: HydraContext | None = None
         self.launcher: Any = None
@@ -38,6 +41,7 @@ class AttnlabSweeper(Sweeper):
             arguments=list(arguments),
             pack=self.pack,
             max_replicas=self.max_replicas,
+            baseline=self.baseline,
         )
         return sweep(self.config, self.hydra_context, self.launcher, request)
 

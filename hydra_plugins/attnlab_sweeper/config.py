@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -20,6 +20,9 @@ class AttnlabSweeperConf:
     # Seeds one job trains at most (a pack is split to stay under it, and under the job's
     # memory): keep a job within a node's memory and time limit.
     max_replicas: int = 128
+    # Each swept axis' baseline for comparisons.csv, by key (default: the axis' first value
+    # as given), e.g. hydra.sweeper.baseline.model.attn_layers=2 (attnlab/runs/comparisons.py).
+    baseline: Any = field(default_factory=dict)
 
 
 def register() -> None:

@@ -20,12 +20,15 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from attnlab.engine.metrics import metric_bounds
+from attnlab.engine.metrics import SUMMARY_METRICS, metric_bounds
+from attnlab.engine.paired import holm, paired_t
 from attnlab.engine.stats import LEVEL, t_interval_from_moments, t_quantile, wilson_interval
 from attnlab.runs.files import write_text
 from attnlab.runs.report import focus, interval
@@ -109,12 +112,9 @@ def focus_verdict(row: pd.Series, claimed_focused: bool) -> str:
 
 
 def above(a: pd.Series, b: pd.Series, metric: str) -> str:
-    """'higher' / 'lower' when the 95% intervals do not overlap, else 'indistinguishable'."""
-    if a[f"{metric}_ci_low"] > b[f"{metric}_ci_high"]:
-        return "higher"
-    if a[f"{metric}_ci_high"] < b[f"{metric}_ci_low"]:
-        return "lower"
-    return "indistinguishable"
+    """'higher' / 'lower' when a minus b (t_difference: paired where it can be, Holm over the
+    page) is decided, else 'indistinguishable'."""
+    return _verdict(t_difference(a, b, metric), "higher", "lower", "indistinguishable")
 
 
 def claims_table(summary: pd.DataFrame) -> list[str]:
@@ -261,6 +261,21 @@ def _setting(summary: pd.DataFrame, key: str) -> str:
 
 
 def render(raw: pd.DataFrame, scaled: pd.DataFrame | None, controls: Controls | None = None) -> str:
+    """The page, rendered twice: once to collect every difference it states, once to state
+    each with its Holm-adjusted p-value (Family)."""
+    family = Family()
+    token = FAMILY.set(family)
+    try:
+        _render(raw, scaled, controls, family)
+        family.close()
+        return _render(raw, scaled, controls, family)
+    finally:
+        FAMILY.reset(token)
+
+
+def _render(
+    raw: pd.DataFrame, scaled: pd.DataFrame | None, controls: Controls | None, family: Family
+) -> str:
     n = int(raw["n_seeds"].min())
     out = [
         "# What holds of the seed blog's attention study",
@@ -278,7 +293,12 @@ def render(raw: pd.DataFrame, scaled: pd.DataFrame | None, controls: Controls | 
         "intervals are 95% Student-t intervals of the mean across seeds. "
         "`acc focused / unfocused` is the mean val_accuracy of the focused and of the "
         "unfocused seeds. `key_ablation_drop` is the accuracy lost when the key column is "
-        "shuffled: attention on a column whose removal costs nothing explains nothing.",
+        "shuffled: attention on a column whose removal costs nothing explains nothing. "
+        "A comparison of two cells (higher / lower / indistinguishable) is a difference "
+        "paired by seed over the seeds both cells ran (paired t; Welch's t from the "
+        "summaries where the page has no per-seed values), with its 95% interval; it counts "
+        "as higher or lower only when its p-value, Holm-adjusted over all "
+        f"{family.size} differences this page states, is below 0.05.",
         "",
         *claims_table(raw),
         "",
@@ -352,7 +372,37 @@ def load_summary(path: Path, key: str) -> pd.DataFrame:
             f"{key}: {path} lacks column(s) {', '.join(missing)} "
             "(rebuild it with python -m attnlab.report <sweep dir>)"
         )
-    return summary
+    return with_seed_values(summary, report_path(path))
+
+
+def report_path(summary_path: Path) -> Path:
+    """The report.csv beside a summary: a sweep dir's, or the copy in docs/data/
+    (blog_all_summary.csv -> blog_all_report.csv)."""
+    if summary_path.name == "summary.csv":
+        return summary_path.with_name("report.csv")
+    return summary_path.with_name(summary_path.name.replace("_summary.csv", "_report.csv"))
+
+
+def with_seed_values(summary: pd.DataFrame, report: Path) -> pd.DataFrame:
+    """summary with a SEED_VALUES column (metric -> {seed: value}, usable seeds) read from
+    report.csv, when it exists: what t_difference pairs by seed."""
+    if not report.exists() or "job" not in summary:
+        return summary
+    runs = pd.read_csv(report)
+    runs = runs[runs["status"].isin(("completed", "cached"))]
+    values = {
+        job: {
+            m: dict(zip(g["seed"].astype(int), g[m].astype(float), strict=True))
+            for m in SUMMARY_METRICS
+            if m in g
+        }
+        for job, g in runs.groupby("job")
+    }
+    out = summary.copy()
+    out[SEED_VALUES] = pd.Series(
+        [values.get(job) for job in out["job"]], index=out.index, dtype=object
+    )
+    return out
 
 
 def check_cells(summary: pd.DataFrame, key: str, cells: list[tuple[int, int, int]]) -> None:
@@ -395,16 +445,25 @@ def read_controls(data: Path, given: dict[str, Path] | None = None) -> Controls 
     paths = {k: data / name for k, name in CONTROL_FILES.items()} | (given or {})
     if not paths["controls"].exists():
         return None
-    return Controls(**{k: pd.read_csv(path) for k, path in paths.items() if path.exists()})
+    return Controls(
+        **{
+            k: with_seed_values(pd.read_csv(path), report_path(path))
+            for k, path in paths.items()
+            if path.exists()
+        }
+    )
 
 
 @dataclass(frozen=True)
 class Estimate:
-    """A mean (or a difference of means) and its 95% interval."""
+    """A mean (or a difference of means) and its 95% interval; a difference also has its
+    p-value and the p-value Holm-adjusted over every difference on the page (Family)."""
 
     mean: float
     low: float
     high: float
+    p_adjusted: float = math.nan
+    paired: bool = False
 
     def __str__(self) -> str:
         return f"{self.mean:.3f} [{self.low:.3f}, {self.high:.3f}]"
@@ -414,11 +473,16 @@ class Estimate:
 
     @property
     def above_zero(self) -> bool:
-        return self.low > 0
+        """Higher: the interval excludes 0 and, for a difference, the Holm-adjusted p < 0.05."""
+        return self.low > 0 and self._decided
 
     @property
     def below_zero(self) -> bool:
-        return self.high < 0
+        return self.high < 0 and self._decided
+
+    @property
+    def _decided(self) -> bool:
+        return math.isnan(self.p_adjusted) or self.p_adjusted < 1 - LEVEL
 
     @property
     def contains_zero(self) -> bool:
@@ -435,18 +499,87 @@ def t_interval(row: pd.Series, metric: str) -> Estimate:
 
 
 def t_difference(a: pd.Series, b: pd.Series, metric: str) -> Estimate:
-    """a's mean minus b's with Welch's 95% t interval (unequal variances; the summary holds
-    no per-seed pairing, so the interval ignores that both cells share seeds and data)."""
+    """a's mean minus b's: paired by seed over the seeds both cells ran when the page has
+    their per-seed values (the sweeps' report.csv), else Welch's t from the summaries; its
+    verdict uses the p-value Holm-adjusted over every difference the page states."""
+    raw = _difference(a, b, metric)
+    family = FAMILY.get()
+    if family is None:  # outside render: the difference alone, unadjusted
+        return raw[0]
+    return family.adjusted((metric, a.get("job"), b.get("job")), raw)
+
+
+def _difference(a: pd.Series, b: pd.Series, metric: str) -> tuple[Estimate, float]:
+    """The difference and its raw p-value (attnlab.engine.paired's paired t or Welch)."""
+    va, vb = _seed_values(a, metric), _seed_values(b, metric)
+    shared = sorted(set(va) & set(vb))
+    if len(shared) >= 2:
+        test = paired_t(np.array([va[s] - vb[s] for s in shared]))
+        est = Estimate(float(test.estimate), float(test.ci_low), float(test.ci_high))
+        return Estimate(est.mean, est.low, est.high, paired=True), float(test.p_value)
+    return _welch_from_summary(a, b, metric)
+
+
+def _seed_values(row: pd.Series, metric: str) -> dict[int, float]:
+    """A summary row's per-seed values of metric ({} when the page has no report.csv)."""
+    by_metric = row.get(SEED_VALUES)
+    if not isinstance(by_metric, dict):
+        return {}
+    values = by_metric.get(metric, {})
+    return {s: v for s, v in values.items() if math.isfinite(v)}
+
+
+def _welch_from_summary(a: pd.Series, b: pd.Series, metric: str) -> tuple[Estimate, float]:
+    """Welch's t from the summaries' means, sds and counts (no per-seed values)."""
+    from scipy.stats import t as student_t
+
     (ma, sa, na), (mb, sb, nb) = (
         (float(r[f"{metric}_mean"]), float(r[f"{metric}_std"]), int(r["n_seeds"])) for r in (a, b)
     )
     va, vb = sa**2 / na, sb**2 / nb
     diff = ma - mb
     if va + vb == 0:  # both cells without spread (say, every seed at accuracy 1)
-        return Estimate(diff, diff, diff)
+        return Estimate(diff, diff, diff), 1.0 if diff == 0 else 0.0
     df = (va + vb) ** 2 / (va**2 / (na - 1) + vb**2 / (nb - 1))
     half = t_quantile(LEVEL, df) * math.sqrt(va + vb)
-    return Estimate(diff, diff - half, diff + half)
+    p_value = float(2 * student_t.sf(abs(diff) / math.sqrt(va + vb), df))
+    return Estimate(diff, diff - half, diff + half), p_value
+
+
+class Family:
+    """Every difference the page states, for Holm's adjustment (attnlab.engine.paired.holm).
+
+    The page is rendered twice: the first pass collects each difference's raw p-value, the
+    second states each with its adjusted p. A difference stated twice counts once.
+    """
+
+    def __init__(self) -> None:
+        self.raw: dict[tuple, float] = {}
+        self.adjusted_p: dict[tuple, float] | None = None
+
+    def adjusted(self, key: tuple, found: tuple[Estimate, float]) -> Estimate:
+        est, p_value = found
+        if None in key:  # summaries without a job column (hand-made): keyed by the numbers
+            key = (*key, est.mean, est.low, est.high)
+        if self.adjusted_p is None:
+            self.raw.setdefault(key, p_value)
+            return est
+        p_adj = self.adjusted_p.get(key, p_value)
+        return Estimate(est.mean, est.low, est.high, p_adj, est.paired)
+
+    def close(self) -> None:
+        keys = list(self.raw)
+        adjusted = holm(np.array([self.raw[k] for k in keys], dtype=float))
+        self.adjusted_p = {k: float(p) for k, p in zip(keys, adjusted, strict=True)}
+
+    @property
+    def size(self) -> int:
+        return len(self.raw)
+
+
+# The family of the page being rendered (render sets it); none: a difference on its own.
+FAMILY: ContextVar[Family | None] = ContextVar("findings_family", default=None)
+SEED_VALUES = "seed_values"  # a summary column this script adds: metric -> {seed: value}
 
 
 def pick(summary: pd.DataFrame, **where: object) -> pd.Series:
@@ -506,7 +639,7 @@ def controls_table(c: pd.DataFrame) -> list[str]:
 
 
 def _mode_diff(c: pd.DataFrame, k: int, a: str, b: str) -> Estimate:
-    """val_accuracy of mode a minus mode b at k classes (Welch)."""
+    """val_accuracy of mode a minus mode b at k classes (t_difference: paired by seed)."""
     return t_difference(
         _acc(c, k, model__attention=a), _acc(c, k, model__attention=b), "val_accuracy"
     )
@@ -779,9 +912,9 @@ def why_accuracy_falls(controls: Controls, raw: pd.DataFrame) -> list[str]:
         f"(data/{CONTROL_FILES['budget']})) and `blog_nonlinear` (a relu or tanh hidden "
         f"layer; [`data/{CONTROL_FILES['nonlinear']}`](data/{CONTROL_FILES['nonlinear']})). "
         "Intervals in this section are Student-t 95% intervals of the mean across seeds "
-        "(mean ± t₀.₉₇₅,ₙ₋₁·sd/√n); a difference of two cells has Welch's t interval, and it "
-        "counts as higher or lower only when that interval excludes 0. The metric is "
-        "val_accuracy.",
+        "(mean ± t₀.₉₇₅,ₙ₋₁·sd/√n); a difference of two cells is paired by seed and counts "
+        "as higher or lower only when its Holm-adjusted p-value is below 0.05, as above. "
+        "The metric is val_accuracy.",
         "",
         "### What the attention buys",
         "",
@@ -857,14 +990,16 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:  # InputError, or a cell the page's tables lack
         print(f"studies.blog.findings: error: {err}", file=sys.stderr)
         return 2
+    copies = {data / CONTROL_FILES[option]: path for option, path in given.items()}
     if args.raw_sweep is not None:
-        data.mkdir(parents=True, exist_ok=True)
-        write_text(data / RAW, raw_path.read_text())
+        copies[data / RAW] = raw_path
         if scaled_path is not None:
-            write_text(data / SCALED, scaled_path.read_text())
-    for option, path in given.items():
+            copies[data / SCALED] = scaled_path
+    for copy, summary in copies.items():  # each summary and the report.csv beside it
         data.mkdir(parents=True, exist_ok=True)
-        write_text(data / CONTROL_FILES[option], path.read_text())
+        write_text(copy, summary.read_text())
+        if report_path(summary).exists():
+            write_text(report_path(copy), report_path(summary).read_text())
     write_text(args.docs / "findings.md", page)
     print(args.docs / "findings.md")
     return 0
