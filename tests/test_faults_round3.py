@@ -93,7 +93,11 @@ def test_workers_die_with_their_killed_sweep_and_a_resume_never_races_them(tmp_p
     proc = run_cli(args, cwd=tmp_path)
     assert proc.returncode == 0, shown(proc)
     rows = report_rows(sweep_dir)
-    assert len(rows) == 2 and set(rows["status"]) == {"completed"}, rows
+    # The other cell may have finished before the kill (then reused); the killed one
+    # trains in the resume, and nothing fails.
+    assert len(rows) == 2 and set(rows["status"]) <= {"completed", "cached"}, rows
+    killed_cell = rows[rows["job"].str.contains("classes=5")]
+    assert list(killed_cell["status"]) == ["completed"], rows
 
 
 def test_one_joblib_worker_killed_loses_no_other_job(tmp_path):
@@ -221,14 +225,16 @@ def test_random_kills_of_sweep_and_report_then_a_resume_lose_nothing(tmp_path):
     kills = 0
     for step in range(20):
         command = report if step % 5 == 4 else sweep  # 16 sweeps, 4 report rebuilds
-        delay = rng.uniform(0.5, took if command is sweep else took / 2)
+        delay = rng.uniform(0.5, 0.6 * took if command is sweep else took / 4)
         status = killed_at(command, delay, tmp_path)
         kills += status is None
         for path in sweep_dir.glob("*/metrics.json"):  # a finished result never changes
             held = seen.setdefault(path.parent.name, path.read_bytes())
             assert path.read_bytes() == held, f"step {step}: {path} changed"
         assert status in (None, 0, 2), f"step {step}: {command[2]} exited {status}"
-    assert kills >= 12, f"only {kills} of 20 moments landed before the command ended"
+    # A resume with every cell finished ends sooner than the first run: not every moment
+    # lands before its command ends.
+    assert kills >= 10, f"only {kills} of 20 moments landed before the command ended"
     proc = run_cli([*CRASH_GRID, f"hydra.sweep.dir={sweep_dir}"], cwd=tmp_path)
     assert proc.returncode == 0, shown(proc)
     assert cell_files(sweep_dir) == expected
