@@ -20,6 +20,7 @@ import hydra
 from omegaconf import DictConfig
 
 from attnlab.cli import version_line
+from attnlab.console import make_console_safe, working_dir_error
 from attnlab.hydra_setup import register
 from attnlab.quiet import quiet_start
 from attnlab.runs.records import RecordError
@@ -137,10 +138,14 @@ def cli() -> None:
     """The `attnlab` console command: `python -m attnlab`, plus `--version`."""
     # The installed distribution's version: `attnlab` may resolve to a namespace package
     # (a dir named attnlab in the working dir, such as a sweep's), whose __init__ never runs.
+    make_console_safe()
     line = version_line(sys.argv[1:], version("attnlab"))
     if line is not None:
         print(line)
         sys.exit(0)
+    if working_dir_error():
+        _say(f"attnlab: error: {working_dir_error()}")
+        sys.exit(EXIT_BAD_INPUT)
     exit_now(main())
 
 

@@ -53,11 +53,44 @@ def load_report(sweep_dir: str | PathLike[str]) -> tuple[pd.DataFrame, pd.DataFr
             f"sweep_dir={str(root)!r} is not allowed: a sweep directory with cell dirs "
             "(sub-directories with cell.json, metrics.json or .hydra/)"
         )
-    if report_is_stale(root):
-        write_report(root)
-    report = typed(pd.read_csv(root / "report.csv", keep_default_na=False, na_values=[""]))
-    summary = typed(pd.read_csv(root / "summary.csv", keep_default_na=False, na_values=[""]))
-    return report, summary
+    if report_is_stale(root) and not _rebuilt(root, write_report):
+        return _computed(root)  # another process rebuilds it, or the dir is read-only
+    try:
+        report = pd.read_csv(root / "report.csv", keep_default_na=False, na_values=[""])
+        summary = pd.read_csv(root / "summary.csv", keep_default_na=False, na_values=[""])
+    except FileNotFoundError:  # a rebuild by another process began after the check
+        return _computed(root)
+    return typed(report), typed(summary)
+
+
+def _rebuilt(root: Path, write_report: Any) -> bool:
+    """Rebuild the report under the sweep dir's lock; False if another process holds it
+    (a sweep, a rebuild) or the dir cannot be written."""
+    from attnlab.runs import records
+
+    try:
+        with records.lock_sweep_dir(root, records.command_line("attnlab.load_report")):
+            write_report(root)
+    except (records.RecordError, OSError):
+        return False
+    return True
+
+
+def _computed(root: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The report and summary computed from the cell dirs in memory (nothing written),
+    typed as if read back from their CSVs."""
+    import io
+
+    from attnlab.runs.report import collect_runs, summarize
+
+    report = collect_runs(root)
+    frames = (report, summarize(report))
+    return tuple(  # type: ignore[return-value]
+        typed(
+            pd.read_csv(io.StringIO(f.to_csv(index=False)), keep_default_na=False, na_values=[""])
+        )
+        for f in frames
+    )
 
 
 def compare(
@@ -136,8 +169,8 @@ def run_cell(overrides: Sequence[str], out_dir: str | PathLike[str]) -> dict[str
 
     Args:
         overrides: Hydra overrides as on the command line, e.g. ["data.classes=20",
-            "seeds=[0,1,2]", "+experiment=blog_wide"]. A preset that defines a sweep is
-            refused, as by `attnlab` without -m.
+            "seeds=[0,1,2]", "+experiment=blog_wide"]; one string is one override. A
+            preset that defines a sweep is refused, as by `attnlab` without -m.
         out_dir: the run's directory (created if missing).
 
     Returns:
@@ -156,7 +189,8 @@ def run_cell(overrides: Sequence[str], out_dir: str | PathLike[str]) -> dict[str
     from attnlab.sweep.launchers import apply_threads
 
     quiet_start()
-    exp = compose_cell(list(overrides))
+    # One string is one override ("data.classes=20"), not a sequence of characters.
+    exp = compose_cell([overrides] if isinstance(overrides, str) else list(overrides))
     exp.validate()
     finished = finished_result(exp, Path(out_dir))
     if finished is not None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import sys
 
+from attnlab.console import make_console_safe
 from attnlab.runs.report import main
 
 if __name__ == "__main__":
+    make_console_safe()
     sys.exit(main())

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-ENTRY_MODULES = {"__init__", "__main__", "api", "cli", "quiet", "hydra_setup", "report"}
+ENTRY_MODULES = {"__init__", "__main__", "api", "cli", "console", "quiet", "hydra_setup", "report"}
 # Higher imports lower, never the other way round.
 RANK = {"engine": 0, "runs": 1, "sweep": 2, "plugin": 3, "entry": 4}
 

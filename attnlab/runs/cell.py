@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from attnlab.engine.config import ExperimentConfig, flatten
+from attnlab.engine.config import ConfigError, ExperimentConfig, flatten
 from attnlab.engine.data import key_column
 from attnlab.engine.experiment import CellResult, train_and_measure
 from attnlab.engine.metrics import NO_ATTENTION
@@ -53,7 +53,10 @@ def run_experiment(
     progress callback (attnlab.sweep.progress).
     """
     cfg.validate()
-    check_fits(cfg)
+    if trained is None:  # memory is checked before training only: trained work is written
+        check_fits(cfg)
+    if out_dir.exists() and not out_dir.is_dir():  # found now, not after training
+        raise ConfigError(f"out_dir={out_dir} is a file, not a directory: choose another")
     if (out_dir / METRICS_FILE).exists():  # a finished result is never written over
         raise RecordError(f"{out_dir} already holds a finished {METRICS_FILE}")
     result = trained or train_and_measure(cfg, on_epoch)

@@ -7,6 +7,7 @@ from anything else and remove them (attnlab.runs.records.remove_temp_files).
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import os
@@ -42,7 +43,7 @@ def write_atomic(path: Path, write: Callable[[Path], object], replace: bool = Tr
             if replace:
                 os.replace(tmp, path)
             else:
-                os.link(tmp, path)
+                create_once(tmp, path)
         finally:
             Path(tmp).unlink(missing_ok=True)
     except OSError as err:
@@ -53,6 +54,56 @@ def write_atomic(path: Path, write: Callable[[Path], object], replace: bool = Tr
         if err.filename is None or any(_is_temp(name) for name in names):
             raise type(err)(err.errno, err.strerror, str(path)) from err
         raise
+
+
+# link() refused by the filesystem (vfat: EPERM; some network mounts: ENOTSUP, ENOSYS).
+_NO_LINK = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK})
+# renameat2's RENAME_NOREPLACE unknown to the kernel or the filesystem.
+_NO_RENAMEAT2 = frozenset({errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP})
+
+
+def create_once(tmp: str, path: Path) -> None:
+    """Give the finished temp file tmp the name path, only if path does not exist
+    (FileExistsError if it does): a reader sees the whole file or none.
+
+    A hard link first; where the filesystem has none, a rename that refuses to replace
+    (Linux renameat2 RENAME_NOREPLACE); where that is missing too, a rename after checking
+    that path is free: the sweep dir's lock makes its process the only writer.
+    """
+    try:
+        os.link(tmp, path)
+        return
+    except OSError as err:
+        if err.errno not in _NO_LINK:
+            raise
+    try:
+        _rename_noreplace(tmp, str(path))
+        return
+    except OSError as err:
+        if err.errno not in _NO_RENAMEAT2:
+            raise
+    if os.path.lexists(path):
+        raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(path))
+    os.rename(tmp, path)
+
+
+_RENAME_NOREPLACE = 1
+
+
+def _rename_noreplace(src: str, dst: str) -> None:
+    """renameat2(src, dst, RENAME_NOREPLACE) through libc; OSError(ENOSYS) where there is none."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        raise OSError(errno.ENOSYS, "renameat2 is not available", dst) from None
+    at_fdcwd = -100
+    if renameat2(at_fdcwd, os.fsencode(src), at_fdcwd, os.fsencode(dst), _RENAME_NOREPLACE):
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code), dst)
 
 
 def os_error_text(err: OSError) -> str:
@@ -66,7 +117,7 @@ def _is_temp(name: object) -> bool:
 
 
 def write_text(path: Path, text: str, replace: bool = True) -> None:
-    write_atomic(path, lambda tmp: tmp.write_text(text), replace=replace)
+    write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"), replace=replace)
 
 
 def _jsonable(value: Any) -> Any:

@@ -4,8 +4,10 @@ Everything that touches a sweep dir on disk asks this module; it imports neither
 nor Hydra, so it is testable on its own. A sweep dir holds:
 
     .sweep.json      the latest run: run_id, command, start time, pid, host, its cells
-    .attnlab.lock    held (flock) by the sweep, or report rebuild, running in the dir
+    .attnlab.lock    held (flock, as is the dir itself) by the sweep, or report rebuild,
+                     running in the dir
     .attnlab.holder.json   who holds it: pid, host, since, command
+    .attnlab.workers.lock  shared (flock) by the launcher workers running a job in the dir
     .jobs/           pack specs, and the Hydra dirs (.hydra/, log) of the jobs that ran them
     <cell>/          one per cell, named by its readable overrides plus a hash of its identity
         cell.json      the cell's config; written once, it is what the dir holds
@@ -133,8 +135,22 @@ def cell_name(config: dict[str, Any], defaults: dict[str, Any]) -> str:
         for k, v in sorted(identity.items())
         if k != "seeds" and (k not in defaults or as_json(defaults[k]) != v)
     ]
-    readable = _UNSAFE.sub("_", ",".join(parts)).strip("._") or "defaults"
-    return f"{readable[:NAME_CHARS]}-{identity_hash(config)}"
+    return f"{_readable(parts)}-{identity_hash(config)}"
+
+
+def _readable(parts: list[str]) -> str:
+    """The parts, safe, joined by commas and capped at NAME_CHARS at a part's end: a name
+    never shows a value cut short (`learning_rate=100` of 1e6); `+` marks dropped parts."""
+    safe = [_UNSAFE.sub("_", part) for part in parts]
+    kept: list[str] = []
+    for part in safe:
+        if len(",".join([*kept, part])) > NAME_CHARS - 1:
+            break
+        kept.append(part)
+    readable = ",".join(kept).strip("._")
+    if len(kept) < len(safe):  # one part alone too long: cut, and marked so
+        readable = (readable or safe[0][: NAME_CHARS - 1].strip("._")) + "+"
+    return readable or "defaults"
 
 
 def _short(value: Any) -> str:
@@ -161,6 +177,21 @@ def write_cell(cell_dir: Path, config: dict[str, Any]) -> None:
         return
     with contextlib.suppress(FileExistsError):  # a concurrent job of the same cell
         write_json(path, {"config": config}, replace=False)
+
+
+def other_cell(cell_dir: Path, config: dict[str, Any]) -> str:
+    """Why cell_dir cannot take this cell (its cell.json names another cell, or cannot be
+    read), or "": the planner then records that cell failed, and the rest run."""
+    path = cell_dir / CELL_FILE
+    if not (path.exists() or path.is_symlink()):
+        return ""
+    try:
+        held = read_json(path, cell_dir.parent)
+    except RecordError as err:
+        return f"{cell_dir}: {err}: move it away to run this cell"
+    if identity_key(held.get("config", {})) != identity_key(config):
+        return f"{cell_dir} holds another cell (its {CELL_FILE} differs): move it away to run it"
+    return ""
 
 
 def write_result(cell_dir: Path, doc: dict[str, Any]) -> bool:
@@ -304,6 +335,11 @@ class CellRecord:
 def read_cell(cell_dir: Path, root: Path) -> CellRecord:
     """The record of one cell dir, never an exception: anything unexpected is `failed`."""
     record = CellRecord(name=cell_dir.name)
+    try:
+        os.listdir(cell_dir)
+    except OSError as err:  # mode 000, say: the row says so, the report goes on
+        record.error = f"{cell_dir.name} cannot be read ({err.strerror})"
+        return record
     attempt = _read_optional(cell_dir / RUN_FILE, root)
     if isinstance(attempt, dict):
         record.run_id = attempt.get("run_id") if isinstance(attempt.get("run_id"), str) else None
@@ -388,7 +424,10 @@ def cell_dirs(sweep_dir: Path) -> list[Path]:
             continue
         path = Path(entry.path)
         markers = (path / CELL_FILE, path / METRICS_FILE, path / ".hydra")
-        if any(m.exists() or m.is_symlink() for m in markers):
+        try:
+            if any(m.exists() or m.is_symlink() for m in markers):
+                dirs.append(path)
+        except OSError:  # a dir that cannot be read: reported as such (read_cell)
             dirs.append(path)
     return sorted(dirs)
 
@@ -439,37 +478,183 @@ def command_line(program: str = "attnlab") -> str:
     return shlex.join([*shlex.split(program), *sys.argv[1:]])
 
 
-def lock_sweep_dir(sweep_dir: Path, command: str) -> Any:
-    """Hold the sweep dir's lock (an flock, released when this process ends however it
-    ends) and say who holds it; RecordError naming the holder if another process does.
+class SweepLock:
+    """The sweep dir's lock: an flock on the dir itself, which removing a file cannot undo
+    (a lock file removed by hand would let a second process lock a new one), and on
+    LOCK_FILE (the lock earlier versions of attnlab take). Both are released
+    when the process ends, however it ends."""
+
+    def __init__(self, sweep_dir: Path) -> None:
+        from filelock import FileLock
+
+        self.sweep_dir = sweep_dir
+        self._file = FileLock(str(sweep_dir / LOCK_FILE))
+        self._dir_fd: int | None = None
+
+    def try_acquire(self) -> bool:
+        import fcntl
+
+        from filelock import Timeout
+
+        fd = os.open(self.sweep_dir, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        except OSError:  # a filesystem without flock on dirs (NFS): the file lock alone
+            os.close(fd)
+            fd = -1
+        try:
+            self._file.acquire(timeout=0)
+        except Timeout:
+            if fd >= 0:
+                os.close(fd)
+            return False
+        self._dir_fd = fd
+        return True
+
+    def release(self) -> None:
+        self._file.release()
+        if self._dir_fd is not None:
+            if self._dir_fd >= 0:
+                os.close(self._dir_fd)
+            self._dir_fd = None
+
+    def __enter__(self) -> SweepLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def lock_sweep_dir(sweep_dir: Path, command: str) -> SweepLock:
+    """Hold the sweep dir's lock (SweepLock) and say who holds it; RecordError naming the
+    holder if another process does.
 
     A sweep holds it for its whole run, `python -m attnlab.report` while it rebuilds the
     report: the sweep's files have one owner at a time.
     """
-    from filelock import FileLock, Timeout
-
-    lock = FileLock(str(sweep_dir / LOCK_FILE))
+    lock = SweepLock(sweep_dir)
+    if not lock.try_acquire():
+        raise RecordError(f"{sweep_dir} is in use by {holder_text(sweep_dir)}; wait for it to end")
     try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        held = _read_optional(sweep_dir / HOLDER_FILE, sweep_dir)
-        held = held if isinstance(held, dict) else {}
-        since = time.strftime("%H:%M:%S", time.localtime(float(held.get("since") or 0)))
-        raise RecordError(
-            f"{sweep_dir} is in use by another process (pid {held.get('pid', '?')} on "
-            f"{held.get('host', '?')}, since {since}: {held.get('command', '?')}); wait for "
-            "it to end"
-        ) from None
-    holder = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
-    write_json(sweep_dir / HOLDER_FILE, {**holder, "command": command})
+        wait_for_workers(sweep_dir)
+        holder = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
+        write_json(sweep_dir / HOLDER_FILE, {**holder, "command": command})
+    except BaseException:
+        lock.release()
+        raise
     return lock
 
 
+def holder_text(sweep_dir: Path, wait: float = 3.0) -> str:
+    """Who holds the sweep dir's lock, as the holder file says. A process that has just won
+    the lock writes that file a moment later: a holder file naming a process that is gone
+    is re-read for up to `wait` seconds, and never named."""
+    deadline = time.monotonic() + wait
+    while True:
+        held = _read_optional(sweep_dir / HOLDER_FILE, sweep_dir)
+        held = held if isinstance(held, dict) else {}
+        if _alive(held):
+            break
+        if time.monotonic() > deadline:
+            return "another process"
+        time.sleep(0.05)
+    pid, host = one_line(str(held.get("pid", "?")), 20), one_line(str(held.get("host", "?")), 80)
+    return (
+        f"another process (pid {pid} on {host}, since {_clock(held.get('since'))}: "
+        f"{one_line(str(held.get('command', '?')), 300)})"
+    )
+
+
+def _alive(held: dict[str, Any]) -> bool:
+    """The holder file names a running process (on another host: taken as running)."""
+    pid = held.get("pid")
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        return False
+    if held.get("host") != socket.gethostname():
+        return bool(held.get("host"))
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: running, as another user
+        return True
+    return True
+
+
+def _clock(since: Any) -> str:
+    """A holder's start time as HH:MM:SS, or "?" for anything but a sane timestamp."""
+    try:
+        return time.strftime("%H:%M:%S", time.localtime(float(since)))
+    except (TypeError, ValueError, OverflowError, OSError):
+        return "?"
+
+
+WORKERS_LOCK = ".attnlab.workers.lock"
+# The sweep process's pid, set by the sweep for the launcher workers it starts.
+OWNER_ENV = "ATTNLAB_SWEEP_OWNER"
+
+
+@contextlib.contextmanager
+def worker_share(sweep_dir: Path) -> Iterator[None]:
+    """Held by a launcher's worker while it runs a job in sweep_dir (a shared flock): the
+    next sweep or report waits for it (wait_for_workers), so a worker that outlived a
+    killed sweep never races its resume."""
+    import fcntl
+
+    fd = os.open(sweep_dir / WORKERS_LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)
+
+
+def wait_for_workers(sweep_dir: Path, timeout: float = 120.0) -> None:
+    """Wait until no worker of an earlier sweep runs a job in sweep_dir (they end with
+    their sweep: attnlab.sweep.jobs.die_with_sweep); RecordError after timeout seconds."""
+    import fcntl
+    import logging
+
+    path = sweep_dir / WORKERS_LOCK
+    if not path.exists():
+        return
+    fd = os.open(path, os.O_RDWR)
+    try:
+        deadline = time.monotonic() + timeout
+        said = False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise RecordError(
+                        f"workers of an earlier run still write cells in {sweep_dir} (they "
+                        f"hold {WORKERS_LOCK} after {timeout:.0f} s)"
+                    ) from None
+                if not said:
+                    said = True
+                    logging.getLogger(__name__).info(
+                        "waiting for the workers of an earlier run in %s to end", sweep_dir
+                    )
+                time.sleep(0.05)
+    finally:
+        os.close(fd)
+
+
 def remove_temp_files(sweep_dir: Path) -> int:
-    """Delete temp files that killed writes left in the sweep dir, its cells and figures/;
+    """Delete temp files that killed writes left in the sweep dir, its cells (a dir whose
+    first cell.json a killed planning was writing holds nothing else), figures/ and .jobs/;
     return how many. Call only while holding the sweep's lock."""
     removed = 0
-    places = [sweep_dir, sweep_dir / FIGURES_DIR, *cell_dirs(sweep_dir)]
+    try:
+        subdirs = [Path(e.path) for e in os.scandir(sweep_dir) if e.is_dir(follow_symlinks=False)]
+    except OSError:
+        subdirs = []
+    places = [sweep_dir, *subdirs]
     for place in places:
         if place.is_symlink() or not place.is_dir():
             continue

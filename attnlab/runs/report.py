@@ -46,10 +46,12 @@ def collect_runs(sweep_dir: Path) -> pd.DataFrame:
         config_keys.update(dict.fromkeys(config))
         if record.finished:
             status = "cached" if record.status == "cached" else None
+            problem = csv_problems(sweep_dir, record.name)  # said in the row; numbers kept
             runs = [
                 {
                     **run,
                     "status": status if status and run["status"] != "diverged" else run["status"],
+                    **({"error": problem} if problem else {}),
                 }
                 for run in record.runs
             ]
@@ -215,6 +217,10 @@ def markdown(summary: pd.DataFrame, report: pd.DataFrame, made: Provenance) -> s
     if len(failed):
         lines += ["", "## Failed cells", ""]
         lines += [f"- `{r.job}`: {r.error}" for r in failed.itertuples()]
+    odd = report[(report["status"] != "failed") & (report["error"] != "")].drop_duplicates("job")
+    if len(odd):  # results kept, a file beside them not as attnlab wrote it
+        lines += ["", "## Cells with an odd file (their results are used, not the file)", ""]
+        lines += [f"- `{r.job}`: {r.error}" for r in odd.itertuples()]
     return "\n".join(lines) + "\n"
 
 
@@ -563,14 +569,50 @@ def cell_histories(
 
 def cell_csv(sweep_dir: Path, row: pd.Series, name: str) -> pd.DataFrame | None:
     """A cell's CSV (history.csv, attention.csv) read through the strict reader; None for
-    a cell without results, or whose file is missing or unreadable (the figure skips it)."""
-    path = sweep_dir / str(row["job"]) / name
-    if row["n_seeds"] == 0 or not path.exists():
+    a cell without results, or whose file is missing or not what attnlab writes (the
+    figure skips it; collect_runs puts the reason in the cell's rows)."""
+    if row["n_seeds"] == 0:
         return None
+    return read_cell_csv(sweep_dir / str(row["job"]), sweep_dir, name)[0]
+
+
+# The columns each of a cell's CSVs must hold (numbers), and the ones that identify a row.
+CSV_COLUMNS = {
+    records.ATTENTION_CSV: (("seed", "column", "weight"), ("seed", "column")),
+    records.HISTORY_CSV: (("seed", "epoch", *HISTORY_METRICS), ("seed", "epoch")),
+}
+
+
+def read_cell_csv(cell_dir: Path, sweep_dir: Path, name: str) -> tuple[pd.DataFrame | None, str]:
+    """(the CSV, "") if it is what attnlab writes; (None, "") if there is none (sweeps of
+    older versions); (None, why) otherwise: the strict reader's rule for every file."""
+    path = cell_dir / name
     try:
-        return pd.read_csv(io.BytesIO(records.read_bytes(path, sweep_dir, records.MAX_CSV_BYTES)))
-    except (records.RecordError, ValueError):
-        return None
+        if not path.exists() and not path.is_symlink():
+            return None, ""
+        frame = pd.read_csv(io.BytesIO(records.read_bytes(path, sweep_dir, records.MAX_CSV_BYTES)))
+    except records.RecordError as err:
+        return None, str(err)
+    except OSError as err:
+        return None, f"{name} cannot be read ({err.strerror})"
+    except (ValueError, UnicodeDecodeError) as err:  # pandas' ParserError is a ValueError
+        return None, f"{name} is not a CSV ({records.one_line(str(err), 120)})"
+    needed, key = CSV_COLUMNS[name]
+    missing = [c for c in needed if c not in frame.columns]
+    if missing:
+        return None, f"{name} has no column {', '.join(missing)}"
+    odd = [c for c in needed if not pd.api.types.is_numeric_dtype(frame[c])]
+    if odd:
+        return None, f"{name}: column {odd[0]} holds something other than numbers"
+    if frame.duplicated(list(key)).any():
+        return None, f"{name} repeats a ({', '.join(key)}) row"
+    return frame, ""
+
+
+def csv_problems(sweep_dir: Path, job: str) -> str:
+    """What is wrong with a finished cell's CSVs, or "" (every one is as attnlab writes)."""
+    whys = [read_cell_csv(sweep_dir / job, sweep_dir, name)[1] for name in CSV_COLUMNS]
+    return "; ".join(why for why in whys if why)
 
 
 def attention_cells(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import shlex
 import sys
 from dataclasses import dataclass, field
@@ -58,7 +59,8 @@ def open_sweep_dir(sweep_dir: Path) -> None:
     if outcome.sweep_dir == sweep_dir and outcome.lock is not None:
         return  # opened already in this process (attnlab's sweeper, then this callback)
     where = f"hydra.sweep.dir={sweep_dir}"
-    if sweep_dir.is_symlink() or (sweep_dir.exists() and not sweep_dir.is_dir()):
+    # A symlink to a directory is the user's own way to place the sweep: followed.
+    if (sweep_dir.exists() or sweep_dir.is_symlink()) and not sweep_dir.is_dir():
         raise Abort(f"{where} is not a directory")
     made = next((d for d in [*reversed(sweep_dir.parents), sweep_dir] if not d.exists()), None)
     try:
@@ -70,6 +72,8 @@ def open_sweep_dir(sweep_dir: Path) -> None:
     except OSError as err:
         raise Abort(f"{where}: cannot write there ({err.strerror})", 1) from None
     outcome.lock, outcome.sweep_dir = lock, sweep_dir
+    # The launcher workers this process starts end with it (attnlab.sweep.jobs).
+    os.environ[records.OWNER_ENV] = str(os.getpid())
     try:
         removed = records.remove_temp_files(sweep_dir)
         adopt_legacy_cells(sweep_dir)
@@ -138,17 +142,20 @@ def finish_sweep(sweep_dir: Path, lost_reason: str) -> None:
     run_id = state.get("run_id")
     cells_of_run = state.get("cells")
     planned: list[str] = cells_of_run if isinstance(cells_of_run, list) else []
+    given = state.get("blocked")
+    blocked: dict[str, str] = given if isinstance(given, dict) else {}
     by_name = {r.name: r for r in records.read_cells(sweep_dir)}
     for name in planned:
         record = by_name.get(name)
+        if name in blocked and (record is None or (sweep_dir / name).is_symlink()):
+            continue  # a symlink or a file in the cell's place: nothing written through it
         if record is None or record.run_id != run_id:
             outcome_now = "completed" if record is not None and record.finished else "failed"
-            error = "" if outcome_now == "completed" else lost_reason
+            error = "" if outcome_now == "completed" else blocked.get(name, lost_reason)
             with contextlib.suppress(OSError):
                 records.write_attempt(sweep_dir / name, outcome_now, run_id, error)
     cells = {r.name: r for r in records.read_cells(sweep_dir) if run_id and r.run_id == run_id}
-    given = state.get("blocked")
-    blocked: dict[str, str] = given if isinstance(given, dict) else {}
+    blocked = {name: why for name, why in blocked.items() if name not in cells}
     outcome.cells = len(cells) + len(blocked)
     # A failed attempt counts even where an earlier run's result stands (a rerun with a bad
     # trainer.threads fails, and the finished cell keeps its result).

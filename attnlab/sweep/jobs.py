@@ -15,6 +15,9 @@ in a dir named by the same rule (the `attnlab.cell_dir` resolver).
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -46,11 +49,68 @@ def run_job(cfg: DictConfig) -> float | None:
         run_single(cfg, out_dir, hc)
         return None
     sweep_dir = job_sweep_dir(hc)
-    pack = hc.job.env_set.get(PACK_ENV)
-    if pack:
-        run_pack_job(sweep_dir, str(pack), hc)
+    die_with_sweep()
+    with records.worker_share(sweep_dir):
+        pack = hc.job.env_set.get(PACK_ENV)
+        if pack:
+            run_pack_job(sweep_dir, str(pack), hc)
+            return None
+        return run_cell_job(cfg, sweep_dir, out_dir, hc)
+
+
+_watched: set[int] = set()
+
+
+def die_with_sweep(poll: float = 0.1) -> None:
+    """In a launcher worker that the sweep's process started (joblib, submitit_local,
+    Ray on this machine), end this process (SIGKILL) once the sweep's process is gone: a
+    killed sweep leaves no worker writing cells without its lock. A no-op in the sweep's
+    own process, in jobs it did not start (SLURM), and where /proc is missing."""
+    owner = os.environ.get(records.OWNER_ENV, "")
+    if not owner.isdigit() or int(owner) == os.getpid() or int(owner) in _watched:
+        return
+    pid = int(owner)
+    started = _start_time(pid)
+    if started is None or not _is_ancestor(pid):
+        return
+    _watched.add(pid)
+
+    def watch() -> None:
+        while _start_time(pid) == started:
+            time.sleep(poll)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="attnlab-die-with-sweep", daemon=True).start()
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """/proc/<pid>/stat's fields after the command name (state first), or None."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+    except OSError:
         return None
-    return run_cell_job(cfg, sweep_dir, out_dir, hc)
+    return text.rpartition(")")[2].split()
+
+
+def _start_time(pid: int) -> str | None:
+    """The process's start time (tells it from a later process given its pid); None once
+    it is gone or a zombie."""
+    fields = _stat_fields(pid)
+    if fields is None or len(fields) < 20 or fields[0] in ("Z", "X"):
+        return None
+    return fields[19]
+
+
+def _is_ancestor(pid: int) -> bool:
+    current = os.getppid()
+    for _ in range(64):
+        if current == pid:
+            return True
+        fields = _stat_fields(current)
+        if current <= 1 or fields is None or len(fields) < 2:
+            return False
+        current = int(fields[1])
+    return False
 
 
 def is_sweep_job(hc: Any) -> bool:

@@ -242,6 +242,8 @@ def sort_cells(sweep_dir: Path, cells: list[Cell], run_id: str | None) -> Plan:
             continue  # a cell listed twice (say, a sweep over trainer.verbose) runs once
         seen.add(key)
         blocked = blocked_dir(sweep_dir / cell.name)
+        if not blocked and key not in finished:  # a cell.json edited by hand: this cell only
+            blocked = records.other_cell(sweep_dir / cell.name, cell.config)
         if blocked:  # nothing is written through it; the run fails with the reason
             plan.names.append(cell.name)
             plan.blocked[cell.name] = blocked
@@ -299,7 +301,10 @@ def launch(
         log.error(
             "the launcher lost a job: %s", records.one_line(f"{type(err).__name__}: {err}", 300)
         )
-        record_lost(sweep_dir, run_id, packs_cells, lost_reasons(err, config, len(batch)))
+        reasons = lost_reasons(err, config, len(batch))
+        if type(err).__name__ == "TerminatedWorkerError":  # joblib: one dead worker ends all
+            reasons = retry_alone(launcher, batch, sweep_dir, run_id, packs_cells, reasons)
+        record_lost(sweep_dir, run_id, packs_cells, reasons)
         return []
     raise_if_stopped()  # a signal swallowed inside a job (Hydra: a FAILED return)
     failed = {}
@@ -310,6 +315,35 @@ def launch(
             log.error("job %d failed: %s", index, failed[index])
     record_lost(sweep_dir, run_id, packs_cells, failed)
     return [returns]
+
+
+def retry_alone(
+    launcher: Any,
+    batch: list[list[str]],
+    sweep_dir: Path,
+    run_id: str | None,
+    packs_cells: list[list[str]],
+    reasons: dict[int, str],
+) -> dict[int, str]:
+    """Rerun, one at a time, the jobs whose cells got no record of this run; return the
+    reasons of the jobs lost again.
+
+    joblib's loky kills every worker once one dies (say, the OOM killer's victim), so the
+    healthy jobs beside it are lost too and which one died is unknown: each runs again
+    alone, and only a job lost alone is recorded failed.
+    """
+    left = {}
+    for index, names in enumerate(packs_cells):
+        cells = [records.read_cell(sweep_dir / name, sweep_dir) for name in names]
+        if all(c.run_id == run_id or c.finished for c in cells):
+            continue
+        log.info("running job %d again, alone: a worker beside it was lost", index)
+        try:
+            launcher.launch([batch[index]], initial_job_idx=index)
+        except Exception as err:
+            raise_if_stopped()
+            left[index] = records.one_line(f"{type(err).__name__}: {err}", 200)
+    return left
 
 
 def blocked_dir(cell_dir: Path) -> str:
