@@ -41,6 +41,9 @@ from typing import Any
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 REPO = Path(__file__).resolve().parent.parent
+# Run as a script, its folder is on sys.path, not the checkout: benchmarks.replicas_vs_fit
+# (the FLOP count and the matmul rate) and this checkout's attnlab come from REPO.
+sys.path.insert(0, str(REPO))
 SIDES = ("attnlab", "peer")
 
 
