@@ -71,8 +71,8 @@ def attnlab_child(replicas: int) -> None:
     import keras  # noqa: F401  (before the clock)
     import numpy as np
 
-    from attnlab.config import DataConfig, ExperimentConfig, ModelConfig, TrainerConfig
-    from attnlab.experiment import train_and_measure
+    from attnlab.engine.config import DataConfig, ExperimentConfig, ModelConfig, TrainerConfig
+    from attnlab.engine.experiment import train_and_measure
 
     cfg = ExperimentConfig(
         data=DataConfig(classes=20),
