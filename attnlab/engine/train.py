@@ -316,6 +316,13 @@ class FusedAdam:
             )
 
 
+# The largest x (bytes) of a shard whose inputs are gathered a whole epoch at a time: one gather
+# an epoch, then a contiguous slice a step, instead of a gather of scattered rows every step
+# (~5-15% less CPU a step of a 64-replica shard of the 20-class cell; the same numbers). The
+# gathered copy is as big as x, so bigger inputs (long sequences, many features) gather per step.
+EPOCH_GATHER_BYTES = 256 * 2**20
+
+
 def make_epoch_fn(
     model: keras.Model,
     apply: Callable[[list[tf.Tensor]], Any],
@@ -347,14 +354,22 @@ def make_epoch_fn(
     if jit_compile:
         train_step = tf.function(train_step, jit_compile=True)
 
+    def gather(rows):  # (batch, replicas) sample indices -> their x and y, each replica's own
+        idx = tf.stack([rows, tf.broadcast_to(cols, tf.shape(rows))], axis=-1)
+        return tf.gather_nd(x, idx), tf.gather_nd(y, idx)
+
+    whole_epoch = x.shape.num_elements() * x.dtype.size <= EPOCH_GATHER_BYTES
+
     @tf.function
     def run_epoch(order):  # (n, replicas): each replica's sample order
         total = tf.zeros([replicas], tf.float32)
+        if whole_epoch:  # the epoch's samples in batch order: each step a contiguous slice
+            xs, ys = gather(order)  # (n, replicas, ...), (n, replicas)
         for step in tf.range(steps):
-            rows = order[step * batch_size : (step + 1) * batch_size]  # (batch, replicas)
-            idx = tf.stack([rows, tf.broadcast_to(cols, tf.shape(rows))], axis=-1)
-            per_replica = train_step(tf.gather_nd(x, idx), tf.gather_nd(y, idx))
-            total += per_replica * tf.cast(tf.shape(rows)[0], tf.float32)
+            batch = slice(step * batch_size, (step + 1) * batch_size)
+            xb, yb = (xs[batch], ys[batch]) if whole_epoch else gather(order[batch])
+            per_replica = train_step(xb, yb)
+            total += per_replica * tf.cast(tf.shape(yb)[0], tf.float32)
         return total / n
 
     return run_epoch
