@@ -195,8 +195,8 @@ def run_cell(overrides: Sequence[str], out_dir: str | PathLike[str]) -> dict[str
     finished = finished_result(exp, Path(out_dir))
     if finished is not None:
         return finished
-    apply_threads(exp.trainer.threads, None)
-    return run_experiment(exp, Path(out_dir))
+    cores = apply_threads(exp.trainer.threads, None)
+    return run_experiment(exp, Path(out_dir), cores=cores)
 
 
 def finished_result(exp: ExperimentConfig, out_dir: Path) -> dict[str, Any] | None:

@@ -44,15 +44,19 @@ class CellResult(NamedTuple):
 
 
 def train_and_measure(
-    cfg: ExperimentConfig, on_epoch: Callable[[int], None] | None = None
+    cfg: ExperimentConfig,
+    on_epoch: Callable[[int], None] | None = None,
+    cores: int | None = None,
 ) -> CellResult:
     """Train one replica per seed; return one record per seed, the tidy mean attention and
     the tidy learning curves."""
-    return train_cells([cfg], on_epoch=on_epoch)[0]
+    return train_cells([cfg], on_epoch=on_epoch, cores=cores)[0]
 
 
 def train_cells(
-    cfgs: list[ExperimentConfig], on_epoch: Callable[[int], None] | None = None
+    cfgs: list[ExperimentConfig],
+    on_epoch: Callable[[int], None] | None = None,
+    cores: int | None = None,
 ) -> list[CellResult]:
     """Train several cells as replicas of one model, one replica per (cell, seed); return
     each cell's records, tidy mean attention and tidy learning curves, in order.
@@ -60,6 +64,8 @@ def train_cells(
     The cells may differ only in seeds, data.classes, data.attention_column,
     data.key_encoding and model.attention (attnlab.sweep.packing.pack_key): each replica has its
     own data, key, class count and attention mode, so it trains as it would alone.
+    cores: the cores the job resolved for training (attnlab.sweep.launchers.apply_threads);
+    None: the first cell's trainer.threads (0: all this process may use).
     """
     import keras  # deferred: TensorFlow loads only when a job really trains
 
@@ -68,7 +74,7 @@ def train_cells(
     from attnlab.engine.train import configure_tensorflow, fit, predict, shard_slices
 
     first = cfgs[0]
-    cores = configure_tensorflow(first.trainer.threads)
+    cores = configure_tensorflow(first.trainer.threads if cores is None else cores)
     keras.backend.clear_session()  # jobs of a sweep share this process
     seeds = [seed for cfg in cfgs for seed in cfg.seeds]
     data_cfgs = [cfg.data for cfg in cfgs for _ in cfg.seeds]  # replica r's own

@@ -42,32 +42,27 @@ from attnlab.engine.models import LOGITS_LAYER, ShardedModel, attention_model, l
 
 log = logging.getLogger(__name__)
 
-# Cores this process trains on, fixed by the first configure_tensorflow call (TensorFlow's
-# thread pools can be set only once).
-_cores = 0
-
 
 def configure_tensorflow(threads: int) -> int:
     """Deterministic ops, and the cores to train on (0: all this process may use); returns
-    that count: up to that many shards of replicas train side by side, one thread each.
+    that count, which the caller hands to train_cells: up to that many shards of replicas
+    train side by side, one thread each.
 
     TensorFlow fixes its thread pools when it first runs an op, so only the first call in a
-    process can set them; later jobs in the same process keep them.
+    process sets them (one intra-op thread: TensorFlow's own state says whether that was
+    done); a later job in the same process trains its shards on those pools.
     """
-    global _cores
-    tf.config.experimental.enable_op_determinism()
-    if not _cores:
-        from attnlab.engine.resources import available_cpus
+    from attnlab.engine.resources import available_cpus
 
-        _cores = threads if threads > 0 else available_cpus()
+    tf.config.experimental.enable_op_determinism()
+    cores = threads if threads > 0 else available_cpus()
+    if tf.config.threading.get_intra_op_parallelism_threads() != 1:  # not set yet
         try:
             tf.config.threading.set_intra_op_parallelism_threads(1)
-            tf.config.threading.set_inter_op_parallelism_threads(max(2, _cores))
+            tf.config.threading.set_inter_op_parallelism_threads(max(2, cores))
         except RuntimeError:
             log.warning("TensorFlow already started: its thread pools stay as they are")
-    elif threads > 0 and threads != _cores:
-        log.warning("trainer.threads=%d ignored: this process trains on %d", threads, _cores)
-    return _cores
+    return cores
 
 
 # Replicas a shard needs to be worth its own thread. A second shard costs its own trace,

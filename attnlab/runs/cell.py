@@ -43,6 +43,7 @@ def run_experiment(
     run_id: str | None = None,
     seed_lines: bool = False,
     on_epoch: Callable[[int], None] | None = None,
+    cores: int | None = None,
 ) -> dict[str, Any]:
     """Validate, train all seeds as replicas, measure, write the files; return metrics.json.
 
@@ -50,7 +51,8 @@ def run_experiment(
     (attnlab.sweep.packing); then only the files are written. run_id: the sweep run that trains
     it, recorded in metrics.json. seed_lines: log a line per seed on the console (a single
     run; in a sweep they go to the log file, unless trainer.verbose). on_epoch: fit's
-    progress callback (attnlab.sweep.progress).
+    progress callback (attnlab.sweep.progress). cores: what the job resolved to train on
+    (attnlab.sweep.launchers.apply_threads); None: the config's trainer.threads.
     """
     cfg.validate()
     if trained is None:  # memory is checked before training only: trained work is written
@@ -59,7 +61,7 @@ def run_experiment(
         raise ConfigError(f"out_dir={out_dir} is a file, not a directory: choose another")
     if (out_dir / METRICS_FILE).exists():  # a finished result is never written over
         raise RecordError(f"{out_dir} already holds a finished {METRICS_FILE}")
-    result = trained or train_and_measure(cfg, on_epoch)
+    result = trained or train_and_measure(cfg, on_epoch, cores)
     for record in result.records:
         logger = log if cfg.trainer.verbose or seed_lines else seed_log
         _log_record(logger, record, key_column(cfg.data))

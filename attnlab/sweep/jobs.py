@@ -140,11 +140,13 @@ def run_single(cfg: DictConfig, out_dir: Path, hc: Any) -> None:
     seeds, epochs = len(cell.exp.seeds), cell.exp.trainer.epochs
     # Loading TensorFlow and the first epoch take seconds: say what is coming first.
     log.info("training %d seed(s) for %d epoch(s) into %s", seeds, epochs, out_dir)
-    apply_threads(cell.exp.trainer.threads, hc)
+    cores = apply_threads(cell.exp.trainer.threads, hc)
     start = time.perf_counter()
     progress = PackProgress(f"run ({seeds} seeds)", seeds, epochs)
     try:
-        runs = run_experiment(cell.exp, out_dir, seed_lines=True, on_epoch=progress.epoch)["runs"]
+        runs = run_experiment(
+            cell.exp, out_dir, seed_lines=True, on_epoch=progress.epoch, cores=cores
+        )["runs"]
     finally:
         progress.close()
     log.info(run_summary(runs, key_column(cell.exp.data), time.perf_counter() - start))
@@ -171,8 +173,8 @@ def run_cell_job(cfg: DictConfig, sweep_dir: Path, out_dir: Path, hc: Any) -> fl
         try:
             records.write_cell(out_dir, cell.config)
             records.set_aside_broken(out_dir, sweep_dir)
-            apply_threads(cell.exp.trainer.threads, hc)
-            runs = run_experiment(cell.exp, out_dir, run_id=run_id)["runs"]
+            cores = apply_threads(cell.exp.trainer.threads, hc)
+            runs = run_experiment(cell.exp, out_dir, run_id=run_id, cores=cores)["runs"]
         except Exception as err:
             error = error_line(err)
             log.error("cell failed: %s", error, exc_info=not is_config_error(err))
@@ -193,7 +195,7 @@ def run_pack_job(sweep_dir: Path, pack_id: str, hc: Any) -> None:
     names = [str(entry["name"]) for entry in spec["cells"]]
     try:
         exps = [from_hydra(OmegaConf.create(entry["config"])) for entry in spec["cells"]]
-        apply_threads(exps[0].trainer.threads, hc)  # imports TensorFlow: seconds
+        cores = apply_threads(exps[0].trainer.threads, hc)  # imports TensorFlow: seconds
     except Exception as err:  # e.g. submitit's time-limit signal while TensorFlow loads
         error = error_line(err)
         log.error("the pack could not start: %s", error, exc_info=not is_config_error(err))
@@ -212,7 +214,7 @@ def run_pack_job(sweep_dir: Path, pack_id: str, hc: Any) -> None:
         log.info("training %d cells as one model (%d seeds; classes %s)", len(exps), seeds, classes)
         start = time.perf_counter()
         try:
-            results = list(train_cells(exps, on_epoch=progress.epoch))
+            results = list(train_cells(exps, on_epoch=progress.epoch, cores=cores))
             log.info("trained %d cells in %.1f s", len(exps), time.perf_counter() - start)
         except Exception:
             raise_if_stopped()
@@ -235,7 +237,9 @@ def run_pack_job(sweep_dir: Path, pack_id: str, hc: Any) -> None:
             )
         try:
             on_epoch = alone.epoch if alone is not None else None
-            runs = run_experiment(exp, cell_dir, trained, run_id=run_id, on_epoch=on_epoch)["runs"]
+            runs = run_experiment(
+                exp, cell_dir, trained, run_id=run_id, on_epoch=on_epoch, cores=cores
+            )["runs"]
         except Exception as err:
             error = error_line(err)
             log.error("cell failed: %s", error, exc_info=not is_config_error(err))

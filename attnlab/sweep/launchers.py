@@ -72,8 +72,9 @@ def resolve_threads(trainer_threads: int, hydra_cfg: Any | None) -> int:
 def apply_threads(trainer_threads: int, hydra_cfg: Any | None) -> int:
     """Set the cores this process trains on by resolve_threads; return the count.
 
-    Call in the job, before it trains: only the first call of a process takes effect (loky
-    reuses its workers across jobs, but every job of a sweep resolves to the same count).
+    Call in the job, before it trains, and pass the count to the training (train_cells'
+    `cores`): TensorFlow's pools are set by the first call of a process only (loky reuses its
+    workers across jobs, but every job of a sweep resolves to the same count).
     """
     from attnlab.engine.train import (
         configure_tensorflow,  # deferred: TensorFlow loads only to train
