@@ -3,7 +3,9 @@ report from disk, and what the CLI reports (SweepOutcome).
 
 Hydra instantiates the callback from conf/config.yaml (hydra.callbacks.sweep), so the CLI
 cannot hand it an object: the outcome of this process's multirun is kept in `outcome`,
-which only this module writes and only attnlab.__main__ reads.
+which only this module writes and only attnlab.__main__ reads. It is process state by
+nature, as the stop signals are: it holds the sweep dir's lock, which must live until the
+process exits, and the sweep dir a Ctrl-C that escaped Hydra must still report.
 """
 
 from __future__ import annotations
