@@ -55,8 +55,9 @@ def finished(tmp_path):
 @pytest.mark.parametrize(
     ("typo", "status", "words"),
     [
-        ("seeds=[0,0]", 1, ["2 of 2 cell(s) of this run failed", "kept"]),
-        ("trainer.threads=-1", 1, ["2 of 2 cell(s) of this run failed"]),
+        # Invalid in every cell it is in: refused before anything runs (issue 19, item 10).
+        ("seeds=[0,0]", 2, ["seeds=[0, 0] is not allowed", "without duplicates"]),
+        ("trainer.threads=-1", 2, ["trainer.threads=-1 is not allowed", "an integer >= 0"]),
     ],
 )
 def test_a_typo_in_a_rerun_never_touches_finished_cells(tmp_path, finished, typo, status, words):
