@@ -119,3 +119,29 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
         yield
     finally:
         beat.end()
+
+
+@pytest.fixture(autouse=True)
+def _logging_as_it_was() -> Iterator[None]:
+    """Each test leaves the process's logging as it found it. An in-process Hydra run
+    (Hydra.multirun(), its plugin suites) configures its job logging with a file handler in
+    the job's dir; left in place, a later test's log line opens that file in a dir that is
+    gone (FileHandler's delayed open raises through the logging call)."""
+    import logging
+
+    manager = logging.Logger.manager
+    saved = {
+        name: (list(lg.handlers), lg.level, lg.propagate, lg.disabled)
+        for name, lg in [("", logging.root), *manager.loggerDict.items()]
+        if isinstance(lg, logging.Logger)
+    }
+    yield
+    for name, lg in [("", logging.root), *list(manager.loggerDict.items())]:
+        if not isinstance(lg, logging.Logger):
+            continue
+        handlers, level, propagate, disabled = saved.get(name, ([], logging.NOTSET, True, False))
+        for handler in lg.handlers:
+            if handler not in handlers:
+                handler.close()
+        lg.handlers[:] = handlers
+        lg.level, lg.propagate, lg.disabled = level, propagate, disabled
