@@ -168,6 +168,26 @@ def sweep(
     write_text(sweep_dir / "multirun.yaml", OmegaConf.to_yaml(config))
 
     state = records.read_state(sweep_dir)
+    return run_round(sweep_dir, cells, state, request, config, launcher)
+
+
+def run_round(
+    sweep_dir: Path,
+    cells: list[Cell],
+    state: dict[str, Any],
+    request: SweepRequest,
+    config: DictConfig,
+    launcher: Any,
+    round_index: int = 0,
+) -> list[Sequence[JobReturn]]:
+    """One round of training in an open (locked) sweep dir: sort the cells (invalid,
+    reused, pending), pack the pending ones, record the plan in .sweep.json, launch.
+
+    A plain grid is one round. A sweep that chooses its next cells from the results of the
+    last (more seeds where a claim is undecided, probes along an axis) calls this once per
+    round with that round's cells: .sweep.json's cells and work then grow with each round,
+    and round_index keeps each round's pack ids apart.
+    """
     run_id = state.get("run_id")
     plan = sort_cells(sweep_dir, cells, run_id)
     memory = job_memory(OmegaConf.select(config, "hydra.launcher"))
@@ -176,17 +196,21 @@ def sweep(
         request.max_replicas if request.pack else 1,
         (lambda p: pack_fits(p, memory)) if request.pack else (lambda p: len(p) == 1),
     )
-    state["cells"] = plan.names
+    # Every round's cells, in order, each once: the report covers them all.
+    state["cells"] = list(dict.fromkeys([*(state.get("cells") or []), *plan.names]))
     if request.baselines():  # read by the report (attnlab.runs.comparisons)
         state["baselines"] = request.baselines()
     if plan.blocked:
-        state["blocked"] = plan.blocked
+        state["blocked"] = {**state.get("blocked", {}), **plan.blocked}
     # Seed-epochs each cell to train takes: progress lines measure speed in these.
     state["work"] = {c.name: work(c.exp) for c in plan.pending if c.exp is not None}
     write_json(sweep_dir / records.SWEEP_STATE, state)
-    batch, packs_cells = write_packs(sweep_dir, run_id, plan.pending, packs, state["work"])
+    batch, packs_cells = write_packs(
+        sweep_dir, run_id, plan.pending, packs, state["work"], round_index
+    )
     log.info(
-        "sweep of %d cells into %s: %d to train in %d job(s), %d reused, %d invalid",
+        "%s %d cells into %s: %d to train in %d job(s), %d reused, %d invalid",
+        "sweep of" if round_index == 0 else f"round {round_index + 1}:",
         len(plan.names),
         sweep_dir,
         len(plan.pending),
@@ -269,6 +293,7 @@ def write_packs(
     pending: list[Cell],
     packs: list[list[ExperimentConfig]],
     work_of: dict[str, int],
+    round_index: int = 0,
 ) -> tuple[list[list[str]], list[list[str]]]:
     """Each pack's spec and its cells' cell.json; return the jobs' overrides and each job's
     cell names. A pack's place says how much work the sweep has left after it."""
@@ -280,7 +305,7 @@ def write_packs(
         packs_cells.append([c.name for c in pack_cells])
         left -= sum(work(exp) for exp in members)
         place = {"index": index, "of": len(packs), "after": left}
-        batch.append(write_pack(sweep_dir, run_id, place, pack_cells))
+        batch.append(write_pack(sweep_dir, run_id, place, pack_cells, round_index))
     return batch, packs_cells
 
 
@@ -411,12 +436,16 @@ def work(exp: ExperimentConfig) -> int:
 
 
 def write_pack(
-    sweep_dir: Path, run_id: str | None, place: dict[str, int], cells: list[Cell]
+    sweep_dir: Path,
+    run_id: str | None,
+    place: dict[str, int],
+    cells: list[Cell],
+    round_index: int = 0,
 ) -> list[str]:
     """Write the pack's spec (its cells' configs and dirs, its place among the sweep's
     packs) and each cell's cell.json; return the job's overrides: its first cell's, plus
     the pack's id."""
-    pack_id = pack_name(run_id, place["index"])
+    pack_id = pack_name(run_id, place["index"], round_index)
     entries = []
     for cell in cells:
         assert cell.exp is not None
@@ -430,9 +459,11 @@ def write_pack(
     return [*cells[0].overrides, pack_override(pack_id)]
 
 
-def pack_name(run_id: str | None, index: int) -> str:
-    """A pack's id: its spec is <sweep>/.jobs/<id>.json, its job's dir <sweep>/.jobs/<id>."""
-    return f"{(run_id or 'run')[:8]}-{index:03d}"
+def pack_name(run_id: str | None, index: int, round_index: int = 0) -> str:
+    """A pack's id: its spec is <sweep>/.jobs/<id>.json, its job's dir <sweep>/.jobs/<id>;
+    a later round's packs carry the round (r2, r3, ...), so no round rewrites another's."""
+    stem = (run_id or "run")[:8]
+    return f"{stem}-{index:03d}" if round_index == 0 else f"{stem}-r{round_index + 1}-{index:03d}"
 
 
 def pack_override(pack_id: str) -> str:
