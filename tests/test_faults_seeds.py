@@ -24,7 +24,10 @@ pytestmark = pytest.mark.slow
 
 CELLS = ["data.classes=2,5", DEBUG_TINY]
 GROWN = "seeds=[0,1,2,3]"
-INJECT = str(Path(__file__).parent / "inject")
+# The injection first, then whatever the run's own PYTHONPATH holds (a checkout's code).
+INJECT = os.pathsep.join(
+    p for p in (str(Path(__file__).parent / "inject"), os.environ.get("PYTHONPATH")) if p
+)
 
 
 def sweep(tmp_path: Path, sweep_dir: Path, *args: str, env: dict[str, str] | None = None):
