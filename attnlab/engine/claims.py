@@ -51,7 +51,7 @@ import pandas as pd
 from attnlab.engine import paired
 from attnlab.engine.metrics import RUN_METRICS, metric_bounds
 from attnlab.engine.sequential import Claim, ascii_ops, claim_verdict, confidence_sequence
-from attnlab.engine.stats import LEVEL, t_interval, wilson_interval
+from attnlab.engine.stats import LEVEL, t_interval
 
 RATE = "focus_rate"  # a share of seeds: the mean of their attn_focused flags
 RATE_COLUMN = "attn_focused"
@@ -232,9 +232,9 @@ def _interval(
     if differences:  # of focus_rate flags: judge_rate_pairs (Newcombe) instead
         result = paired.paired_t(values, level)
         return float(result.ci_low), float(result.ci_high), "paired t"
-    if rate:
-        low, high = wilson_interval(int(values.sum()), len(values), level)
-        return low, high, "Wilson"
+    if rate:  # the closed form of stats.wilson_interval (summary.csv's), ~100x faster
+        low, high = paired.wilson_bounds(values.sum(), len(values), level)
+        return float(low), float(high), "Wilson"
     low, high = t_interval(values, level, metric_bounds(metric))
     return low, high, "Student t"
 
@@ -311,14 +311,23 @@ def _flag(value: Any) -> float:
 
 
 def _cells(runs: pd.DataFrame, keys: list[str]) -> list[tuple[dict[str, Any], pd.DataFrame]]:
-    """(config, rows) of each cell: the distinct combinations of the keys, in table order."""
+    """(config, rows) of each cell: the distinct combinations of the keys, in order of
+    their values (numbers before text, unknown last), whatever the table's row order."""
     if not keys:
         return [({}, runs)]
     out = []
     for values, rows in runs.groupby(keys, dropna=False, sort=False):
         combo = values if isinstance(values, tuple) else (values,)
         out.append((dict(zip(keys, combo, strict=True)), rows))
-    return out
+    return sorted(out, key=lambda cell: [_sort_key(cell[0][k]) for k in keys])
+
+
+def _sort_key(value: Any) -> tuple[int, float, str]:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return (1, 0.0, str(value))
+    return (0, number, "") if math.isfinite(number) else (2, 0.0, "")
 
 
 def _applies(config: Mapping[str, Any], at: Sequence[tuple[str, str]]) -> bool:
