@@ -233,8 +233,8 @@ def _interval(
         result = paired.paired_t(values, level)
         return float(result.ci_low), float(result.ci_high), "paired t"
     if rate:  # the closed form of stats.wilson_interval (summary.csv's), ~100x faster
-        low, high = paired.wilson_bounds(values.sum(), len(values), level)
-        return float(low), float(high), "Wilson"
+        wilson = paired.wilson_bounds(values.sum(), len(values), level)
+        return float(wilson[0]), float(wilson[1]), "Wilson"
     low, high = t_interval(values, level, metric_bounds(metric))
     return low, high, "Student t"
 
