@@ -296,6 +296,8 @@ def test_comparison_is_the_paired_t_of_the_per_seed_differences():
         (float(expected.ci_low), float(expected.ci_high))
     )
     assert (row["interval"], row["paired"], row["n_unpaired"]) == ("paired t", "by seed", 0)
+    single = evaluate_claims(["focus_rate > 0.5"], controls(), keys)
+    assert single["n_unpaired"].isna().all() and set(single["paired"]) == {""}
     assert list(judged["verdict"]) == ["holds", "holds"]
     assert stats.ttest_rel(ORACLE, LEARNED).pvalue < 0.001  # the data are a clear case
 
@@ -457,7 +459,7 @@ def test_claims_csv_and_the_claims_section(tmp_path, no_figures):
     md = (sweep / "report.md").read_text()
     assert md.index("## How it was run") < md.index("## Claims") < md.index("## Cells")
     section = md[md.index("## Claims") : md.index("## Cells")]
-    assert f"- `{STATED[1]}`: holds\n" in section
+    assert f"- `{STATED[1]}`: **holds** at all 2\n" in section
     assert "  - data.classes=2: **holds** -0.108 [-0.127, -0.088] (4 pairs)" in section
     assert f"- `{STATED[2]}`: **unresolved**; applies to no cell" in section
     assert "Bonferroni" in section and "different lists" not in section

@@ -383,6 +383,7 @@ def evaluate_claims(
     frame = pd.DataFrame(rows, columns=columns)
     for key in shown:  # as given (20, not 20.0 from a column with blanks)
         frame[key] = pd.Series([row.get(key) for row in rows], index=frame.index, dtype=object)
+    frame["n_unpaired"] = frame["n_unpaired"].astype("Int64")  # blank for threshold claims
     return frame
 
 
@@ -451,7 +452,7 @@ def _claim_rows(
                 "level": round(judged.level, 6),
                 "correction": correction_text(with_values),
                 "paired": "by seed" if stated.comparison else "",
-                "n_unpaired": unpaired,
+                "n_unpaired": unpaired if stated.comparison else None,
                 "note": note,
             }
         )
@@ -506,6 +507,6 @@ def claim_summary(rows: pd.DataFrame) -> str:
     e.g. "holds at 3, unresolved at 1 of 4 cells"."""
     counts = rows["verdict"].value_counts()
     if len(counts) == 1:
-        return str(counts.index[0])
-    parts = [f"{v} at {counts[v]}" for v in ("holds", "fails", "unresolved") if v in counts]
-    return ", ".join(parts) + f" of {len(rows)} cells"
+        return f"**{counts.index[0]}** at all {len(rows)}"
+    parts = [f"**{v}** at {counts[v]}" for v in ("holds", "fails", "unresolved") if v in counts]
+    return ", ".join(parts) + f" of {len(rows)}"
