@@ -61,14 +61,14 @@ HISTORY_CSV = "history.csv"
 SWEEP_STATE = ".sweep.json"
 LOCK_FILE = ".attnlab.lock"
 JOBS_DIR = ".jobs"
-REPORT_FILES = ("report.csv", "summary.csv", "comparisons.csv", "report.md")
+REPORT_FILES = ("report.csv", "summary.csv", "comparisons.csv", "claims.csv", "report.md")
 FIGURES_DIR = "figures"
 
 SEEDS_DIR = "seeds"  # <cell>/seeds/<seed>/: a seed added after the cell's first training
 
 # Config keys that are not part of a cell's identity: those that cannot change its numbers,
 # and its seeds (each seed is a record of its own: a cell grows by seeds).
-NOT_IDENTITY = frozenset({"trainer.verbose", "trainer.threads", "objective", "seeds"})
+NOT_IDENTITY = frozenset({"trainer.verbose", "trainer.threads", "objective", "claims", "seeds"})
 NOT_IDENTITY_PREFIXES = ("logger.",)
 
 # Run statuses a finished metrics.json may hold; a run counts in the summary unless diverged.
