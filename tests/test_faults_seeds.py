@@ -169,29 +169,25 @@ def test_a_malformed_seed_record_fails_its_seed_and_is_retrained_once_set_aside(
 
 def test_a_second_grow_run_into_a_busy_dir_is_refused(tmp_path, finished):
     sweep_dir, before = finished
+    # The first grow run pauses as it starts writing its first new seed: mid-grow, locked.
+    env = {"PYTHONPATH": INJECT, "ATTNLAB_TEST_SEED_FILE": "2/attention.csv"}
+    env["ATTNLAB_TEST_SEED_SLEEP"] = "10"
     first = subprocess.Popen(
-        [sys.executable, "-m", "attnlab", "-m", *CELLS, GROWN, "trainer.epochs=3"]
-        + [f"hydra.sweep.dir={sweep_dir}"],
+        [sys.executable, "-m", "attnlab", "-m", *CELLS, GROWN, f"hydra.sweep.dir={sweep_dir}"],
         cwd=tmp_path,
+        env={**os.environ, **env},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
     )
-    holder = sweep_dir / records.HOLDER_FILE
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        if holder.exists() and json.loads(holder.read_text() or "{}").get("pid") == first.pid:
-            break
+    deadline = time.time() + 300
+    while not list(sweep_dir.glob("*/seeds")) and time.time() < deadline:
         time.sleep(0.05)
     proc = sweep(tmp_path, sweep_dir, "seeds=[0,1,2,3,4]")
     assert first.wait(timeout=300) == 0, first.stderr.read() if first.stderr else ""
     assert proc.returncode == 2
     one_line_error(proc, "in use by another process", f"pid {first.pid}")
     assert kept(before, sweep_dir)
-    assert sorted(p.parent.name for p in sweep_dir.glob("*/seeds/*/metrics.json")) == [
-        "2",
-        "2",
-        "3",
-        "3",
-    ]
-    assert os.path.exists(sweep_dir / "report.csv")
+    added = sorted(p.parent.name for p in sweep_dir.glob("*/seeds/*/metrics.json"))
+    assert added == ["2", "2", "3", "3"]  # the first run's seeds, each once
+    assert len(pd.read_csv(sweep_dir / "report.csv")) == 8

@@ -140,7 +140,8 @@ if _kill:
 # of a seed record (<cell>/seeds/<seed>/<file name>, attnlab.runs.cell.write_seed_outputs),
 # send ATTNLAB_TEST_SIGNAL to itself (the default launcher runs jobs in the sweep's own
 # process), or with ATTNLAB_TEST_SEED_FILL=<file> fill the disk by writing that file until
-# the disk is full.
+# the disk is full, or with ATTNLAB_TEST_SEED_SLEEP=<s> sleep that long (a grow run that
+# holds the sweep dir while another starts).
 _seed_file = os.environ.get("ATTNLAB_TEST_SEED_FILE")
 
 
@@ -154,7 +155,12 @@ def _seed_write_and_fault(*args, **kwargs):
     ):
         _fired.append(where)
         filler = os.environ.get("ATTNLAB_TEST_SEED_FILL")
-        if filler:
+        pause = os.environ.get("ATTNLAB_TEST_SEED_SLEEP")
+        if pause:
+            import time
+
+            time.sleep(float(pause))
+        elif filler:
             with open(filler, "wb") as f:
                 try:
                     while True:
