@@ -45,6 +45,10 @@ def collect_runs(sweep_dir: Path) -> pd.DataFrame:
     metrics...; a failed cell gets one row per seed it was asked to train (attnlab.runs.records
     reads every cell dir, and makes anything unexpected a failed record saying why)."""
     rows, config_keys = [], {}
+    # Why the latest run could not even start a cell (its dir a symlink, a file, read-only):
+    # said in its row, not an older record's reason.
+    blocked = records.read_state(sweep_dir).get("blocked")
+    blocked = blocked if isinstance(blocked, dict) else {}
     for record in records.read_cells(sweep_dir):
         config = {k: _cell(v) for k, v in record.config.items() if k not in NOT_COLUMNS}
         config_keys.update(dict.fromkeys(config))
@@ -63,7 +67,8 @@ def collect_runs(sweep_dir: Path) -> pd.DataFrame:
             seeds = record.config.get("seeds")
             if not isinstance(seeds, list) or not seeds:
                 seeds = [math.nan]
-            runs = [{"seed": s, "status": "failed", "error": record.error} for s in seeds]
+            error = str(blocked.get(record.name) or record.error)
+            runs = [{"seed": s, "status": "failed", "error": error} for s in seeds]
         rows += [{"job": record.name, **config, **run} for run in runs]
     columns = ["job", *config_keys, "seed", "status", "error", *RUN_METRICS]
     extra = sorted({k for row in rows for k in row} - set(columns))

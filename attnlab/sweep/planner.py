@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -268,6 +269,7 @@ def sort_cells(sweep_dir: Path, cells: list[Cell], run_id: str | None) -> Plan:
         blocked = blocked_dir(sweep_dir / cell.name)
         if not blocked and key not in finished:  # a cell.json edited by hand: this cell only
             blocked = records.other_cell(sweep_dir / cell.name, cell.config)
+            blocked = blocked or unwritable_dir(sweep_dir / cell.name)
         if blocked:  # nothing is written through it; the run fails with the reason
             plan.names.append(cell.name)
             plan.blocked[cell.name] = blocked
@@ -279,7 +281,8 @@ def sort_cells(sweep_dir: Path, cells: list[Cell], run_id: str | None) -> Plan:
             plan.invalid += 1
         elif key in finished:
             plan.names.append(finished[key].name)
-            records.write_attempt(finished[key], "cached", run_id)
+            with contextlib.suppress(OSError):  # a read-only dir: its result is reused all the same
+                records.write_attempt(finished[key], "cached", run_id)
             plan.reused += 1
         else:
             plan.names.append(cell.name)
@@ -377,6 +380,14 @@ def blocked_dir(cell_dir: Path) -> str:
         return f"{cell_dir} is a symlink: move it away to run this cell"
     if cell_dir.exists() and not cell_dir.is_dir():
         return f"{cell_dir} is a file, not a cell dir: move it away to run this cell"
+    return ""
+
+
+def unwritable_dir(cell_dir: Path) -> str:
+    """Why a cell's existing dir cannot take the cell's files (its permissions), or "":
+    found before training, not after."""
+    if cell_dir.is_dir() and not os.access(cell_dir, os.W_OK | os.X_OK):
+        return f"{cell_dir} cannot be written (permission denied): make it writable to run it"
     return ""
 
 
@@ -529,4 +540,5 @@ def record_lost(
             record = records.read_cell(sweep_dir / name, sweep_dir)
             if record.finished or record.run_id == run_id:
                 continue
-            records.write_attempt(sweep_dir / name, "failed", run_id, f"no result: {reason}")
+            with contextlib.suppress(OSError):  # a full disk: the sweep's end counts it failed
+                records.write_attempt(sweep_dir / name, "failed", run_id, f"no result: {reason}")
