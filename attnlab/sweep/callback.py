@@ -240,6 +240,8 @@ class SweepCallback(Callback):
             open_sweep_dir(Path(config.hydra.sweep.dir))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if is_attnlab_sweeper(config) and OmegaConf.select(config, "hydra.sweeper.dry_run"):
+            return  # a dry run opened no sweep dir and leaves none
         finish_sweep(
             Path(config.hydra.sweep.dir), "no result: its job was lost (killed or crashed)"
         )
