@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -435,3 +436,37 @@ def test_a_cell_dir_that_cannot_be_written_fails_that_cell_before_training(tmp_p
     assert rows.loc[locked.name, "status"] == "failed"
     assert "cannot be written" in rows.loc[locked.name, "error"]
     assert set(rows.drop(locked.name)["status"]) == {"cached"}
+
+
+def test_ctrl_c_under_submitit_local_prints_one_line_and_no_traceback(tmp_path):
+    """Item 15: SIGINT to the sweep's process group under hydra/launcher=submitit_local
+    (as Ctrl-C sends it) once a cell has finished: one line saying it was stopped and how
+    to resume, exit 130, no KeyboardInterrupt traceback from submitit's controllers; the
+    finished cell is kept and reported."""
+    sweep_dir = tmp_path / "sweep"
+    args = ["-m", DEBUG_TINY, "seeds=[0]", "trainer.epochs=1,20", "hydra.sweeper.pack=false"]
+    args += ["hydra/launcher=submitit_local", f"hydra.sweep.dir={sweep_dir}"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "attnlab", *args],
+        cwd=tmp_path,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, as a shell gives a command
+    )
+    deadline = time.monotonic() + 300
+    while not results(sweep_dir) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=300)
+    done = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    assert proc.returncode == 130, shown(done)
+    no_traceback(done)
+    assert "KeyboardInterrupt" not in err, shown(done)
+    one_line_error(done, "stopped by SIGINT", "resume with:")
+    kept = results(sweep_dir)
+    assert len(kept) == 1, shown(done)
+    rows = report_rows(sweep_dir).set_index("job")
+    assert rows.loc[next(iter(kept)), "status"] == "completed"

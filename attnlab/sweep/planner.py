@@ -42,6 +42,7 @@ from attnlab.runs import records
 from attnlab.runs.files import write_json, write_text
 from attnlab.sweep.callback import open_sweep_dir
 from attnlab.sweep.cells import PACK_ENV, Cell, hydra_value, make_cell, strip_hydra
+from attnlab.sweep.controllers import quiet_controllers
 from attnlab.sweep.packing import plan_packs
 from attnlab.sweep.signals import raise_if_stopped
 
@@ -335,7 +336,8 @@ def launch(
     """Run the jobs on the launcher; record the cells of jobs it lost or that failed
     outside a cell's own record keeping."""
     try:
-        returns = launcher.launch(batch, initial_job_idx=0)
+        with quiet_controllers(OmegaConf.select(config, "hydra.launcher")):
+            returns = launcher.launch(batch, initial_job_idx=0)
     except Exception as err:  # a lost job (cancelled, timed out, its worker killed)
         raise_if_stopped()  # or a Ctrl-C that Hydra's code turned into another error
         log.error(
