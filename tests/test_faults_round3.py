@@ -343,7 +343,7 @@ def test_a_disk_that_fills_while_a_job_writes_keeps_the_finished_cells(tmp_path,
     assert filler.exists(), "the disk was not filled"
     assert proc.returncode == 1, shown(proc)
     no_traceback(proc)
-    one_line_error(proc, "No space left on device", str(sweep_dir))
+    one_line_error(proc, "No space left on device", str(sweep_dir), "resume with:")
     first = cell_of(sweep_dir, 2)
     kept = (first / "metrics.json").read_bytes()
     assert (
