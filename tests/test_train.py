@@ -3,6 +3,7 @@ the learning curves fit records."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import threading
 from typing import Any
@@ -24,6 +25,7 @@ from attnlab.engine.train import (
     fit,
     make_epoch_fn,
     predict,
+    replica_major_core,
     sample_orders,
     shard_slices,
 )
@@ -69,6 +71,20 @@ def test_fused_adam_trains_as_keras_adam(make_config, model):
     assert fused_losses[-1].max() < fused_losses[0].min()  # it did train
     for fused_w, keras_w in zip(fused_weights, keras_weights, strict=True):
         np.testing.assert_allclose(fused_w, keras_w, atol=1e-5)
+
+
+def test_the_replica_major_core_is_the_model_between_its_edge_swaps(make_config):
+    cfg = make_config("data.samples=500", "data.classes=5", "seeds=[0,1,2]")
+    model = logits_model(build_model(cfg.model, cfg.data, cfg.seeds))
+    core = replica_major_core(model)
+    assert core is not None and core.trainable_variables == model.trainable_variables
+    x = np.random.default_rng(0).standard_normal((7, 3, cfg.data.features)).astype(np.float32)
+    np.testing.assert_array_equal(
+        np.swapaxes(core(np.swapaxes(x, 0, 1)), 0, 1), np.asarray(model(x))
+    )
+    assert (
+        replica_major_core(keras.Sequential([keras.Input((3, 4)), keras.layers.Dense(2)])) is None
+    )
 
 
 def test_sample_orders_are_the_orders_drawn_up_front():
@@ -139,10 +155,18 @@ def reference_epoch_fn(model, apply, x, y, batch_size: int, whole_epoch: bool):
 
 
 @pytest.mark.slow  # over 1 s on a quiet 2-core machine (docs/development.md)
-@pytest.mark.parametrize("whole_epoch", [True, False])
-@pytest.mark.parametrize("model", ["model=dense", "model=double", "model=lstm"])
-def test_epoch_trains_bit_for_bit_as_the_dynamic_shape_loop(make_config, model, whole_epoch):
-    # 400 training samples: 6 batches of 64, then a partial one of 16.
+@pytest.mark.parametrize(
+    ("model", "whole_epoch", "replica_major"),
+    [
+        *itertools.product(["model=dense", "model=double", "model=lstm"], [True, False], [True]),
+        ("model=dense", True, False),  # a model without the edge swaps: trained batch-major
+    ],
+)
+def test_epoch_trains_bit_for_bit_as_the_dynamic_shape_loop(
+    make_config, model, whole_epoch, replica_major
+):
+    # 400 training samples: 6 batches of 64, then a partial one of 16. The reference trains
+    # the whole model, edge swaps included; make_epoch_fn the replica-major part between them.
     cfg = make_config(model, "data.samples=500", "data.classes=5", "seeds=[0,1,2]")
     data = make_replica_data(cfg.data, cfg.seeds, 0.2, cfg.model.sequence)
     x, y = tf.constant(data.x_train), tf.constant(data.y_train)
@@ -157,7 +181,11 @@ def test_epoch_trains_bit_for_bit_as_the_dynamic_shape_loop(make_config, model, 
         return losses, [w.numpy() for w in model.trainable_variables]
 
     gather_bytes = EPOCH_GATHER_BYTES if whole_epoch else 0
-    with mock.patch("attnlab.engine.train.EPOCH_GATHER_BYTES", gather_bytes):
+    no_core = mock.patch("attnlab.engine.train.replica_major_core", return_value=None)
+    with (
+        mock.patch("attnlab.engine.train.EPOCH_GATHER_BYTES", gather_bytes),
+        contextlib.nullcontext() if replica_major else no_core,
+    ):
         losses, weights = trained(lambda m, apply: make_epoch_fn(m, apply, x, y, 64))
     ref_losses, ref_weights = trained(
         lambda m, apply: reference_epoch_fn(m, apply, x, y, 64, whole_epoch)
