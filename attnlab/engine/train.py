@@ -329,7 +329,9 @@ def make_epoch_fn(
     """A tf.function running one epoch of minibatch steps; returns the mean loss per replica.
 
     apply: the optimizer's update from the gradients (FusedAdam.apply). The last, partial
-    batch counts, as in Keras' fit. jit_compile=True XLA-compiles the step, for
+    batch counts, as in Keras' fit. A model built by build_model trains between its edge
+    swaps (replica_major_core) on replica-major data: no transposes a step, the same numbers
+    bit for bit (docs/performance.md). jit_compile=True XLA-compiles the step, for
     benchmarks/train_step.py (slower here; and a partial last batch compiles it twice).
     """
     n, replicas = (int(d) for d in y.shape)
