@@ -100,7 +100,13 @@ def _interrupted(name: str) -> int:
 def _sweep_status(outcome: object) -> int:
     assert isinstance(outcome, callback.SweepOutcome)
     if outcome.report_error:
-        _say(f"attnlab: error: {outcome.report_error}")
+        lost = ""
+        if outcome.failed and outcome.sweep_dir is not None:  # a full disk: cells failed too
+            lost = (
+                f"; {len(outcome.failed)} of {outcome.cells} cell(s) of this run failed, every "
+                f"finished cell is kept; resume with: {callback.resume_command(outcome.sweep_dir)}"
+            )
+        _say(f"attnlab: error: {outcome.report_error}{lost}")
         return EXIT_FAILED
     if outcome.failed and outcome.sweep_dir is not None:
         notes = "".join(f"; {note}" for note in outcome.notes)

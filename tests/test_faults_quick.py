@@ -308,3 +308,43 @@ def test_an_unreadable_cell_dir_is_a_row_not_a_crash():
     finally:
         (sweep_dir / "locked").chmod(0o777)
         shutil.rmtree(sweep_dir)
+
+
+# Three submitit_local controllers' tracebacks on Ctrl-C, interleaved as seen on a console.
+_CONTROLLERS_ON_CTRL_C = """\
+Traceback (most recent call last):
+Traceback (most recent call last):
+  File "<frozen runpy>", line 198, in _run_module_as_main
+  File "<frozen runpy>", line 88, in _run_code
+  File "/venv/lib/python3.11/site-packages/submitit/local/_local.py", line 16, in <module>
+  File "<frozen runpy>", line 198, in _run_module_as_main
+Traceback (most recent call last):
+  File "<frozen runpy>", line 198, in _run_module_as_main
+    controller.run()
+  File "/venv/lib/python3.11/site-packages/submitit/local/local.py", line 366, in wait
+    time.sleep(1.0 / freq)
+KeyboardInterrupt
+    controller.run()
+    exit_codes = self.wait()
+                 ^^^^^^^^^^^
+KeyboardInterrupt
+    controller.run()
+    time.sleep(1.0 / freq)
+KeyboardInterrupt
+"""
+
+
+def test_the_controllers_ctrl_c_tracebacks_are_dropped_and_other_lines_kept():
+    """Item 15: submitit_local's controllers' stderr passes through InterruptFilter: their
+    interleaved KeyboardInterrupt tracebacks are dropped; any other line, and a traceback
+    that ends in another exception, is passed on whole."""
+    from attnlab.sweep.controllers import InterruptFilter
+
+    out: list[str] = []
+    keep = InterruptFilter(out.append)
+    other = 'Traceback (most recent call last):\n  File "x.py", line 1\nOSError: boom\n'
+    for line in ("a note\n", *_CONTROLLERS_ON_CTRL_C.splitlines(True), *other.splitlines(True)):
+        keep.feed(line)
+    keep.feed("last words\n")
+    keep.flush()
+    assert "".join(out) == "a note\n" + other + "last words\n"

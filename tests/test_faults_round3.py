@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -13,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from .conftest import DEBUG_TINY, run_cli, shown
+from .conftest import DEBUG_TINY, one_line_error, run_cli, shown
 
 pytestmark = pytest.mark.slow
 
@@ -297,3 +298,175 @@ def test_a_deleted_working_directory_is_named_in_one_line(tmp_path):
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith("attnlab: error: the working directory")
+
+
+FILL_GRID = ["-m", DEBUG_TINY, "seeds=[0]", "data.classes=2,3,4", "hydra.sweeper.pack=false"]
+
+
+def cell_of(sweep_dir: Path, classes: int) -> Path:
+    """The cell dir with data.classes=classes (the default 2 is not in its name)."""
+    (found,) = [
+        p.parent
+        for p in sweep_dir.glob("*/cell.json")
+        if json.loads(p.read_text())["config"]["data.classes"] == classes
+    ]
+    return found
+
+
+def no_traceback(proc: subprocess.CompletedProcess[str]) -> None:
+    text = proc.stderr + proc.stdout
+    assert "Traceback" not in text and "Logging error" not in text, shown(proc)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 3 MB tmpfs (root only): room for a small sweep, filled on purpose."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mount = ["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(disk)]
+    if os.geteuid() != 0 or subprocess.run(mount, capture_output=True).returncode != 0:
+        pytest.skip("needs root and a tmpfs mount to fill a real disk")
+    yield disk
+    subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def test_a_disk_that_fills_while_a_job_writes_keeps_the_finished_cells(tmp_path, small_disk):
+    """Item 11: the disk fills (to its last block) when the second of three cells starts
+    writing its files. The first cell keeps its record; no cell has a partial metrics.json;
+    the sweep says in one line why the report cannot be written; exit 1, no traceback. With
+    the disk freed, the resume reuses the first cell byte for byte and completes the grid."""
+    sweep_dir = small_disk / "sweep"
+    filler = small_disk / "filler"
+    args = [*FILL_GRID, f"hydra.sweep.dir={sweep_dir}"]
+    fill = injected(ATTNLAB_TEST_FILL=str(filler), ATTNLAB_TEST_FILL_CLASSES="3")
+    proc = run_cli(args, cwd=tmp_path, env=fill)
+    assert filler.exists(), "the disk was not filled"
+    assert proc.returncode == 1, shown(proc)
+    no_traceback(proc)
+    one_line_error(proc, "No space left on device", str(sweep_dir), "resume with:")
+    first = cell_of(sweep_dir, 2)
+    kept = (first / "metrics.json").read_bytes()
+    assert (
+        json.loads(kept)["runs"]
+        and json.loads((first / "run.json").read_text())["outcome"] == "completed"
+    )
+    assert sorted(results(sweep_dir)) == [first.name]  # no other metrics.json, whole or part
+    if (sweep_dir / "report.csv").exists():  # a report is current, or there is none
+        assert len(report_rows(sweep_dir)) == 3
+    filler.unlink()
+    proc = run_cli(args, cwd=tmp_path)
+    assert proc.returncode == 0, shown(proc)
+    assert (first / "metrics.json").read_bytes() == kept
+    rows = report_rows(sweep_dir).set_index("job")
+    assert rows.loc[first.name, "status"] == "cached" and len(rows) == 3
+    assert set(rows.drop(first.name)["status"]) == {"completed"}
+    assert not list(sweep_dir.rglob(".~attnlab.*"))
+
+
+def test_enospc_writing_one_cell_fails_that_cell_in_one_line(tmp_path):
+    """Item 11, injected at the write layer (no root needed): writing one cell's first file
+    fails with ENOSPC while other writes still fit. That cell records a one-line failure
+    and no metrics.json; the other cells complete; the report is written; exit 1, no
+    traceback."""
+    sweep_dir = tmp_path / "sweep"
+    args = [*FILL_GRID, f"hydra.sweep.dir={sweep_dir}"]
+    marker = tmp_path / "enospc-fired"
+    proc = run_cli(
+        args,
+        cwd=tmp_path,
+        env=injected(ATTNLAB_TEST_ENOSPC=str(marker), ATTNLAB_TEST_FILL_CLASSES="3"),
+    )
+    assert marker.exists(), "no ENOSPC was injected"
+    assert proc.returncode == 1, shown(proc)
+    no_traceback(proc)
+    one_line_error(proc, "1 of 3 cell(s) of this run failed", "resume with")
+    hit = cell_of(sweep_dir, 3)
+    assert not (hit / "metrics.json").exists()
+    rows = report_rows(sweep_dir).set_index("job")
+    assert rows.loc[hit.name, "status"] == "failed"
+    assert "No space left on device" in rows.loc[hit.name, "error"]
+    assert "\n" not in rows.loc[hit.name, "error"]
+    assert set(rows.drop(hit.name)["status"]) == {"completed"}
+
+
+def without_dac_override(args: list[str]) -> list[str]:
+    """The command run so that a dir's mode bits hold: as root, through capsh without
+    CAP_DAC_OVERRIDE (the owner's bits then apply to root's own files); else as it is."""
+    command = [sys.executable, "-m", "attnlab", *args]
+    if os.geteuid() != 0:
+        return command
+    import shlex
+    import shutil
+
+    if shutil.which("capsh") is None:
+        pytest.skip("as root the mode bits only hold without CAP_DAC_OVERRIDE: needs capsh")
+    drop = "--drop=cap_dac_override,cap_dac_read_search"
+    return ["capsh", drop, "--", "-c", shlex.join(command)]
+
+
+def test_a_cell_dir_that_cannot_be_written_fails_that_cell_before_training(tmp_path):
+    """Item 9: a cell that must run (its result removed) has a dir without write
+    permission: that cell fails before training with one line naming its dir, the other
+    cell is reused, the report is rebuilt (its row says why), exit 1, no traceback."""
+    sweep_dir = tmp_path / "sweep"
+    args = ["-m", *GRID, "seeds=[0]", f"hydra.sweep.dir={sweep_dir}"]
+    proc = run_cli(args, cwd=tmp_path)
+    assert proc.returncode == 0, shown(proc)
+    locked = cell_of(sweep_dir, 5)
+    (locked / "metrics.json").unlink()
+    old_report = (sweep_dir / "report.csv").read_bytes()
+    locked.chmod(0o555)
+    try:
+        proc = subprocess.run(
+            without_dac_override(args),
+            cwd=tmp_path,
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+    finally:
+        locked.chmod(0o755)
+    assert proc.returncode == 1, shown(proc)
+    no_traceback(proc)
+    one_line_error(proc, "1 of 2 cell(s)", str(locked), "cannot be written")
+    assert "trained in" not in proc.stdout, "the cell trained before its dir was checked"
+    assert (sweep_dir / "report.csv").read_bytes() != old_report
+    rows = report_rows(sweep_dir).set_index("job")
+    assert rows.loc[locked.name, "status"] == "failed"
+    assert "cannot be written" in rows.loc[locked.name, "error"]
+    assert set(rows.drop(locked.name)["status"]) == {"cached"}
+
+
+def test_ctrl_c_under_submitit_local_prints_one_line_and_no_traceback(tmp_path):
+    """Item 15: SIGINT to the sweep's process group under hydra/launcher=submitit_local
+    (as Ctrl-C sends it) once a cell has finished: one line saying it was stopped and how
+    to resume, exit 130, no KeyboardInterrupt traceback from submitit's controllers; the
+    finished cell is kept and reported."""
+    sweep_dir = tmp_path / "sweep"
+    args = ["-m", DEBUG_TINY, "seeds=[0]", "trainer.epochs=1,20", "hydra.sweeper.pack=false"]
+    args += ["hydra/launcher=submitit_local", f"hydra.sweep.dir={sweep_dir}"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "attnlab", *args],
+        cwd=tmp_path,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, as a shell gives a command
+    )
+    deadline = time.monotonic() + 300
+    while not results(sweep_dir) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=300)
+    done = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    assert proc.returncode == 130, shown(done)
+    no_traceback(done)
+    assert "KeyboardInterrupt" not in err, shown(done)
+    one_line_error(done, "stopped by SIGINT", "resume with:")
+    kept = results(sweep_dir)
+    assert len(kept) == 1, shown(done)
+    rows = report_rows(sweep_dir).set_index("job")
+    assert rows.loc[next(iter(kept)), "status"] == "completed"

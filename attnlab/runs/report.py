@@ -56,6 +56,10 @@ def collect_runs(sweep_dir: Path, requested: dict[str, list[int]] | None = None)
     rows, config_keys = [], {}
     left_out: dict[str, int] = {}
     duplicates = 0
+    # Why the latest run could not even start a cell (its dir a symlink, a file, read-only):
+    # said in its row, not an older record's reason.
+    blocked = records.read_state(sweep_dir).get("blocked")
+    blocked = blocked if isinstance(blocked, dict) else {}
     for record in records.read_cells(sweep_dir):
         config = {k: _cell(v) for k, v in record.config.items() if k not in NOT_COLUMNS}
         config_keys.update(dict.fromkeys(config))
@@ -70,7 +74,8 @@ def collect_runs(sweep_dir: Path, requested: dict[str, list[int]] | None = None)
             seeds = asked or record.config.get("seeds")
             if not isinstance(seeds, list) or not seeds:
                 seeds = [math.nan]
-            runs = [{"seed": s, "status": "failed", "error": record.error} for s in seeds]
+            error = str(blocked.get(record.name) or record.error)
+            runs = [{"seed": s, "status": "failed", "error": error} for s in seeds]
         if "seeds" in config:
             config["seeds"] = _cell([r["seed"] for r in runs if not _is_nan(r["seed"])])
         rows += [{"job": record.name, **config, **run} for run in runs]

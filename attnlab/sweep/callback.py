@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from attnlab.engine.config import ConfigError
 from attnlab.runs import records
+from attnlab.runs.files import os_error_text
 from attnlab.sweep.cells import (
     check_cell,
     default_values,
@@ -154,8 +155,11 @@ def finish_sweep(sweep_dir: Path, lost_reason: str) -> None:
         if record is None or record.run_id != run_id:
             outcome_now = "completed" if record is not None and record.finished else "failed"
             error = "" if outcome_now == "completed" else blocked.get(name, lost_reason)
-            with contextlib.suppress(OSError):
+            try:
                 records.write_attempt(sweep_dir / name, outcome_now, run_id, error)
+            except OSError as err:  # a full disk, a dir that cannot be written
+                if outcome_now == "failed":  # failed all the same, without its record
+                    blocked.setdefault(name, f"cannot record its failure: {os_error_text(err)}")
     cells = {r.name: r for r in records.read_cell_dirs(sweep_dir) if run_id and r.run_id == run_id}
     blocked = {name: why for name, why in blocked.items() if name not in cells}
     outcome.cells = len(cells) + len(blocked)
@@ -236,6 +240,8 @@ class SweepCallback(Callback):
             open_sweep_dir(Path(config.hydra.sweep.dir))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if is_attnlab_sweeper(config) and OmegaConf.select(config, "hydra.sweeper.dry_run"):
+            return  # a dry run opened no sweep dir and leaves none
         finish_sweep(
             Path(config.hydra.sweep.dir), "no result: its job was lost (killed or crashed)"
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 import re
 from collections.abc import Sequence
 
@@ -34,6 +35,24 @@ def is_config_error(err: BaseException) -> bool:
     if isinstance(err, ValueError) and str(err).startswith(_FLAG_ERRORS):
         return True  # e.g. `attnlab -m --cfg job`
     return isinstance(err, kinds)
+
+
+# What the machine or the user's dir refuses, not a bug in attnlab: a full disk or quota, a
+# read-only or unwritable dir, a file too big for its filesystem.
+_DISK_ERRNOS = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
+)
+
+
+def is_disk_error(err: BaseException) -> bool:
+    """A write the disk or the dir refused (one line says it all; no traceback)."""
+    return isinstance(err, OSError) and err.errno in _DISK_ERRNOS
+
+
+def traced(err: BaseException) -> bool:
+    """Whether a job's log shows err's traceback: only for what may be a bug, never for
+    bad input or a disk that refused a write."""
+    return not (is_config_error(err) or is_disk_error(err))
 
 
 def config_error_line(err: BaseException, argv: Sequence[str] = ()) -> str:

@@ -30,7 +30,7 @@ from attnlab.engine.config import from_hydra
 from attnlab.engine.data import key_column
 from attnlab.runs import records
 from attnlab.sweep.cells import PACK_ENV, error_line, make_cell
-from attnlab.sweep.errors import is_config_error
+from attnlab.sweep.errors import traced
 from attnlab.sweep.progress import PackProgress, display_name, progress_line, run_summary
 from attnlab.sweep.signals import Abort, raise_if_stopped, record_attempt
 
@@ -184,7 +184,7 @@ def run_cell_job(cfg: DictConfig, sweep_dir: Path, out_dir: Path, hc: Any) -> fl
             runs = run_experiment(exp, out_dir, run_id=run_id, cores=cores, grow=True)["runs"]
         except Exception as err:
             error = error_line(err)
-            log.error("cell failed: %s", error, exc_info=not is_config_error(err))
+            log.error("cell failed: %s", error, exc_info=traced(err))
     record_attempt(out_dir, "failed" if error else "completed", run_id, error)
     log.info(progress_line(sweep_dir, cell.name, runs, error, start))
     if missing and not error:  # the objective is over every seed asked for
@@ -207,7 +207,7 @@ def run_pack_job(sweep_dir: Path, pack_id: str, hc: Any) -> None:
         cores = apply_threads(exps[0].trainer.threads, hc)  # imports TensorFlow: seconds
     except Exception as err:  # e.g. submitit's time-limit signal while TensorFlow loads
         error = error_line(err)
-        log.error("the pack could not start: %s", error, exc_info=not is_config_error(err))
+        log.error("the pack could not start: %s", error, exc_info=traced(err))
         for name in names:
             record_attempt(sweep_dir / name, "failed", run_id, error)
         return
@@ -251,7 +251,7 @@ def run_pack_job(sweep_dir: Path, pack_id: str, hc: Any) -> None:
             )["runs"]
         except Exception as err:
             error = error_line(err)
-            log.error("cell failed: %s", error, exc_info=not is_config_error(err))
+            log.error("cell failed: %s", error, exc_info=traced(err))
         finally:
             if alone is not None:
                 alone.close()

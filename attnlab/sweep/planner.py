@@ -23,8 +23,10 @@ import contextlib
 import dataclasses
 import itertools
 import logging
+import os
 import re
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,7 @@ from attnlab.runs import records
 from attnlab.runs.files import write_json, write_text
 from attnlab.sweep.callback import open_sweep_dir
 from attnlab.sweep.cells import PACK_ENV, Cell, hydra_value, make_cell, strip_hydra
+from attnlab.sweep.controllers import quiet_controllers
 from attnlab.sweep.packing import plan_packs
 from attnlab.sweep.signals import raise_if_stopped
 
@@ -89,14 +92,19 @@ def job_memory(launcher_cfg: Any) -> int:
     return int(float(mem_gb) * GIB) if mem_gb else available_memory()
 
 
-def pack_fits(pack: list[ExperimentConfig], memory: int) -> bool:
-    """The pack's cells, their heads padded to the widest, fit in one job's memory."""
+def pack_bytes(pack: list[ExperimentConfig]) -> int:
+    """A pack's estimated peak memory: its cells, their heads padded to the widest."""
     widest = max(c.data.classes for c in pack)
     need = sum(
         estimate_bytes(dataclasses.replace(c, data=dataclasses.replace(c.data, classes=widest)))
         for c in pack
     )
-    return need + BASE_BYTES <= USABLE_SHARE * memory
+    return need + BASE_BYTES
+
+
+def pack_fits(pack: list[ExperimentConfig], memory: int) -> bool:
+    """The pack's cells, their heads padded to the widest, fit in one job's memory."""
+    return pack_bytes(pack) <= USABLE_SHARE * memory
 
 
 @dataclass
@@ -113,6 +121,8 @@ class SweepRequest:
     max_replicas: int = 128
     # Swept axes' baselines for comparisons.csv, nested by key ({"model": {"attn_layers": 2}}).
     baseline: Any = None
+    # List the cells, packs and memory estimates, then stop: nothing trained or written.
+    dry_run: bool = False
 
     def baselines(self) -> dict[str, Any]:
         """The baselines by dotted key ({"model.attn_layers": 2})."""
@@ -161,8 +171,12 @@ def sweep(
     overrides = parser.parse_overrides(lines)
     check_baselines(overrides, request.baselines())
     jobs = expand(overrides)
-    cells = [compose(hydra_context, config, job, index) for index, job in enumerate(jobs)]
+    cells = compose_all(hydra_context, config, jobs)
     refuse_hopeless(jobs, cells)
+    if request.dry_run:  # read only: no sweep dir is made, no file written
+        for line in dry_run_lines(sweep_dir, cells, request, config):
+            log.info("%s", line)
+        return []
     # Every check passed: now the sweep dir is made, locked and written (the sweeper's own
     # job, as in Hydra's basic sweeper; attnlab's callback leaves it to the sweeper).
     open_sweep_dir(sweep_dir)
@@ -277,6 +291,8 @@ def sort_cells(sweep_dir: Path, cells: list[Cell], run_id: str | None) -> Plan:
         if not blocked and home is None:  # a cell.json edited by hand: this cell only
             blocked = records.other_cell(sweep_dir / cell.name, cell.config)
         missing = sorted(set(asked) - {run["seed"] for run in home.runs} if home else asked)
+        if not blocked and missing:  # seeds to write: the dir must take them
+            blocked = unwritable_dir(sweep_dir / name)
         if blocked:  # nothing is written through it; the run fails with the reason
             plan.names.append(name)
             plan.blocked[name] = blocked
@@ -288,7 +304,8 @@ def sort_cells(sweep_dir: Path, cells: list[Cell], run_id: str | None) -> Plan:
             plan.invalid += 1
         elif home is not None and not missing:
             plan.names.append(name)
-            records.write_attempt(sweep_dir / name, "cached", run_id)
+            with contextlib.suppress(OSError):  # a read-only dir: its result is reused all the same
+                records.write_attempt(sweep_dir / name, "cached", run_id)
             plan.reused += 1
         else:
             plan.names.append(name)
@@ -365,7 +382,8 @@ def launch(
     """Run the jobs on the launcher; record the cells of jobs it lost or that failed
     outside a cell's own record keeping."""
     try:
-        returns = launcher.launch(batch, initial_job_idx=0)
+        with quiet_controllers(OmegaConf.select(config, "hydra.launcher")):
+            returns = launcher.launch(batch, initial_job_idx=0)
     except Exception as err:  # a lost job (cancelled, timed out, its worker killed)
         raise_if_stopped()  # or a Ctrl-C that Hydra's code turned into another error
         log.error(
@@ -423,6 +441,42 @@ def blocked_dir(cell_dir: Path) -> str:
     if cell_dir.exists() and not cell_dir.is_dir():
         return f"{cell_dir} is a file, not a cell dir: move it away to run this cell"
     return ""
+
+
+def unwritable_dir(cell_dir: Path) -> str:
+    """Why a cell's existing dir cannot take the cell's files (its permissions), or "":
+    found before training, not after."""
+    if cell_dir.is_dir() and not os.access(cell_dir, os.W_OK | os.X_OK):
+        return f"{cell_dir} cannot be written (permission denied): make it writable to run it"
+    return ""
+
+
+def compose_all(
+    hydra_context: Any,
+    config: DictConfig,
+    jobs: list[list[str]],
+    every: float = 10.0,
+    clock: Callable[[], float] = time.monotonic,
+) -> list[Cell]:
+    """Every job's cell, composed in order; a grid that takes longer than `every` seconds
+    says how far it is every `every` seconds: composing is the slow part of planning (500
+    cells took 152 s on a loaded 2-core machine, docs/cli-and-config.md)."""
+    cells: list[Cell] = []
+    start = last = clock()
+    for index, job in enumerate(jobs):
+        cells.append(compose(hydra_context, config, job, index))
+        now, done = clock(), index + 1
+        if now - last >= every and done < len(jobs):
+            last = now
+            left = (now - start) / done * (len(jobs) - done)
+            log.info(
+                "planning: composed %d of %d cells in %.0f s, ~%.0f s left",
+                done,
+                len(jobs),
+                now - start,
+                left,
+            )
+    return cells
 
 
 def compose(hydra_context: Any, config: DictConfig, overrides: list[str], index: int = 0) -> Cell:
@@ -574,4 +628,56 @@ def record_lost(
             record = records.read_cell(sweep_dir / name, sweep_dir)
             if record.finished or record.run_id == run_id:
                 continue
-            records.write_attempt(sweep_dir / name, "failed", run_id, f"no result: {reason}")
+            with contextlib.suppress(OSError):  # a full disk: the sweep's end counts it failed
+                records.write_attempt(sweep_dir / name, "failed", run_id, f"no result: {reason}")
+
+
+def dry_run_lines(
+    sweep_dir: Path, cells: list[Cell], request: SweepRequest, config: DictConfig
+) -> list[str]:
+    """What the sweep would do, read only (hydra.sweeper.dry_run=true): each cell's status
+    (cached, to train, invalid with its reason), each pack's cells and seeds, and each job's
+    estimated peak memory. Nothing is written: no record, no cell.json, no sweep dir."""
+    finished = records.finished_cells(sweep_dir) if sweep_dir.is_dir() else {}
+    seen: set[str] = set()
+    statuses, pending = [], []
+    for cell in cells:
+        key = records.identity_key(cell.config)
+        if key in seen:
+            continue
+        seen.add(key)
+        cell_dir = sweep_dir / cell.name
+        why = blocked_dir(cell_dir)
+        if not why and key not in finished and cell_dir.is_dir():
+            why = records.other_cell(cell_dir, cell.config) or unwritable_dir(cell_dir)
+        why = why or cell.error
+        if why:
+            statuses.append(f"  invalid   {cell.name}: {why}")
+        elif key in finished:
+            statuses.append(f"  cached    {finished[key].name}")
+        else:
+            statuses.append(f"  to train  {cell.name}")
+            pending.append(cell)
+    memory = job_memory(OmegaConf.select(config, "hydra.launcher"))
+    exps = [c.exp for c in pending if c.exp is not None]
+    packs = plan_packs(
+        exps,
+        request.max_replicas if request.pack else 1,
+        (lambda p: pack_fits(p, memory)) if request.pack else (lambda p: len(p) == 1),
+    )
+    name_of = {id(c.exp): c.name for c in pending}
+    lines = [
+        f"dry run of {len(statuses)} cells into {sweep_dir} (nothing is trained or written): "
+        f"{len(pending)} to train in {len(packs)} job(s), "
+        f"{sum(s.startswith('  cached') for s in statuses)} cached, "
+        f"{sum(s.startswith('  invalid') for s in statuses)} invalid",
+        *statuses,
+        f"jobs (each may use {memory / GIB:.1f} GiB, {USABLE_SHARE:.0%} of it planned):",
+    ]
+    for index, pack in enumerate(packs):
+        seeds = sum(len(exp.seeds) for exp in pack)
+        lines.append(
+            f"  job {index + 1}: {len(pack)} cell(s), {seeds} seed(s), "
+            f"~{pack_bytes(pack) / GIB:.2f} GiB: " + ", ".join(name_of[id(e)] for e in pack)
+        )
+    return lines

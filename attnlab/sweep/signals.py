@@ -6,9 +6,13 @@ CLI installs the handlers (attnlab.__main__); jobs, the planner and the callback
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from attnlab.runs import records
+from attnlab.runs.files import os_error_text
+
+log = logging.getLogger(__name__)
 
 
 class Abort(BaseException):
@@ -46,10 +50,18 @@ def stop(signal_name: str) -> None:
 def record_attempt(cell_dir: Path, attempt: str, run_id: str | None, error: str = "") -> None:
     """A job's record of its cell's attempt. A failure while a stop signal is pending is
     the signal's doing (its exception replaced on the way): the signal is raised again
-    instead, and the stop records the cell as interrupted."""
+    instead, and the stop records the cell as interrupted.
+
+    A record the disk or the dir refuses (full, read-only) is said in one line and the job
+    goes on with its other cells: the sweep's end counts a cell left without a record of
+    this run as failed."""
     if attempt == "failed":
         raise_if_stopped()
-    records.write_attempt(cell_dir, attempt, run_id, error)
+    try:
+        records.write_attempt(cell_dir, attempt, run_id, error)
+    except OSError as err:
+        why = os_error_text(err)
+        log.error("%s: its outcome (%s) cannot be recorded: %s", cell_dir.name, attempt, why)
 
 
 def stopped_by() -> str | None:

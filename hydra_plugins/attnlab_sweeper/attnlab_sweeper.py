@@ -15,11 +15,17 @@ from hydra_plugins.attnlab_sweeper import config
 
 class AttnlabSweeper(Sweeper):
     def __init__(
-        self, params: Any = None, pack: bool = True, max_replicas: int = 128, baseline: Any = None
+        self,
+        params: Any = None,
+        pack: bool = True,
+        max_replicas: int = 128,
+        baseline: Any = None,
+        dry_run: bool = False,
     ) -> None:
         self.params = dict(params) if params else {}
         self.pack, self.max_replicas = bool(pack), int(max_replicas)
         self.baseline = baseline
+        self.dry_run = bool(dry_run)
         self.config: DictConfig | None = None
         self.hydra_context: HydraContext | None = None
         self.launcher: Any = None
@@ -42,6 +48,7 @@ class AttnlabSweeper(Sweeper):
             pack=self.pack,
             max_replicas=self.max_replicas,
             baseline=self.baseline,
+            dry_run=self.dry_run,
         )
         return sweep(self.config, self.hydra_context, self.launcher, request)
 

@@ -23,6 +23,9 @@ class AttnlabSweeperConf:
     # Each swept axis' baseline for comparisons.csv, by key (default: the axis' first value
     # as given), e.g. hydra.sweeper.baseline.model.attn_layers=2 (attnlab/runs/comparisons.py).
     baseline: Any = field(default_factory=dict)
+    # List the cells (cached, to train, invalid and why), the packs and each job's memory
+    # estimate, then exit 0: nothing trained, no sweep dir made, no file written.
+    dry_run: bool = False
 
 
 def register() -> None:

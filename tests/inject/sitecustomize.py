@@ -178,3 +178,72 @@ if _seed_file:
 
     _seed_mkstemp = tempfile.mkstemp
     tempfile.mkstemp = _seed_write_and_fault
+
+
+# ATTNLAB_TEST_FILL=<file> with ATTNLAB_TEST_FILL_CLASSES=<n>: when a job starts writing the
+# attention.csv of the cell with data.classes=n (the cell trained, its files not yet
+# written), fill the disk that <file> is on to its last block by writing <file>: the disk
+# fills while the job writes its cells. Once (the file exists afterwards).
+_fill = os.environ.get("ATTNLAB_TEST_FILL")
+
+
+def _fill_disk(path):
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        for size in (1 << 16, 512, 1):  # to the last block
+            try:
+                while True:
+                    os.write(fd, b"\0" * size)
+            except OSError:
+                pass
+    finally:
+        os.close(fd)
+
+
+def _mkstemp_and_fill(*args, **kwargs):
+    prefix = kwargs.get("prefix") or ""
+    where = str(kwargs.get("dir") or "")
+    classes = os.environ.get("ATTNLAB_TEST_FILL_CLASSES")
+    if (
+        "attention.csv" in prefix
+        and not os.path.exists(_fill)
+        and (classes is None or f"data.classes={classes}" in where)
+    ):
+        _fill_disk(_fill)
+    return _mkstemp_fill(*args, **kwargs)
+
+
+if _fill:
+    import tempfile
+
+    _mkstemp_fill = tempfile.mkstemp
+    tempfile.mkstemp = _mkstemp_and_fill
+
+
+# ATTNLAB_TEST_ENOSPC=<marker file> with ATTNLAB_TEST_FILL_CLASSES=<n>: writing the
+# attention.csv of the cell with data.classes=n fails with ENOSPC (as write() raises it: no
+# file name), once per sweep (the marker file is made then); every other write succeeds.
+_enospc = os.environ.get("ATTNLAB_TEST_ENOSPC")
+
+
+def _mkstemp_enospc(*args, **kwargs):
+    prefix = kwargs.get("prefix") or ""
+    where = str(kwargs.get("dir") or "")
+    classes = os.environ.get("ATTNLAB_TEST_FILL_CLASSES")
+    if (
+        "attention.csv" in prefix
+        and (classes is None or f"data.classes={classes}" in where)
+        and not os.path.exists(_enospc)
+    ):
+        import errno
+
+        open(_enospc, "w").close()
+        raise OSError(errno.ENOSPC, "No space left on device")
+    return _mkstemp_plain(*args, **kwargs)
+
+
+if _enospc:
+    import tempfile
+
+    _mkstemp_plain = tempfile.mkstemp
+    tempfile.mkstemp = _mkstemp_enospc
