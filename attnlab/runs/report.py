@@ -348,6 +348,7 @@ def write_report(sweep_dir: Path, command: str | None = None) -> pd.DataFrame:
             path.unlink(missing_ok=True)
     report = collect_runs(sweep_dir)
     summary = summarize(report)
+    summary, adaptive_md = adaptive_summary(sweep_dir, report, summary)
     comparisons, note = sweep_comparisons(sweep_dir, report)
     write_csv(sweep_dir / "report.csv", report)
     write_csv(sweep_dir / "summary.csv", summary)
@@ -361,9 +362,122 @@ def write_report(sweep_dir: Path, command: str | None = None) -> pd.DataFrame:
         versions=package_versions(),
         figures=figures,
     )
-    body = markdown(summary, report, made)
+    body = markdown(summary, report, made) + adaptive_md
     write_text(sweep_dir / "report.md", body + comparisons_section(comparisons, note))
     return report
+
+
+def adaptive_summary(
+    sweep_dir: Path, report: pd.DataFrame, summary: pd.DataFrame
+) -> tuple[pd.DataFrame, str]:
+    """For a sweep run with hydra.sweeper.adaptive (its .sweep.json says so): summary.csv's
+    `<metric>_cs_low` / `<metric>_cs_high`, the confidence sequence of each judged metric
+    over the cell's seeds in the order they were taken (valid however the rounds stopped),
+    and report.md's "Adaptive seeds" section. Any other sweep: unchanged, no section."""
+    from attnlab.engine.sequential import confidence_sequence
+
+    state = records.read_state(sweep_dir).get("adaptive")
+    if not isinstance(state, dict) or summary.empty:
+        return summary, ""
+    rule: dict[str, Any] = _object(state.get("rule"))
+    cells: dict[str, Any] = _object(state.get("cells"))
+    metrics = adaptive_metrics(rule, state.get("targets"))
+    summary = summary.copy()
+    for metric in metrics:
+        lows, highs = [], []
+        for job in summary["job"]:
+            values = adaptive_values(report, str(job), metric, cells.get(job))
+            bounds = (0.0, 1.0) if metric == "focus_rate" else metric_bounds(metric)
+            low, high = confidence_sequence(np.clip(values, *bounds), bounds, LEVEL)
+            usable = np.isfinite(values).any()
+            lows.append(low if usable else math.nan)
+            highs.append(high if usable else math.nan)
+        summary[f"{metric}_cs_low"], summary[f"{metric}_cs_high"] = lows, highs
+    return summary, adaptive_markdown(summary, report, state, rule, cells, metrics)
+
+
+def adaptive_metrics(rule: dict[str, Any], targets: Any) -> list[str]:
+    """The metrics an adaptive sweep judged: its half-width metric, then its claims'."""
+    named = [rule["metric"]] if isinstance(rule.get("metric"), str) else []
+    for label in targets if isinstance(targets, list) else []:
+        head = str(label).split()[0] if str(label).split() else ""
+        if head in (*SUMMARY_METRICS, "focus_rate"):
+            named.append(head)
+    return list(dict.fromkeys(named))
+
+
+def adaptive_values(report: pd.DataFrame, job: str, metric: str, cell_state: Any) -> np.ndarray:
+    """A cell's usable per-seed values of metric in the order the rounds took the seeds
+    (.sweep.json's list; seed order for any seed it does not list); NaN for an unusable seed."""
+    rows = report[report["job"] == job]
+    column = "attn_focused" if metric == "focus_rate" else metric
+    by_seed = {
+        int(r.seed): (_seed_value(r.value) if r.status in USABLE else math.nan)
+        for r in rows.assign(value=rows[column]).itertuples()
+        if isinstance(r.seed, int | float) and np.isfinite(r.seed)
+    }
+    listed = cell_state.get("seeds") if isinstance(cell_state, dict) else None
+    order = [int(s) for s in listed if int(s) in by_seed] if isinstance(listed, list) else []
+    order += sorted(s for s in by_seed if s not in order)
+    return np.array([by_seed[s] for s in order], dtype=float)
+
+
+def _object(value: Any) -> dict[str, Any]:
+    """A JSON object of .sweep.json, or {} for anything else."""
+    return value if isinstance(value, dict) else {}
+
+
+def _seed_value(value: Any) -> float:
+    """A report cell's number (a flag as 1/0), NaN for anything else (None, text)."""
+    if isinstance(value, bool | np.bool_ | int | float | np.number):
+        return float(value)
+    return math.nan
+
+
+def adaptive_markdown(
+    summary: pd.DataFrame,
+    report: pd.DataFrame,
+    state: dict[str, Any],
+    rule: dict[str, Any],
+    cells: dict[str, Any],
+    metrics: list[str],
+) -> str:
+    """report.md's "Adaptive seeds" section: the rule, the rounds, each cell's seeds, its
+    confidence sequences and why it stopped, and the cells at the cap."""
+    targets = [f"`{t}`" for t in state.get("targets") or []] if state.get("targets") else []
+    swept = [c for c in swept_columns(report) if c in summary and c != "seeds"] or ["job"]
+    at_cap = [job for job, c in cells.items() if isinstance(c, dict) and c.get("at_cap")]
+    lines = [
+        "",
+        "## Adaptive seeds",
+        "",
+        "- Rule: more seeds per cell until "
+        + (", ".join(dict.fromkeys(targets)) or "its targets are met")
+        + f"; {rule.get('step')} seeds a round, at most {rule.get('max_seeds')} a cell"
+        + (", until every claim is decided" if rule.get("until") == "claims" else "")
+        + f" ({state.get('rounds', '?')} round(s)).",
+        f"- Intervals here, and `<metric>_cs_low` / `<metric>_cs_high` in summary.csv, are "
+        f"{LEVEL:.0%} confidence sequences (betting; anytime-valid), which stay valid when the "
+        "seed count depends on the results. The t and Wilson intervals of the Cells table "
+        "are fixed-n intervals: they do not account for the stopping rule.",
+        f"- Cells at the cap ({rule.get('max_seeds')} seeds, a target unmet): "
+        + (", ".join(f"`{job}`" for job in sorted(at_cap)) or "none"),
+        "",
+    ]
+    head = [*swept, "seeds", *[f"{m} [95% CS]" for m in metrics], "stopped because"]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for _, row in summary.iterrows():
+        standing = _object(cells.get(row["job"]))
+        why = str(standing.get("reason", "")).replace("|", "/") or "–"
+        shown = [str(row[c]) for c in swept] + [str(row["n_seeds"])]
+        for metric in metrics:
+            mean = row["focus_rate"] if metric == "focus_rate" else row[f"{metric}_mean"]
+            low, high = row[f"{metric}_cs_low"], row[f"{metric}_cs_high"]
+            shown.append(
+                "–" if not np.isfinite(mean) else f"{mean:.3f} [{_fmt(low)}, {_fmt(high)}]"
+            )
+        lines.append("| " + " | ".join([*shown, why]) + " |")
+    return "\n".join(lines) + "\n"
 
 
 COMPARISONS_CSV = "comparisons.csv"

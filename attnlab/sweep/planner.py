@@ -38,6 +38,7 @@ from attnlab.engine.config import ConfigError, ExperimentConfig, dotted
 from attnlab.engine.resources import BASE_BYTES, GIB, USABLE_SHARE, available_memory, estimate_bytes
 from attnlab.runs import records
 from attnlab.runs.files import write_json, write_text
+from attnlab.sweep import adaptive
 from attnlab.sweep.callback import open_sweep_dir
 from attnlab.sweep.cells import PACK_ENV, Cell, hydra_value, make_cell, strip_hydra
 from attnlab.sweep.packing import plan_packs
@@ -114,6 +115,8 @@ class SweepRequest:
     max_replicas: int = 128
     # Swept axes' baselines for comparisons.csv, nested by key ({"model": {"attn_layers": 2}}).
     baseline: Any = None
+    # hydra.sweeper.adaptive: rounds of more seeds where the answer is undecided (off: unset).
+    adaptive: adaptive.AdaptiveOptions = field(default_factory=adaptive.AdaptiveOptions)
 
     def baselines(self) -> dict[str, Any]:
         """The baselines by dotted key ({"model.attn_layers": 2})."""
@@ -161,6 +164,10 @@ def sweep(
     jobs = expand(overrides)
     cells = [compose(hydra_context, config, job, index) for index, job in enumerate(jobs)]
     refuse_hopeless(jobs, cells)
+    if request.adaptive.on:
+        valid = [c.exp for c in cells if c.exp is not None]
+        claims = sorted({text for c in cells for text in adaptive.cell_claims(c)})
+        request.adaptive.check(max((len(e.seeds) for e in valid), default=1), claims)
     # Every check passed: now the sweep dir is made, locked and written (the sweeper's own
     # job, as in Hydra's basic sweeper; attnlab's callback leaves it to the sweeper).
     open_sweep_dir(sweep_dir)
@@ -168,7 +175,22 @@ def sweep(
     write_text(sweep_dir / "multirun.yaml", OmegaConf.to_yaml(config))
 
     state = records.read_state(sweep_dir)
-    return run_round(sweep_dir, cells, state, request, config, launcher)
+    if not request.adaptive.on:
+        return run_round(sweep_dir, cells, state, request, config, launcher)
+    options = request.adaptive
+    return adaptive.run_adaptive(
+        sweep_dir,
+        cells,
+        state,
+        options,
+        targets_of=lambda by_key: adaptive.targets_for(by_key, options),
+        train_round=lambda round_cells, index: run_round(
+            sweep_dir, round_cells, state, request, config, launcher, index
+        ),
+        compose_seeds=lambda position, seeds: compose(
+            hydra_context, config, adaptive.with_seeds(jobs[position], seeds), position
+        ),
+    )
 
 
 def run_round(

@@ -15,11 +15,16 @@ from hydra_plugins.attnlab_sweeper import config
 
 class AttnlabSweeper(Sweeper):
     def __init__(
-        self, params: Any = None, pack: bool = True, max_replicas: int = 128, baseline: Any = None
+        self,
+        params: Any = None,
+        pack: bool = True,
+        max_replicas: int = 128,
+        baseline: Any = None,
+        adaptive: Any = None,
     ) -> None:
         self.params = dict(params) if params else {}
         self.pack, self.max_replicas = bool(pack), int(max_replicas)
-        self.baseline = baseline
+        self.baseline, self.adaptive = baseline, adaptive
         self.config: DictConfig | None = None
         self.hydra_context: HydraContext | None = None
         self.launcher: Any = None
@@ -33,6 +38,7 @@ class AttnlabSweeper(Sweeper):
         )
 
     def sweep(self, arguments: list[str]) -> Sequence[Any]:
+        from attnlab.sweep.adaptive import AdaptiveOptions
         from attnlab.sweep.planner import SweepRequest, sweep
 
         assert self.config is not None and self.hydra_context is not None
@@ -42,6 +48,7 @@ class AttnlabSweeper(Sweeper):
             pack=self.pack,
             max_replicas=self.max_replicas,
             baseline=self.baseline,
+            adaptive=AdaptiveOptions.from_config(self.adaptive),
         )
         return sweep(self.config, self.hydra_context, self.launcher, request)
 
