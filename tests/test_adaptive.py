@@ -435,3 +435,49 @@ def test_a_stop_within_a_round_then_a_resume_trains_nothing_twice(tmp_path, stop
     assert {path: after.get(path) for path in kept} == kept
     assert sorted(map(len, recorded_seeds(sweep_dir).values())) == [6, 6]
     assert list(pd.read_csv(sweep_dir / "summary.csv")["n_seeds"]) == [6, 6]
+
+
+# --- claims as targets (until=claims) ----------------------------------------------------------
+
+
+def claim_cells(claims: list[str]) -> dict:
+    """Cells of data.classes 2, 5 x model.attn_layers 1, 2 stating claims, by name."""
+    import dataclasses
+
+    from attnlab.engine.config import ExperimentConfig, flatten
+    from attnlab.sweep.cells import Cell
+
+    out = {}
+    for classes in (2, 5):
+        for layers in (1, 2):
+            base = ExperimentConfig(claims=claims)
+            exp = dataclasses.replace(
+                base,
+                data=dataclasses.replace(base.data, classes=classes),
+                model=dataclasses.replace(base.model, attn_layers=layers),
+            )
+            out[f"c{classes}-l{layers}"] = Cell([], flatten(exp), f"c{classes}-l{layers}", exp)
+    return out
+
+
+def test_claims_become_targets_where_they_apply_at_the_reports_level():
+    from attnlab.sweep.adaptive import targets_for
+
+    cells = claim_cells(
+        ["at data.classes=5: focus_rate > 0.5", "val_accuracy of model.attn_layers=1 <= 2"]
+    )
+    targets = targets_for(cells, AdaptiveOptions(until="claims"))
+    threshold = [t for t in targets if not t.paired]
+    assert [t.cells for t in threshold] == [("c5-l1",), ("c5-l2",)]
+    # Bonferroni over the claim's 2 cells, as claims.csv judges it
+    assert [t.level for t in threshold] == [pytest.approx(1 - 0.05 / 2)] * 2
+    pairs = [t for t in targets if t.paired]
+    assert sorted(t.cells for t in pairs) == [("c2-l1", "c2-l2"), ("c5-l1", "c5-l2")]
+    assert pairs[0].claim == Claim("val_accuracy", "<=", 0.0)
+    with_width = targets_for(cells, AdaptiveOptions(ACC, 0.1, until="claims"))
+    assert len(with_width) == len(targets) + 4
+
+
+def test_until_claims_refuses_a_claim_on_a_metric_without_a_range():
+    with pytest.raises(ConfigError, match=r"until=claims .*'attn_key_rank < 2'.*not finite"):
+        AdaptiveOptions(until="claims").check(5, ["attn_key_rank < 2"])

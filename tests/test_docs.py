@@ -29,7 +29,7 @@ GROUPS = {
     "trainer": config.TrainerConfig,
     "logger": config.LoggerConfig,
 }
-TOP_LEVEL = ("objective", "seeds")
+TOP_LEVEL = ("objective", "claims", "seeds")
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
 
 

@@ -317,6 +317,10 @@ class ExperimentConfig:
     # The number a job returns to Hydra (for optimizing sweepers such as optuna): this
     # summary metric's mean over the cell's usable seeds, or focus_rate.
     objective: str = "val_accuracy"
+    # What the researcher expects, judged in the report (claims.csv, report.md), e.g.
+    # "at data.classes=20: focus_rate > 0.5" or "val_accuracy of model.attention=oracle <=
+    # learned" (docs/claims.md); not part of a cell's identity.
+    claims: list[str] = field(default_factory=list)
     # One model per seed; seed s drives its data draw and initialisation. Last, as in the
     # report's columns (the cell's config, then its seeds).
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
@@ -329,6 +333,7 @@ class ExperimentConfig:
             self.objective,
             f"one of {', '.join(OBJECTIVES)}",
         )
+        self.validate_claims()
         self.logger.validate()
         self.model.validate()
         self.data.validate(sequence=self.model.sequence)
@@ -345,6 +350,15 @@ class ExperimentConfig:
         _require(min(self.seeds) >= 0, "seeds", self.seeds, "integers >= 0")
         if activations:
             self.model.validate_activations()
+
+    def validate_claims(self) -> None:
+        """Every claim parses and names known metrics and keys (attnlab.engine.claims)."""
+        from attnlab.engine.claims import ClaimError, parse_claims  # deferred: loads pandas
+
+        try:
+            parse_claims(self.claims, [k for k in flatten(self) if k not in ("seeds", "claims")])
+        except ClaimError as err:
+            raise ConfigError(str(err)) from None
 
 
 def validate_table(cfg: ExperimentConfig) -> None:
@@ -486,7 +500,7 @@ def from_hydra(cfg: Mapping[str, Any]) -> ExperimentConfig:
         "trainer": TrainerConfig,
         "logger": LoggerConfig,
     }
-    top = (*groups, "seeds", "objective")
+    top = (*groups, "seeds", "objective", "claims")
     for key in cfg:
         _require(key in top, str(key), cfg[key], f"not a config key (allowed: {', '.join(top)})")
     for group, schema in groups.items():
@@ -508,6 +522,7 @@ def from_hydra(cfg: Mapping[str, Any]) -> ExperimentConfig:
         trainer=TrainerConfig(**cfg["trainer"]),
         logger=LoggerConfig(**cfg["logger"]),
         objective=cfg["objective"],
+        claims=[str(c) for c in cfg.get("claims", [])],
         seeds=list(cfg["seeds"]),
     )
     return fill_from_table(exp)
@@ -520,6 +535,7 @@ def flatten(cfg: ExperimentConfig) -> dict[str, Any]:
         for key, value in vars(getattr(cfg, group)).items():
             out[f"{group}.{key}"] = value
     out["objective"] = cfg.objective
+    out["claims"] = list(cfg.claims)
     out["seeds"] = list(cfg.seeds)
     return out
 

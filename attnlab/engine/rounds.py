@@ -79,6 +79,10 @@ class Target:
             half-width target.
         half_width: the target half-width (None for a claim).
         label: how the console and report name it, e.g. "focus_rate > 0.5".
+        level: this target's interval level; None: the schedule's. A claim judged at k
+            cells (or pairs) uses the report's Bonferroni level 1 - alpha/k
+            (attnlab.engine.claims.family_level), so the rounds stop exactly when the
+            report's verdict is decided.
     """
 
     cells: tuple[str, ...]
@@ -86,6 +90,7 @@ class Target:
     claim: Claim | None = None
     half_width: float | None = None
     label: str = ""
+    level: float | None = None
 
     @property
     def paired(self) -> bool:
@@ -129,7 +134,7 @@ def target_interval(
     slack = 1e-9 * (span[1] - span[0])
     edge = (values >= span[0] - slack) & (values <= span[1] + slack)
     values = np.where(edge, np.clip(values, *span), values)
-    return confidence_sequence(values, span, level)
+    return confidence_sequence(values, span, target.level or level)
 
 
 Interval = Callable[[Target, CellSeeds], tuple[float, float]]
@@ -247,7 +252,10 @@ def simulate_rounds(
     values = {
         cell: np.asarray(draw(rng, (studies, rule.max_seeds))) for cell, draw in draws.items()
     }
-    paths = {target: _paths(target, values, bounds[metric], rule.level) for target in targets}
+    paths = {
+        target: _paths(target, values, bounds[metric], target.level or rule.level)
+        for target in targets
+    }
     covered = {t.label: 0 for t in targets}
     wrong = {t.label: 0 for t in targets if t.claim is not None}
     seeds_total = dict.fromkeys(draws, 0)

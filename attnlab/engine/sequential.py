@@ -216,6 +216,15 @@ def _claim_true(mean: float, op: str, threshold: float) -> bool:
 
 
 _CLAIM_PATTERN = re.compile(r"^\s*(\w+)\s*(>=|<=|>|<)\s*([-+]?[0-9.]+(?:[eE][-+]?\d+)?)\s*$")
+# The Unicode forms a claim may be written with (config files, the findings page): as ASCII.
+UNICODE_OPS = {"≥": ">=", "≤": "<="}
+
+
+def ascii_ops(text: str) -> str:
+    """text with ≥ and ≤ written as >= and <=."""
+    for unicode_op, op in UNICODE_OPS.items():
+        text = text.replace(unicode_op, op)
+    return text
 
 
 @dataclass(frozen=True)
@@ -232,8 +241,8 @@ class Claim:
 
     @classmethod
     def parse(cls, text: str) -> Claim:
-        """Claim from "metric op threshold", e.g. "val_accuracy >= 0.9"."""
-        match = _CLAIM_PATTERN.match(text)
+        """Claim from "metric op threshold", e.g. "val_accuracy >= 0.9" (or "≥ 0.9")."""
+        match = _CLAIM_PATTERN.match(ascii_ops(text))
         if match is None:
             raise ValueError(f"a claim reads 'metric op threshold' (op in {OPS}), got {text!r}")
         return cls(match[1], match[2], float(match[3]))

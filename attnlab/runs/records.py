@@ -53,11 +53,11 @@ HISTORY_CSV = "history.csv"
 SWEEP_STATE = ".sweep.json"
 LOCK_FILE = ".attnlab.lock"
 JOBS_DIR = ".jobs"
-REPORT_FILES = ("report.csv", "summary.csv", "comparisons.csv", "report.md")
+REPORT_FILES = ("report.csv", "summary.csv", "comparisons.csv", "claims.csv", "report.md")
 FIGURES_DIR = "figures"
 
 # Config keys that cannot change a cell's numbers: not part of its identity.
-NOT_IDENTITY = frozenset({"trainer.verbose", "trainer.threads", "objective"})
+NOT_IDENTITY = frozenset({"trainer.verbose", "trainer.threads", "objective", "claims"})
 NOT_IDENTITY_PREFIXES = ("logger.",)
 
 # Run statuses a finished metrics.json may hold; a run counts in the summary unless diverged.

@@ -17,10 +17,11 @@ import logging
 import math
 import re
 import sys
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -31,9 +32,15 @@ from attnlab.runs import records
 from attnlab.runs.files import os_error_text, signals_held, write_csv, write_figure, write_text
 from attnlab.runs.provenance import source_line
 
+if TYPE_CHECKING:
+    from attnlab.engine.claims import Intervals
+
 log = logging.getLogger(__name__)
 
 USABLE = ("completed", "cached")  # statuses whose numbers enter the summary
+# Config keys that are the sweep's question, not a cell's setting: no report.csv column
+# (cells run with other claims must not look like a swept axis); claims.csv judges them.
+NOT_COLUMNS = ("claims",)
 
 
 def collect_runs(sweep_dir: Path) -> pd.DataFrame:
@@ -42,7 +49,7 @@ def collect_runs(sweep_dir: Path) -> pd.DataFrame:
     reads every cell dir, and makes anything unexpected a failed record saying why)."""
     rows, config_keys = [], {}
     for record in records.read_cells(sweep_dir):
-        config = {k: _cell(v) for k, v in record.config.items()}
+        config = {k: _cell(v) for k, v in record.config.items() if k not in NOT_COLUMNS}
         config_keys.update(dict.fromkeys(config))
         if record.finished:
             status = "cached" if record.status == "cached" else None
@@ -176,8 +183,11 @@ class Provenance(NamedTuple):
     figures: list[tuple[str, str]]  # (path relative to the sweep dir, what it shows)
 
 
-def markdown(summary: pd.DataFrame, report: pd.DataFrame, made: Provenance) -> str:
-    """report.md: how the sweep was run, the summary table, the figures, the failed cells."""
+def markdown(
+    summary: pd.DataFrame, report: pd.DataFrame, made: Provenance, claims: Sequence[str] = ()
+) -> str:
+    """report.md: how the sweep was run, its claims' verdicts (the lines of claims_section),
+    the summary table, the figures, the failed cells."""
     swept = [c for c in swept_columns(report) if c in summary] or ["job"]
     lines = [
         "# Sweep report",
@@ -194,6 +204,7 @@ def markdown(summary: pd.DataFrame, report: pd.DataFrame, made: Provenance) -> s
         "- Fixed in every cell: "
         + (", ".join(f"`{k}={v}`" for k, v in fixed_settings(report).items()) or "nothing"),
         "",
+        *claims,
         "## Cells",
         "",
         "Intervals are 95%: Student-t intervals of the mean over seeds, and for the focus rate "
@@ -350,10 +361,15 @@ def write_report(sweep_dir: Path, command: str | None = None) -> pd.DataFrame:
     summary = summarize(report)
     summary, adaptive_md = adaptive_summary(sweep_dir, report, summary)
     comparisons, note = sweep_comparisons(sweep_dir, report)
+    stated, disagree = sweep_claims(sweep_dir)
+    sequence = adaptive_sweep(sweep_dir)  # its claims are judged by confidence sequences
+    judged = judge_claims(report, stated, "sequence" if sequence else "fixed")
     write_csv(sweep_dir / "report.csv", report)
     write_csv(sweep_dir / "summary.csv", summary)
     if not comparisons.empty:
         write_csv(sweep_dir / COMPARISONS_CSV, comparisons)
+    if stated:
+        write_csv(sweep_dir / CLAIMS_CSV, judged)
     figures = write_figures(sweep_dir, report, summary)
     figures += write_difference_figures(sweep_dir, comparisons)
     made = Provenance(
@@ -362,7 +378,8 @@ def write_report(sweep_dir: Path, command: str | None = None) -> pd.DataFrame:
         versions=package_versions(),
         figures=figures,
     )
-    body = markdown(summary, report, made) + adaptive_md
+    claims_md = claims_section(judged, disagree, sequence) if stated else []
+    body = markdown(summary, report, made, claims_md) + adaptive_md
     write_text(sweep_dir / "report.md", body + comparisons_section(comparisons, note))
     return report
 
@@ -478,6 +495,122 @@ def adaptive_markdown(
             )
         lines.append("| " + " | ".join([*shown, why]) + " |")
     return "\n".join(lines) + "\n"
+
+
+def adaptive_sweep(sweep_dir: Path) -> bool:
+    """Whether the sweep ran with hydra.sweeper.adaptive (its .sweep.json records the rule)."""
+    return isinstance(records.read_state(sweep_dir).get("adaptive"), dict)
+
+
+CLAIMS_CSV = "claims.csv"
+
+
+def sweep_claims(sweep_dir: Path) -> tuple[list[str], int]:
+    """The claims the sweep's cells state (config `claims`): every cell of one sweep states
+    the same list; where they disagree (a rerun with other claims reuses cells recorded
+    with the old ones) the union, in order of first appearance, and how many distinct
+    lists there were (1 when they agree, 0 when no cell states a claim)."""
+    union: dict[str, None] = {}
+    lists: set[tuple[str, ...]] = set()
+    for record in records.read_cells(sweep_dir):
+        stated = record.config.get("claims", [])
+        texts = tuple(str(t) for t in stated) if isinstance(stated, list) else ()
+        if record.config:
+            lists.add(texts)
+        union.update(dict.fromkeys(texts))
+    return list(union), len(lists) if union else 0
+
+
+def judge_claims(
+    report: pd.DataFrame, stated: Sequence[str], intervals: Intervals = "fixed"
+) -> pd.DataFrame:
+    """claims.csv's rows (attnlab.engine.claims) from report.csv's per-seed rows: a cell is
+    a combination of the config columns (the seeds list aside), claims.csv names it by the
+    swept ones, as summary.csv's columns."""
+    from attnlab.engine.claims import evaluate_claims
+
+    keys = [c for c in config_columns(report) if c != "seeds"]
+    shown = [c for c in keys if report[c].nunique(dropna=True) > 1]
+    return evaluate_claims(list(stated), report, keys, shown, intervals)
+
+
+def claims_section(judged: pd.DataFrame, lists: int, sequence: bool = False) -> list[str]:
+    """report.md's "Claims" lines: each claim with its verdict per cell, compactly;
+    sequence: an adaptive sweep's, judged by confidence sequences."""
+    from attnlab.engine.claims import claim_summary
+
+    intervals = (
+        "seeds may decide it). Intervals: this sweep chose its seed counts from the results "
+        "(adaptive seeds), so every interval is a confidence sequence (betting), valid "
+        "however the rounds stopped; a comparison `METRIC of KEY=A OP B` is judged on the "
+        "per-seed differences A − B over the seeds both cells ran. "
+        if sequence
+        else "seeds may decide it). Intervals: Student-t of a mean, Wilson of focus_rate; a "
+        "comparison `METRIC of KEY=A OP B` is the mean per-seed difference A − B over the "
+        "seeds both cells ran (paired t; Newcombe's paired interval for focus_rate). "
+    )
+    lines = [
+        "## Claims",
+        "",
+        "The config's `claims`, each judged at every cell it applies to "
+        f"([{CLAIMS_CSV}]({CLAIMS_CSV})): **holds** when its whole interval lies on the "
+        "claim's side, **fails** when wholly on the other side, else **unresolved** (more "
+        + intervals
+        + f"{LEVEL:.0%} per claim: a claim judged at k cells has each interval at "
+        f"1 − {1 - LEVEL:.2f}/k (Bonferroni), so all of its verdicts are right together "
+        f"with probability ≥ {LEVEL:.0%}; different claims are not corrected against each "
+        "other.",
+        "",
+    ]
+    if lists > 1:
+        lines += [
+            f"The cells state {lists} different lists of claims (cells reused from a run "
+            "with other claims keep theirs): the union is judged.",
+            "",
+        ]
+    keys = [c for c in judged.columns if c not in ("claim", "metric") and c not in _CLAIM_NUMBERS]
+    for text, rows in judged.groupby("claim", sort=False):
+        if len(rows) == 1:
+            lines.append(f"- `{text}`: {_claim_row(rows.iloc[0], keys, alone=True)}")
+            continue
+        lines.append(f"- `{text}`: {claim_summary(rows)}")
+        lines += [f"  - {_claim_row(row, keys)}" for _, row in rows.iterrows()]
+    return [*lines, ""]
+
+
+_CLAIM_NUMBERS = (
+    "estimate",
+    "ci_low",
+    "ci_high",
+    "n_seeds",
+    "verdict",
+    "interval",
+    "level",
+    "correction",
+    "paired",
+    "n_unpaired",
+    "note",
+)
+
+
+def _claim_row(row: pd.Series, keys: list[str], alone: bool = False) -> str:
+    """One row: its cell (unless alone), **verdict**, estimate [interval], seeds, note."""
+    cell = ", ".join(f"{k}={row[k]}" for k in keys if not _blank(row[k]))
+    comparison = row["paired"] == "by seed"
+    numbers = ""
+    if np.isfinite(row["estimate"]):
+        sign = "+" if comparison else ""
+        numbers = f" {row['estimate']:{sign}.3f} [{_fmt(row['ci_low'])}, {_fmt(row['ci_high'])}]"
+        what = "pairs" if comparison else "seeds"
+        numbers += f" ({row['n_seeds']} {what})"
+    note = f"; {row['note']}" if isinstance(row["note"], str) and row["note"] else ""
+    head = "" if alone or not cell else f"{cell}: "
+    tail = f" at {cell}" if alone and cell else ""
+    return f"{head}**{row['verdict']}**{numbers}{tail}{note}"
+
+
+def _blank(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 COMPARISONS_CSV = "comparisons.csv"

@@ -31,7 +31,7 @@ from omegaconf import OmegaConf
 from attnlab.engine.config import ConfigError
 from attnlab.engine.metrics import SUMMARY_METRICS, metric_bounds
 from attnlab.engine.rounds import Schedule, Target, plan_cells
-from attnlab.engine.sequential import LEVEL, CellNeed, Claim
+from attnlab.engine.sequential import LEVEL, CellNeed
 from attnlab.runs import records
 from attnlab.runs.files import write_json
 from attnlab.sweep.cells import Cell
@@ -113,6 +113,8 @@ class AdaptiveOptions:
                 f"{KEY}.until=claims is not allowed without claims: the config's `claims` is "
                 "empty (e.g. 'claims=[\"focus_rate > 0.5\"]', or a preset that carries claims)"
             )
+        if self.until == "claims":
+            check_claim_ranges(claims)
         if self.half_width is None and self.until is None:
             given = ", ".join(f"{KEY}.{k}={v}" for k, v in asdict(self).items() if v is not None)
             raise ConfigError(
@@ -176,9 +178,9 @@ def adaptive_cells(cells: list[Cell], cap: int) -> dict[str, AdaptiveCell]:
 
 
 def seed_order(seeds: Sequence[int], max_seeds: int) -> list[int]:
-    """The fixed order seeds are taken in: the config's list, then the next integers after
-    its largest, up to max_seeds seeds in all."""
-    order = list(seeds)
+    """The fixed order seeds are taken in: the config's seeds (ascending, as the report's
+    intervals read them), then the next integers after the largest, up to max_seeds seeds."""
+    order = sorted(seeds)
     nxt = max(order) + 1
     while len(order) < max_seeds:
         order.append(nxt)
@@ -227,6 +229,22 @@ def readable(name: str) -> str:
     return text if text and len(digest) == records.HASH_CHARS else name
 
 
+def check_claim_ranges(claims: Sequence[str]) -> None:
+    """ConfigError for a claim whose metric has no finite range: until=claims judges it by
+    betting within the range (docs/statistics-adaptive.md)."""
+    from attnlab.engine.claims import parse_claims
+
+    for stated in parse_claims(claims):
+        low, high = bounds_of(stated.claim.metric)
+        if not (math.isfinite(low) and math.isfinite(high)):
+            raise ConfigError(
+                f"{KEY}.until=claims is not allowed with the claim {stated.text!r}: "
+                f"{stated.claim.metric}'s range [{low}, {high}] is not finite, and the "
+                "anytime-valid interval bets within known bounds; drop the claim or use "
+                "fixed seeds"
+            )
+
+
 def targets_for(cells: dict[str, Cell], options: AdaptiveOptions) -> list[Target]:
     """What each round judges: the half-width target in every cell, and with until=claims
     every claim in each cell (or pair of cells) it applies to."""
@@ -241,13 +259,46 @@ def targets_for(cells: dict[str, Cell], options: AdaptiveOptions) -> list[Target
 
 
 def claim_targets(cells: dict[str, Cell]) -> list[Target]:
-    """Each claim of the cells' config in each cell it applies to."""
+    """Each claim of the cells' config (attnlab.engine.claims' grammar) in each cell it
+    applies to (`at ...:`), a comparison in each pair of cells that differ only in its key
+    (A, B); each at the level the report judges it (Bonferroni over the claim's cells)."""
+    from attnlab.engine.claims import family_level, parse_claims
+
+    texts = list(dict.fromkeys(text for cell in cells.values() for text in cell_claims(cell)))
     out = []
-    for key, cell in cells.items():
-        for text in cell_claims(cell):
-            claim = Claim.parse(text)
-            out.append(Target((key,), claim.metric, claim, None, str(claim)))
+    for stated in parse_claims(texts):
+        matching = [k for k, c in cells.items() if _applies(c.config, stated.at)]
+        if stated.comparison:
+            members = _pairs(stated, {k: cells[k] for k in matching})
+        else:
+            members = [(key,) for key in matching]
+        level = family_level(LEVEL, len(members))
+        claim = stated.claim
+        out += [Target(m, claim.metric, claim, None, stated.text, level) for m in members]
     return out
+
+
+def _applies(config: dict[str, Any], at: Sequence[tuple[str, str]]) -> bool:
+    from attnlab.engine.claims import same_value
+
+    return all(key in config and same_value(config[key], value) for key, value in at)
+
+
+def _pairs(stated: Any, cells: dict[str, Cell]) -> list[tuple[str, ...]]:
+    """(A, B) cell keys of each pair that differs only in the comparison's key."""
+    from attnlab.engine.claims import same_value
+
+    at_a: dict[str, str] = {}
+    at_b: dict[str, str] = {}
+    for key, cell in cells.items():
+        value = cell.config.get(stated.key)
+        rest = {k: v for k, v in cell.config.items() if k not in (stated.key, "seeds")}
+        context = records.identity_key(rest)
+        if value is not None and same_value(value, stated.a):
+            at_a.setdefault(context, key)
+        elif value is not None and same_value(value, stated.b):
+            at_b.setdefault(context, key)
+    return [(a, at_b[context]) for context, a in at_a.items() if context in at_b]
 
 
 def cell_claims(cell: Cell) -> list[str]:

@@ -33,6 +33,7 @@ PACK_FREE = frozenset(
         "trainer.verbose",
         "trainer.threads",
         "objective",
+        "claims",
         "logger.kind",
         "logger.subdir",
     }
