@@ -29,6 +29,7 @@ from attnlab.engine.sequential import Claim, bernoulli, beta, clipped_normal
 from attnlab.sweep.adaptive import (
     AdaptiveCell,
     AdaptiveOptions,
+    recorded_cells,
     recorded_values,
     seed_order,
     with_seeds,
@@ -253,7 +254,8 @@ def test_a_round_reads_the_longest_prefix_of_the_seed_order(tmp_path):
     runs = [_run(0, 0.5), _run(1, 0.6, False), _run(2, 0.7, status="diverged"), _run(4, 0.9)]
     config = write_cell(tmp_path, "c", 2, runs)
     item = AdaptiveCell(0, Cell([], config, "c"), seed_order([0, 1], 6), 2)
-    values = recorded_values(tmp_path, item)
+    values = recorded_values(recorded_cells(tmp_path), item)
+    assert item.home == "c"
     assert list(values) == [0, 1, 2]  # seed 3 missing ends it: 4 waits
     assert values[1] == pytest.approx({**values[1], ACC: 0.6, "focus_rate": 0.0})
     assert math.isnan(values[2][ACC])  # diverged: taken, left out of the interval

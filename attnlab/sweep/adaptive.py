@@ -151,6 +151,7 @@ class AdaptiveCell:
             failed for this cell, and it gets no more (failed says why).
         seeds: its seeds recorded so far, in order (what the report's intervals use).
         reason: the plan's latest word on it; at_cap: it stopped at max_seeds unmet.
+        home: the dir its seeds are recorded in (the report's name for it).
     """
 
     position: int
@@ -161,6 +162,7 @@ class AdaptiveCell:
     failed: str = ""
     reason: str = ""
     at_cap: bool = False
+    home: str = ""
 
 
 def adaptive_cells(cells: list[Cell], cap: int) -> dict[str, AdaptiveCell]:
@@ -198,14 +200,28 @@ def with_seeds(overrides: Sequence[str], seeds: Sequence[int]) -> list[str]:
     return [*kept, seeds_override(seeds)]
 
 
-def recorded_values(sweep_dir: Path, item: AdaptiveCell) -> dict[int, dict[str, float]]:
+def recorded_cells(sweep_dir: Path) -> dict[str, records.CellRecord]:
+    """identity_key -> each finished cell's record, every seed recorded for it (all its
+    dirs merged: records.read_cells)."""
+    return {
+        records.identity_key(record.config): record
+        for record in records.read_cells(sweep_dir)
+        if record.finished
+    }
+
+
+def recorded_values(
+    found: dict[str, records.CellRecord], item: AdaptiveCell
+) -> dict[int, dict[str, float]]:
     """seed -> metric -> value of the cell's recorded seeds: the longest prefix of its seed
     order (a missing seed ends it: the intervals are valid in that order only). A diverged
     seed counts as taken, its values NaN (left out of the interval, as the summary leaves
-    it out)."""
-    cell_dir = records.finished_cells(sweep_dir).get(records.identity_key(item.cell.config))
-    record = records.read_cell(cell_dir or sweep_dir / item.cell.name, sweep_dir)
-    runs = {run["seed"]: run for run in record.runs} if record.finished else {}
+    it out). Sets item.home, the dir the report knows the cell by."""
+    record = found.get(records.identity_key(item.cell.config))
+    if record is None:
+        return {}
+    item.home = record.name
+    runs = {run["seed"]: run for run in record.runs}
     out: dict[int, dict[str, float]] = {}
     for seed in item.order:
         run = runs.get(seed)
@@ -349,7 +365,8 @@ def run_adaptive(
     round_index = 0
     while True:
         raise_if_stopped()  # Ctrl-C between rounds stops here, as within one
-        seen = {key: recorded_values(sweep_dir, item) for key, item in adaptive.items()}
+        found = recorded_cells(sweep_dir)
+        seen = {key: recorded_values(found, item) for key, item in adaptive.items()}
         note_failures(adaptive, seen, round_index + 1)
         live = {key: values for key, values in seen.items() if not adaptive[key].failed}
         needs = plan_cells(live, targets, schedule, bounds)
@@ -409,9 +426,10 @@ def record_state(sweep_dir: Path, state: dict[str, Any], adaptive: dict[str, Ada
     requested = state.setdefault("seeds", {})
     cells = state["adaptive"]["cells"]
     for item in adaptive.values():
+        name = item.home or item.cell.name
         if item.seeds:
-            requested[item.cell.name] = item.seeds
-        cells[item.cell.name] = {
+            requested[name] = item.seeds
+        cells[name] = {
             "seeds": item.seeds,
             "at_cap": item.at_cap,
             "reason": item.failed or item.reason,
