@@ -98,6 +98,13 @@ def main() -> None:
             )
             + " |"
         )
+    for name, where in (("fixed", fixed_dir), ("adaptive", adaptive_dir)):
+        claims = where / "claims.csv"
+        if claims.exists():
+            rows = pd.read_csv(claims)
+            rows = rows[~rows["note"].fillna("").str.startswith("applies to no cell")]
+            counts = rows["verdict"].value_counts().to_dict()
+            print(f"claims.csv, {name}: {len(rows)} rows, verdicts {counts}")
     print(f"\nsweep dirs: {root}")
 
 

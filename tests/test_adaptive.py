@@ -276,6 +276,7 @@ def test_an_adaptive_sweeps_report_gives_sequences_and_a_section(tmp_path):
         "adaptive": {
             "rule": {"metric": ACC, "half_width": 0.2, "until": None, "max_seeds": 4, "step": 2},
             "targets": [f"{ACC} ±0.2"],
+            "metrics": [ACC],
             "rounds": 2,
             "cells": {
                 "a": {"seeds": [0, 1, 2, 3], "at_cap": True, "reason": "reached max_seeds=4: x"},

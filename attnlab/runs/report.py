@@ -476,7 +476,7 @@ def adaptive_summary(
         return summary, ""
     rule: dict[str, Any] = _object(state.get("rule"))
     cells: dict[str, Any] = _object(state.get("cells"))
-    metrics = adaptive_metrics(rule, state.get("targets"))
+    metrics = adaptive_metrics(rule, state.get("metrics"))
     summary = summary.copy()
     for metric in metrics:
         lows, highs = [], []
@@ -491,14 +491,16 @@ def adaptive_summary(
     return summary, adaptive_markdown(summary, report, state, rule, cells, metrics)
 
 
-def adaptive_metrics(rule: dict[str, Any], targets: Any) -> list[str]:
-    """The metrics an adaptive sweep judged: its half-width metric, then its claims'."""
+def adaptive_metrics(rule: dict[str, Any], judged: Any) -> list[str]:
+    """The metrics an adaptive sweep judged (.sweep.json's list: its half-width metric, then
+    its claims'), those with a finite range only."""
     named = [rule["metric"]] if isinstance(rule.get("metric"), str) else []
-    for label in targets if isinstance(targets, list) else []:
-        head = str(label).split()[0] if str(label).split() else ""
-        if head in (*SUMMARY_METRICS, "focus_rate"):
-            named.append(head)
-    return list(dict.fromkeys(named))
+    named += [str(m) for m in judged] if isinstance(judged, list) else []
+    return [
+        m
+        for m in dict.fromkeys(named)
+        if m == "focus_rate" or (m in SUMMARY_METRICS and math.isfinite(sum(metric_bounds(m))))
+    ]
 
 
 def adaptive_values(report: pd.DataFrame, job: str, metric: str, cell_state: Any) -> np.ndarray:

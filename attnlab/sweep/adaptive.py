@@ -357,7 +357,8 @@ def run_adaptive(
         "rule": {**asdict(options), "max_seeds": schedule.max_seeds, "step": schedule.step},
         "level": schedule.level,
         "interval": "confidence sequence (betting; Waudby-Smith & Ramdas 2023)",
-        "targets": [t.label for t in targets],
+        "targets": list(dict.fromkeys(t.label for t in targets)),
+        "metrics": list(dict.fromkeys(t.metric for t in targets)),
         "rounds": 1,
         "cells": {},
     }
