@@ -86,7 +86,8 @@ def main() -> None:
     )
     print(f"\nwall: fixed {fixed_s:.1f} s, adaptive {adaptive_s:.1f} s")
     print(f"seeds: fixed {fixed['n_seeds'].sum()}, adaptive {grown['n_seeds'].sum()}\n")
-    head = [*keys, "fixed seeds", "fixed ± (t)", "adaptive seeds", "adaptive ± (CS)"]
+    fixed_kind = "fixed ± (t; Wilson for rates)"
+    head = [*keys, "fixed seeds", fixed_kind, "adaptive seeds", "adaptive ± (CS)"]
     print("| " + " | ".join(head) + " |\n|" + "---|" * len(head))
     for row in table.itertuples(index=False):
         values = list(row)
@@ -102,7 +103,8 @@ def main() -> None:
         claims = where / "claims.csv"
         if claims.exists():
             rows = pd.read_csv(claims)
-            rows = rows[~rows["note"].fillna("").str.startswith("applies to no cell")]
+            notes = rows["note"].astype("string").fillna("")
+            rows = rows[~notes.str.startswith("applies to no cell")]
             counts = rows["verdict"].value_counts().to_dict()
             print(f"claims.csv, {name}: {len(rows)} rows, verdicts {counts}")
     print(f"\nsweep dirs: {root}")
