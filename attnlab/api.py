@@ -131,6 +131,11 @@ def report_is_stale(sweep_dir: Path) -> bool:
     written = min(p.stat().st_mtime for p in paths)
     names = (records.METRICS_FILE, records.RUN_FILE, records.CELL_FILE)
     files = [d / name for d in records.cell_dirs(sweep_dir) for name in names]
+    files += [  # seeds added to a finished cell (records.seed_dir)
+        path
+        for d in records.cell_dirs(sweep_dir)
+        for path in d.glob(f"{records.SEEDS_DIR}/*/{records.METRICS_FILE}")
+    ]
     return any(p.exists() and p.stat().st_mtime > written for p in files)
 
 
@@ -209,7 +214,12 @@ def finished_result(exp: ExperimentConfig, out_dir: Path) -> dict[str, Any] | No
     record = records.read_cell(out_dir, out_dir.parent)
     if not record.finished:
         return None  # a failed or broken record: training writes over it as in a sweep
-    if records.identity_key(record.config) != records.identity_key(flatten(exp)):
+    # The same cell with the same seeds: a notebook's run_cell trains every seed into its
+    # own dir (a sweep grows a cell by seeds; run_cell does not).
+    asked = flatten(exp)
+    if records.identity_key(record.config) != records.identity_key(asked) or sorted(
+        record.config.get("seeds", [])
+    ) != sorted(asked["seeds"]):
         raise ConfigError(
             f"out_dir={out_dir} holds another cell's finished result ({records.METRICS_FILE}), "
             "which is never replaced: choose another out_dir"

@@ -58,6 +58,9 @@ def test_run_cell_again_into_its_dir_reuses_the_finished_result(tmp_path, caplog
     assert "reused, not trained again" in caplog.text
     with pytest.raises(ConfigError, match=r"holds another cell's finished result"):
         attnlab.run_cell([*overrides, "data.classes=3"], tmp_path / "run")
+    # Other seeds (not part of a sweep cell's identity, issue 21): run_cell stays as it was.
+    with pytest.raises(ConfigError, match=r"holds another cell's finished result"):
+        attnlab.run_cell([*overrides, "seeds=[0,1,2]"], tmp_path / "run")
     assert (tmp_path / "run" / "metrics.json").read_bytes() == stored
 
 
