@@ -398,11 +398,15 @@ def test_an_adaptive_sweep_grows_seeds_in_rounds_and_a_rerun_trains_nothing(tmp_
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGKILL])
-def test_a_stop_within_a_round_then_a_resume_trains_nothing_twice(tmp_path, stop):
-    """Ctrl-C (or SIGKILL) once round 2's pack has started training; the resume (the same
-    command) leaves every recorded result's bytes as they were, trains only the seeds not
-    recorded, and ends as an undisturbed run: 6 seeds per cell."""
+@pytest.mark.parametrize(
+    ("stop", "moment"),
+    [(signal.SIGINT, "within"), (signal.SIGKILL, "within"), (signal.SIGINT, "between")],
+)
+def test_a_stop_within_a_round_then_a_resume_trains_nothing_twice(tmp_path, stop, moment):
+    """Ctrl-C (or SIGKILL) once round 2's pack has started training, or Ctrl-C between
+    rounds 1 and 2 (as round 2's plan is logged); the resume (the same command) leaves every
+    recorded result's bytes as they were, trains only the seeds not recorded, and ends as
+    an undisturbed run: 6 seeds per cell."""
     sweep_dir = tmp_path / "sweep"
     command = [sys.executable, "-m", "attnlab", *ADAPTIVE, f"hydra.sweep.dir={sweep_dir}"]
     proc = subprocess.Popen(
@@ -417,6 +421,10 @@ def test_a_stop_within_a_round_then_a_resume_trains_nothing_twice(tmp_path, stop
     assert proc.stdout is not None
     in_round_2 = False
     for line in proc.stdout:
+        if moment == "between" and re.search(r"round 2: \S+: \+2 seeds", line):
+            in_round_2 = True
+            os.killpg(proc.pid, stop)
+            break
         in_round_2 = in_round_2 or "round 2: 2 cells into" in line
         if in_round_2 and TRAINED.search(line):
             os.killpg(proc.pid, stop)
@@ -430,6 +438,8 @@ def test_a_stop_within_a_round_then_a_resume_trains_nothing_twice(tmp_path, stop
     kept = result_bytes(sweep_dir)
     recorded = sum(map(len, recorded_seeds(sweep_dir).values()))
     assert 4 <= recorded < 12
+    if moment == "between":
+        assert recorded == 4  # round 1's seeds only
 
     resume = run_cli(ADAPTIVE + [f"hydra.sweep.dir={sweep_dir}"], cwd=tmp_path)
     assert resume.returncode == 0, shown(resume)
