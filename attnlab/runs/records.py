@@ -66,9 +66,8 @@ FIGURES_DIR = "figures"
 
 SEEDS_DIR = "seeds"  # <cell>/seeds/<seed>/: a seed added after the cell's first training
 
-# Config keys that are not part of a cell's identity: those that cannot change its numbers
-# (claims are judged in the report), and its seeds (each seed is a record of its own: a cell
-# grows by seeds).
+# Config keys that are not part of a cell's identity: those that cannot change its numbers,
+# and its seeds (each seed is a record of its own: a cell grows by seeds).
 NOT_IDENTITY = frozenset({"trainer.verbose", "trainer.threads", "objective", "claims", "seeds"})
 NOT_IDENTITY_PREFIXES = ("logger.",)
 
