@@ -494,3 +494,35 @@ def test_claims_become_targets_where_they_apply_at_the_reports_level():
 def test_until_claims_refuses_a_claim_on_a_metric_without_a_range():
     with pytest.raises(ConfigError, match=r"until=claims .*'attn_key_rank < 2'.*not finite"):
         AdaptiveOptions(until="claims").check(5, ["attn_key_rank < 2"])
+
+
+@pytest.mark.slow
+def test_until_claims_grows_both_cells_of_an_undecided_comparison(tmp_path):
+    """until=claims on a tiny grid: the comparison of 2 vs 5 classes is undecided at 2 and
+    4 pairs (the betting interval of a difference spans [-1, 1]), so both cells get seeds in
+    rounds 2 and 3; claims.csv judges it with the confidence
+    sequence, over the seeds the rounds took, as the console's last word on it."""
+    sweep_dir = tmp_path / "sweep"
+    claim = "val_accuracy of data.classes=2 > 5"
+    args = [
+        *ADAPTIVE[:3],
+        f"claims=[{claim!r}]".replace("'", '"'),
+        "hydra.sweeper.adaptive.until=claims",
+        "hydra.sweeper.adaptive.max_seeds=6",
+        "hydra.sweeper.adaptive.step=2",
+        f"hydra.sweep.dir={sweep_dir}",
+    ]
+    proc = run_cli(args, cwd=tmp_path)
+    assert proc.returncode == 0, shown(proc)
+    said = proc.stdout + proc.stderr
+    assert said.count(f"+2 seeds ({claim} unresolved [") == 4  # rounds 2 and 3, both cells
+    rows = pd.read_csv(sweep_dir / "claims.csv")
+    assert list(rows["interval"]) == ["confidence sequence (betting)"]
+    (row,) = rows.itertuples()
+    seeds = json.loads((sweep_dir / ".sweep.json").read_text())["seeds"]
+    assert row.n_seeds == min(len(s) for s in seeds.values()) >= 4
+    last = re.findall(rf"{re.escape(claim)} (\w+) \[([-\d.]+), ([-\d.]+)\]", said)[-1]
+    assert row.verdict == last[0]
+    assert row.ci_low == pytest.approx(float(last[1]), abs=1e-3)
+    assert row.ci_high == pytest.approx(float(last[2]), abs=1e-3)
+    assert "every interval is a confidence sequence" in (sweep_dir / "report.md").read_text()
