@@ -47,14 +47,16 @@ RUN_METRICS = (
 )
 
 # The range each summary metric (and history.csv curve) can take: intervals are cut to it
-# (attnlab.engine.stats.t_interval). An accuracy and a weight lie in [0, 1]; an ablation drop is a
-# difference of two accuracies; entropy and loss are >= 0.
+# (attnlab.engine.stats.t_interval) and adaptive seeds bet within it (engine/sequential.py). An
+# accuracy and a weight lie in [0, 1]; an ablation drop is a difference of two accuracies;
+# attn_entropy is normalised by its maximum, log(columns) (attention_metrics), so it lies in
+# [0, 1] too; a loss is >= 0.
 METRIC_BOUNDS: dict[str, tuple[float, float]] = {
     "val_accuracy": (0.0, 1.0),
     "probe_accuracy": (0.0, 1.0),
     "attn_key_weight": (0.0, 1.0),
     "attn_hit_rate": (0.0, 1.0),
-    "attn_entropy": (0.0, math.inf),
+    "attn_entropy": (0.0, 1.0),
     "key_ablation_drop": (-1.0, 1.0),
     "peak_ablation_drop": (-1.0, 1.0),
     "attn_relevant_weight": (0.0, 1.0),

@@ -30,7 +30,7 @@ widened by one grid step outward (never narrower than the exact set). The runnin
 intersection over t keeps the guarantee and makes the interval only narrow as seeds arrive.
 
 Rates (attn_focused -> focus_rate) are means of 0/1 values in [0, 1]: the same function.
-A metric without finite bounds (attn_entropy's [0, inf)) is refused: the betting bound needs
+A metric without finite bounds (train_loss's [0, inf)) is refused: the betting bound needs
 the range, and clipping to a guessed range would estimate the clipped variable's mean.
 Assumed: the seeds of a cell are independent draws of one distribution (seed order is
 arbitrary but fixed). Each claim's error is at most alpha; nothing is corrected across cells.

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -31,6 +31,9 @@ from attnlab.engine.stats import LEVEL, t_interval, wilson_interval
 from attnlab.runs import records
 from attnlab.runs.files import os_error_text, signals_held, write_csv, write_figure, write_text
 from attnlab.runs.provenance import source_line
+
+if TYPE_CHECKING:
+    from attnlab.engine.claims import Intervals
 
 log = logging.getLogger(__name__)
 
@@ -438,9 +441,11 @@ def write_report(sweep_dir: Path, command: str | None = None) -> pd.DataFrame:
             path.unlink(missing_ok=True)
     report = collect_runs(sweep_dir)
     summary = summarize(report)
+    summary, adaptive_md = adaptive_summary(sweep_dir, report, summary)
     comparisons, note = sweep_comparisons(sweep_dir, report)
     stated, disagree = sweep_claims(sweep_dir)
-    judged = judge_claims(report, stated)
+    sequence = adaptive_sweep(sweep_dir)  # its claims are judged by confidence sequences
+    judged = judge_claims(report, stated, "sequence" if sequence else "fixed")
     write_csv(sweep_dir / "report.csv", report)
     write_csv(sweep_dir / "summary.csv", summary)
     if not comparisons.empty:
@@ -456,9 +461,130 @@ def write_report(sweep_dir: Path, command: str | None = None) -> pd.DataFrame:
         figures=figures,
         seeds=seed_notes(report),
     )
-    body = markdown(summary, report, made, claims_section(judged, disagree) if stated else [])
+    claims_md = claims_section(judged, disagree, sequence) if stated else []
+    body = markdown(summary, report, made, claims_md) + adaptive_md
     write_text(sweep_dir / "report.md", body + comparisons_section(comparisons, note))
     return report
+
+
+def adaptive_summary(
+    sweep_dir: Path, report: pd.DataFrame, summary: pd.DataFrame
+) -> tuple[pd.DataFrame, str]:
+    """For a sweep run with hydra.sweeper.adaptive (its .sweep.json says so): summary.csv's
+    `<metric>_cs_low` / `<metric>_cs_high`, the confidence sequence of each judged metric
+    over the cell's seeds in the order they were taken (valid however the rounds stopped),
+    and report.md's "Adaptive seeds" section. Any other sweep: unchanged, no section."""
+    from attnlab.engine.sequential import confidence_sequence
+
+    state = records.read_state(sweep_dir).get("adaptive")
+    if not isinstance(state, dict) or summary.empty:
+        return summary, ""
+    rule: dict[str, Any] = _object(state.get("rule"))
+    cells: dict[str, Any] = _object(state.get("cells"))
+    metrics = adaptive_metrics(rule, state.get("metrics"))
+    summary = summary.copy()
+    for metric in metrics:
+        lows, highs = [], []
+        for job in summary["job"]:
+            values = adaptive_values(report, str(job), metric, cells.get(job))
+            bounds = (0.0, 1.0) if metric == "focus_rate" else metric_bounds(metric)
+            low, high = confidence_sequence(np.clip(values, *bounds), bounds, LEVEL)
+            usable = np.isfinite(values).any()
+            lows.append(low if usable else math.nan)
+            highs.append(high if usable else math.nan)
+        summary[f"{metric}_cs_low"], summary[f"{metric}_cs_high"] = lows, highs
+    return summary, adaptive_markdown(summary, report, state, rule, cells, metrics)
+
+
+def adaptive_metrics(rule: dict[str, Any], judged: Any) -> list[str]:
+    """The metrics an adaptive sweep judged (.sweep.json's list: its half-width metric, then
+    its claims'), those with a finite range only."""
+    named = [rule["metric"]] if isinstance(rule.get("metric"), str) else []
+    named += [str(m) for m in judged] if isinstance(judged, list) else []
+    return [
+        m
+        for m in dict.fromkeys(named)
+        if m == "focus_rate" or (m in SUMMARY_METRICS and math.isfinite(sum(metric_bounds(m))))
+    ]
+
+
+def adaptive_values(report: pd.DataFrame, job: str, metric: str, cell_state: Any) -> np.ndarray:
+    """A cell's usable per-seed values of metric in the order the rounds took the seeds
+    (.sweep.json's list; seed order for any seed it does not list); NaN for an unusable seed."""
+    rows = report[report["job"] == job]
+    column = "attn_focused" if metric == "focus_rate" else metric
+    by_seed = {
+        int(r.seed): (_seed_value(r.value) if r.status in USABLE else math.nan)
+        for r in rows.assign(value=rows[column]).itertuples()
+        if isinstance(r.seed, int | float) and np.isfinite(r.seed)
+    }
+    listed = cell_state.get("seeds") if isinstance(cell_state, dict) else None
+    order = [int(s) for s in listed if int(s) in by_seed] if isinstance(listed, list) else []
+    order += sorted(s for s in by_seed if s not in order)
+    return np.array([by_seed[s] for s in order], dtype=float)
+
+
+def _object(value: Any) -> dict[str, Any]:
+    """A JSON object of .sweep.json, or {} for anything else."""
+    return value if isinstance(value, dict) else {}
+
+
+def _seed_value(value: Any) -> float:
+    """A report cell's number (a flag as 1/0), NaN for anything else (None, text)."""
+    if isinstance(value, bool | np.bool_ | int | float | np.number):
+        return float(value)
+    return math.nan
+
+
+def adaptive_markdown(
+    summary: pd.DataFrame,
+    report: pd.DataFrame,
+    state: dict[str, Any],
+    rule: dict[str, Any],
+    cells: dict[str, Any],
+    metrics: list[str],
+) -> str:
+    """report.md's "Adaptive seeds" section: the rule, the rounds, each cell's seeds, its
+    confidence sequences and why it stopped, and the cells at the cap."""
+    targets = [f"`{t}`" for t in state.get("targets") or []] if state.get("targets") else []
+    swept = [c for c in swept_columns(report) if c in summary and c != "seeds"] or ["job"]
+    at_cap = [job for job, c in cells.items() if isinstance(c, dict) and c.get("at_cap")]
+    lines = [
+        "",
+        "## Adaptive seeds",
+        "",
+        "- Rule: more seeds per cell until "
+        + (", ".join(dict.fromkeys(targets)) or "its targets are met")
+        + f"; {rule.get('step')} seeds a round, at most {rule.get('max_seeds')} a cell"
+        + (", until every claim is decided" if rule.get("until") == "claims" else "")
+        + f" ({state.get('rounds', '?')} round(s)).",
+        f"- Intervals here, and `<metric>_cs_low` / `<metric>_cs_high` in summary.csv, are "
+        f"{LEVEL:.0%} confidence sequences (betting; anytime-valid), which stay valid when the "
+        "seed count depends on the results. The t and Wilson intervals of the Cells table "
+        "are fixed-n intervals: they do not account for the stopping rule.",
+        f"- Cells at the cap ({rule.get('max_seeds')} seeds, a target unmet): "
+        + (", ".join(f"`{job}`" for job in sorted(at_cap)) or "none"),
+        "",
+    ]
+    head = [*swept, "seeds", *[f"{m} [95% CS]" for m in metrics], "stopped because"]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for _, row in summary.iterrows():
+        standing = _object(cells.get(row["job"]))
+        why = str(standing.get("reason", "")).replace("|", "/") or "–"
+        shown = [str(row[c]) for c in swept] + [str(row["n_seeds"])]
+        for metric in metrics:
+            mean = row["focus_rate"] if metric == "focus_rate" else row[f"{metric}_mean"]
+            low, high = row[f"{metric}_cs_low"], row[f"{metric}_cs_high"]
+            shown.append(
+                "–" if not np.isfinite(mean) else f"{mean:.3f} [{_fmt(low)}, {_fmt(high)}]"
+            )
+        lines.append("| " + " | ".join([*shown, why]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def adaptive_sweep(sweep_dir: Path) -> bool:
+    """Whether the sweep ran with hydra.sweeper.adaptive (its .sweep.json records the rule)."""
+    return isinstance(records.read_state(sweep_dir).get("adaptive"), dict)
 
 
 CLAIMS_CSV = "claims.csv"
@@ -480,7 +606,9 @@ def sweep_claims(sweep_dir: Path) -> tuple[list[str], int]:
     return list(union), len(lists) if union else 0
 
 
-def judge_claims(report: pd.DataFrame, stated: Sequence[str]) -> pd.DataFrame:
+def judge_claims(
+    report: pd.DataFrame, stated: Sequence[str], intervals: Intervals = "fixed"
+) -> pd.DataFrame:
     """claims.csv's rows (attnlab.engine.claims) from report.csv's per-seed rows: a cell is
     a combination of the config columns (the seeds list aside), claims.csv names it by the
     swept ones, as summary.csv's columns."""
@@ -488,23 +616,32 @@ def judge_claims(report: pd.DataFrame, stated: Sequence[str]) -> pd.DataFrame:
 
     keys = [c for c in config_columns(report) if c != "seeds"]
     shown = [c for c in keys if report[c].nunique(dropna=True) > 1]
-    return evaluate_claims(list(stated), report, keys, shown)
+    return evaluate_claims(list(stated), report, keys, shown, intervals)
 
 
-def claims_section(judged: pd.DataFrame, lists: int) -> list[str]:
-    """report.md's "Claims" lines: each claim with its verdict per cell, compactly."""
+def claims_section(judged: pd.DataFrame, lists: int, sequence: bool = False) -> list[str]:
+    """report.md's "Claims" lines: each claim with its verdict per cell, compactly;
+    sequence: an adaptive sweep's, judged by confidence sequences."""
     from attnlab.engine.claims import claim_summary
 
+    intervals = (
+        "seeds may decide it). Intervals: this sweep chose its seed counts from the results "
+        "(adaptive seeds), so every interval is a confidence sequence (betting), valid "
+        "however the rounds stopped; a comparison `METRIC of KEY=A OP B` is judged on the "
+        "per-seed differences A − B over the seeds both cells ran. "
+        if sequence
+        else "seeds may decide it). Intervals: Student-t of a mean, Wilson of focus_rate; a "
+        "comparison `METRIC of KEY=A OP B` is the mean per-seed difference A − B over the "
+        "seeds both cells ran (paired t; Newcombe's paired interval for focus_rate). "
+    )
     lines = [
         "## Claims",
         "",
         "The config's `claims`, each judged at every cell it applies to "
         f"([{CLAIMS_CSV}]({CLAIMS_CSV})): **holds** when its whole interval lies on the "
         "claim's side, **fails** when wholly on the other side, else **unresolved** (more "
-        "seeds may decide it). Intervals: Student-t of a mean, Wilson of focus_rate; a "
-        "comparison `METRIC of KEY=A OP B` is the mean per-seed difference A − B over the "
-        f"seeds both cells ran (paired t; Newcombe's paired interval for focus_rate). "
-        f"{LEVEL:.0%} per claim: a claim judged at k cells has each interval at "
+        + intervals
+        + f"{LEVEL:.0%} per claim: a claim judged at k cells has each interval at "
         f"1 − {1 - LEVEL:.2f}/k (Bonferroni), so all of its verdicts are right together "
         f"with probability ≥ {LEVEL:.0%}; different claims are not corrected against each "
         "other.",

@@ -41,6 +41,7 @@ from attnlab.engine.config import ConfigError, ExperimentConfig, dotted
 from attnlab.engine.resources import BASE_BYTES, GIB, USABLE_SHARE, available_memory, estimate_bytes
 from attnlab.runs import records
 from attnlab.runs.files import write_json, write_text
+from attnlab.sweep import adaptive
 from attnlab.sweep.callback import open_sweep_dir
 from attnlab.sweep.cells import PACK_ENV, Cell, hydra_value, make_cell, strip_hydra
 from attnlab.sweep.controllers import quiet_controllers
@@ -123,6 +124,8 @@ class SweepRequest:
     baseline: Any = None
     # List the cells, packs and memory estimates, then stop: nothing trained or written.
     dry_run: bool = False
+    # hydra.sweeper.adaptive: rounds of more seeds where the answer is undecided (off: unset).
+    adaptive: adaptive.AdaptiveOptions = field(default_factory=adaptive.AdaptiveOptions)
 
     def baselines(self) -> dict[str, Any]:
         """The baselines by dotted key ({"model.attn_layers": 2})."""
@@ -173,6 +176,10 @@ def sweep(
     jobs = expand(overrides)
     cells = compose_all(hydra_context, config, jobs)
     refuse_hopeless(jobs, cells)
+    if request.adaptive.on:
+        valid = [c.exp for c in cells if c.exp is not None]
+        claims = sorted({text for c in cells for text in adaptive.cell_claims(c)})
+        request.adaptive.check(max((len(e.seeds) for e in valid), default=1), claims)
     if request.dry_run:  # read only: no sweep dir is made, no file written
         for line in dry_run_lines(sweep_dir, cells, request, config):
             log.info("%s", line)
@@ -184,7 +191,22 @@ def sweep(
     write_text(sweep_dir / "multirun.yaml", OmegaConf.to_yaml(config))
 
     state = records.read_state(sweep_dir)
-    return run_round(sweep_dir, cells, state, request, config, launcher)
+    if not request.adaptive.on:
+        return run_round(sweep_dir, cells, state, request, config, launcher)
+    options = request.adaptive
+    return adaptive.run_adaptive(
+        sweep_dir,
+        cells,
+        state,
+        options,
+        targets_of=lambda by_key: adaptive.targets_for(by_key, options),
+        train_round=lambda round_cells, index: run_round(
+            sweep_dir, round_cells, state, request, config, launcher, index
+        ),
+        compose_seeds=lambda position, seeds: compose(
+            hydra_context, config, adaptive.with_seeds(jobs[position], seeds), position
+        ),
+    )
 
 
 def run_round(

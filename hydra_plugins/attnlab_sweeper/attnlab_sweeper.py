@@ -21,10 +21,11 @@ class AttnlabSweeper(Sweeper):
         max_replicas: int = 128,
         baseline: Any = None,
         dry_run: bool = False,
+        adaptive: Any = None,
     ) -> None:
         self.params = dict(params) if params else {}
         self.pack, self.max_replicas = bool(pack), int(max_replicas)
-        self.baseline = baseline
+        self.baseline, self.adaptive = baseline, adaptive
         self.dry_run = bool(dry_run)
         self.config: DictConfig | None = None
         self.hydra_context: HydraContext | None = None
@@ -39,6 +40,7 @@ class AttnlabSweeper(Sweeper):
         )
 
     def sweep(self, arguments: list[str]) -> Sequence[Any]:
+        from attnlab.sweep.adaptive import AdaptiveOptions
         from attnlab.sweep.planner import SweepRequest, sweep
 
         assert self.config is not None and self.hydra_context is not None
@@ -49,6 +51,7 @@ class AttnlabSweeper(Sweeper):
             max_replicas=self.max_replicas,
             baseline=self.baseline,
             dry_run=self.dry_run,
+            adaptive=AdaptiveOptions.from_config(self.adaptive),
         )
         return sweep(self.config, self.hydra_context, self.launcher, request)
 
