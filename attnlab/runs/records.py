@@ -53,7 +53,14 @@ HISTORY_CSV = "history.csv"
 SWEEP_STATE = ".sweep.json"
 LOCK_FILE = ".attnlab.lock"
 JOBS_DIR = ".jobs"
-REPORT_FILES = ("report.csv", "summary.csv", "comparisons.csv", "claims.csv", "report.md")
+REPORT_FILES = (
+    "report.csv",
+    "summary.csv",
+    "comparisons.csv",
+    "claims.csv",
+    "boundary.csv",
+    "report.md",
+)
 FIGURES_DIR = "figures"
 
 # Config keys that cannot change a cell's numbers: not part of its identity.

@@ -367,6 +367,8 @@ def write_report(sweep_dir: Path, command: str | None = None) -> pd.DataFrame:
         write_csv(sweep_dir / CLAIMS_CSV, judged)
     figures = write_figures(sweep_dir, report, summary)
     figures += write_difference_figures(sweep_dir, comparisons)
+    boundary_figures, boundary_md = write_boundary_outputs(sweep_dir)
+    figures += boundary_figures
     made = Provenance(
         command=command or sweep_command(sweep_dir),
         date=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -374,8 +376,17 @@ def write_report(sweep_dir: Path, command: str | None = None) -> pd.DataFrame:
         figures=figures,
     )
     body = markdown(summary, report, made, claims_section(judged, disagree) if stated else [])
+    body += boundary_md
     write_text(sweep_dir / "report.md", body + comparisons_section(comparisons, note))
     return report
+
+
+def write_boundary_outputs(sweep_dir: Path) -> tuple[list[tuple[str, str]], str]:
+    """A boundary search's boundary.csv and figure, and report.md's Boundary section (none
+    for a sweep without one: attnlab/runs/boundary.py)."""
+    from attnlab.runs.boundary import write_boundary
+
+    return write_boundary(sweep_dir)
 
 
 CLAIMS_CSV = "claims.csv"

@@ -38,6 +38,7 @@ from attnlab.engine.config import ConfigError, ExperimentConfig, dotted
 from attnlab.engine.resources import BASE_BYTES, GIB, USABLE_SHARE, available_memory, estimate_bytes
 from attnlab.runs import records
 from attnlab.runs.files import write_json, write_text
+from attnlab.sweep import boundary_search
 from attnlab.sweep.callback import open_sweep_dir
 from attnlab.sweep.cells import PACK_ENV, Cell, hydra_value, make_cell, strip_hydra
 from attnlab.sweep.packing import plan_packs
@@ -114,6 +115,11 @@ class SweepRequest:
     max_replicas: int = 128
     # Swept axes' baselines for comparisons.csv, nested by key ({"model": {"attn_layers": 2}}).
     baseline: Any = None
+    # hydra.sweeper.boundary: search where a rate crosses a level along an integer key (off:
+    # every option unset).
+    boundary: boundary_search.BoundaryOptions = field(
+        default_factory=boundary_search.BoundaryOptions
+    )
 
     def baselines(self) -> dict[str, Any]:
         """The baselines by dotted key ({"model.attn_layers": 2})."""
@@ -159,8 +165,12 @@ def sweep(
     overrides = parser.parse_overrides(lines)
     check_baselines(overrides, request.baselines())
     jobs = expand(overrides)
-    cells = [compose(hydra_context, config, job, index) for index, job in enumerate(jobs)]
-    refuse_hopeless(jobs, cells)
+    if request.boundary.on:
+        search = prepare_boundary(overrides, jobs, request, config, hydra_context)
+        cells = []
+    else:
+        cells = [compose(hydra_context, config, job, index) for index, job in enumerate(jobs)]
+        refuse_hopeless(jobs, cells)
     # Every check passed: now the sweep dir is made, locked and written (the sweeper's own
     # job, as in Hydra's basic sweeper; attnlab's callback leaves it to the sweeper).
     open_sweep_dir(sweep_dir)
@@ -168,7 +178,37 @@ def sweep(
     write_text(sweep_dir / "multirun.yaml", OmegaConf.to_yaml(config))
 
     state = records.read_state(sweep_dir)
+    if request.boundary.on:
+        return search.run(
+            sweep_dir,
+            state,
+            lambda round_cells, index: run_round(
+                sweep_dir, round_cells, state, request, config, launcher, index
+            ),
+        )
     return run_round(sweep_dir, cells, state, request, config, launcher)
+
+
+def prepare_boundary(
+    overrides: list[Override],
+    jobs: list[list[str]],
+    request: SweepRequest,
+    config: DictConfig,
+    hydra_context: Any,
+) -> boundary_search.BoundarySearch:
+    """The boundary search, checked before any dir is made: its options, and every group's
+    opening cells composed (a value out of range in all of them is refused in one line)."""
+    options = request.boundary
+    rule = options.check(overrides)
+
+    def compose_cell(lines: list[str], index: int) -> Cell:
+        return compose(hydra_context, config, lines, index)
+
+    keys = boundary_search.swept_keys(overrides)
+    groups = boundary_search.make_groups(jobs, keys, compose_cell, rule.max_models)
+    search = boundary_search.BoundarySearch(options, rule, groups, compose_cell)
+    refuse_hopeless(*search.opening_cells())
+    return search
 
 
 def run_round(

@@ -15,11 +15,17 @@ from hydra_plugins.attnlab_sweeper import config
 
 class AttnlabSweeper(Sweeper):
     def __init__(
-        self, params: Any = None, pack: bool = True, max_replicas: int = 128, baseline: Any = None
+        self,
+        params: Any = None,
+        pack: bool = True,
+        max_replicas: int = 128,
+        baseline: Any = None,
+        boundary: Any = None,
     ) -> None:
         self.params = dict(params) if params else {}
         self.pack, self.max_replicas = bool(pack), int(max_replicas)
         self.baseline = baseline
+        self.boundary = boundary
         self.config: DictConfig | None = None
         self.hydra_context: HydraContext | None = None
         self.launcher: Any = None
@@ -33,6 +39,7 @@ class AttnlabSweeper(Sweeper):
         )
 
     def sweep(self, arguments: list[str]) -> Sequence[Any]:
+        from attnlab.sweep.boundary_search import BoundaryOptions
         from attnlab.sweep.planner import SweepRequest, sweep
 
         assert self.config is not None and self.hydra_context is not None
@@ -42,6 +49,7 @@ class AttnlabSweeper(Sweeper):
             pack=self.pack,
             max_replicas=self.max_replicas,
             baseline=self.baseline,
+            boundary=BoundaryOptions.from_config(self.boundary),
         )
         return sweep(self.config, self.hydra_context, self.launcher, request)
 
