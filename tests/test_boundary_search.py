@@ -22,7 +22,7 @@ import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from scipy import special
 
-from attnlab.engine.boundary import BoundaryEstimate, BoundaryRule
+from attnlab.engine.boundary import BoundaryEstimate
 from attnlab.engine.config import ConfigError
 from attnlab.runs import boundary as outputs
 from attnlab.sweep import boundary_search as bs
