@@ -376,7 +376,7 @@ def test_a_tiny_search_writes_boundary_csv_the_figure_and_the_report_section(sea
     assert (sweep_dir / "figures" / "boundary_focus_rate.png").stat().st_size > 10_000
     report_md = (sweep_dir / "report.md").read_text()
     assert "## Boundary" in report_md and "boundary_focus_rate.png" in report_md
-    rounds = [line for line in proc.stderr.splitlines() if "boundary round" in line]
+    rounds = [line for line in proc.stdout.splitlines() if "boundary round" in line]
     assert any("boundary round 2, model.attn_layers=1" in line for line in rounds), rounds
     assert all("probe data.classes=" in line for line in rounds)
     # Every probe is an ordinary cell of report.csv and summary.csv.
@@ -403,8 +403,8 @@ def test_a_rerun_of_a_finished_search_trains_nothing(searched, tmp_path) -> None
     before = pd.read_csv(sweep_dir / "boundary.csv")
     proc = run_cli([*SEARCH, f"hydra.sweep.dir={sweep_dir}"], cwd=tmp_path)
     assert proc.returncode == 0, shown(proc)
-    assert "training " not in proc.stderr, proc.stderr[-2000:]
-    assert " 0 to train" in proc.stderr
+    assert "training " not in proc.stdout, proc.stdout[-2000:]
+    assert " 0 to train" in proc.stdout, proc.stdout[-2000:]
     assert metrics_bytes(sweep_dir) == results
     pd.testing.assert_frame_equal(pd.read_csv(sweep_dir / "boundary.csv"), before)
 
@@ -437,7 +437,12 @@ def test_a_search_killed_mid_way_resumes_and_keeps_every_finished_probe(tmp_path
     args = [sys.executable, "-m", "attnlab", *SEARCH, f"hydra.sweep.dir={sweep_dir}"]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     proc = subprocess.Popen(
-        args, cwd=tmp_path, env=env, start_new_session=True, stderr=subprocess.DEVNULL
+        args,
+        cwd=tmp_path,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     state_file, deadline = sweep_dir / ".sweep.json", time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:  # kill once round 2 is planned
@@ -457,5 +462,5 @@ def test_a_search_killed_mid_way_resumes_and_keeps_every_finished_probe(tmp_path
     assert resumed.returncode == 0, shown(resumed)
     after = metrics_bytes(sweep_dir)
     assert {name: after[name] for name in kept} == kept  # finished probes' bytes untouched
-    assert "8 reused" in resumed.stderr, resumed.stderr[-3000:]
+    assert "8 reused" in resumed.stdout, resumed.stdout[-3000:]
     assert (sweep_dir / "boundary.csv").exists()
