@@ -131,6 +131,11 @@ def report_is_stale(sweep_dir: Path) -> bool:
     written = min(p.stat().st_mtime for p in paths)
     names = (records.METRICS_FILE, records.RUN_FILE, records.CELL_FILE)
     files = [d / name for d in records.cell_dirs(sweep_dir) for name in names]
+    files += [  # seeds added to a finished cell (records.seed_dir)
+        path
+        for d in records.cell_dirs(sweep_dir)
+        for path in d.glob(f"{records.SEEDS_DIR}/*/{records.METRICS_FILE}")
+    ]
     return any(p.exists() and p.stat().st_mtime > written for p in files)
 
 

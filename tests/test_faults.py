@@ -88,10 +88,13 @@ def test_a_malformed_metrics_json_elsewhere_breaks_nothing(tmp_path, finished):
         assert note.status == "failed" and "metrics.json" in note.error
 
 
-def test_seed_lists_get_a_dir_each_and_log_settings_none(tmp_path):
+def test_seed_lists_are_one_cell_and_log_settings_none(tmp_path):
+    # Seeds are not part of a cell (issue 21): a sweep over seed lists asks one cell for
+    # their union, trained once into one dir.
     proc, sweep_dir = sweep(tmp_path, "seeds=[0],[1]", *TINY)
     assert proc.returncode == 0, shown(proc)
-    assert len(results(sweep_dir)) == 2 and report(sweep_dir)["job"].nunique() == 2
+    assert len(results(sweep_dir)) == 1 and report(sweep_dir)["job"].nunique() == 1
+    assert sorted(report(sweep_dir)["seed"]) == [0, 1]
     proc, other = sweep(
         tmp_path, "trainer.verbose=0,1", *TINY, "seeds=[0]", sweep_dir=tmp_path / "v"
     )

@@ -26,8 +26,10 @@ def _finished(seeds=(0, 1)):
 def test_a_cell_name_is_readable_and_depends_on_the_cell_alone():
     name = records.cell_name(CONFIG, DEFAULTS)
     assert name.startswith("data.classes=5-") and len(name.rsplit("-", 1)[1]) == 10
-    # Seeds and the other cell-making values change the hash; log settings do not.
-    assert records.cell_name({**CONFIG, "seeds": [0]}, DEFAULTS) != name
+    # The cell-making values change the hash; log settings and seeds do not (issue 21: a
+    # cell grows by seeds, in one dir).
+    assert records.cell_name({**CONFIG, "data.classes": 6}, DEFAULTS) != name
+    assert records.cell_name({**CONFIG, "seeds": [0]}, DEFAULTS) == name
     assert records.cell_name({**CONFIG, "trainer.verbose": 1}, DEFAULTS) == name
     assert records.cell_name(DEFAULTS, DEFAULTS).startswith("defaults-")
 
@@ -151,7 +153,8 @@ def test_cell_json_refuses_a_dir_that_holds_another_cell(tmp_path):
     records.write_cell(tmp_path, CONFIG)
     records.write_cell(tmp_path, {**CONFIG, "trainer.verbose": 1})  # same cell
     with pytest.raises(records.RecordError, match="another cell"):
-        records.write_cell(tmp_path, {**CONFIG, "seeds": [7]})
+        records.write_cell(tmp_path, {**CONFIG, "data.classes": 7})
+    records.write_cell(tmp_path, {**CONFIG, "seeds": [7]})  # the same cell, more seeds
 
 
 def test_cached_and_failed_attempts_as_the_report_shows_them(tmp_path):
@@ -159,7 +162,7 @@ def test_cached_and_failed_attempts_as_the_report_shows_them(tmp_path):
     records.write_cell(done, CONFIG)
     records.write_result(done, _finished())
     records.write_attempt(done, "cached", "run2")
-    records.write_cell(failed, {**CONFIG, "seeds": [3]})
+    records.write_cell(failed, {**CONFIG, "data.classes": 1, "seeds": [3]})
     records.write_attempt(failed, "failed", "run2", "data.classes=1 is not allowed")
     # A later failure of a finished cell (say, trainer.threads=-1) never hides its result.
     records.write_attempt(done, "failed", "run3", "trainer.threads=-1 is not allowed")

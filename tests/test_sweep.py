@@ -83,23 +83,35 @@ def test_failed_job_is_isolated_then_resume_reuses_finished_cells(tmp_path):
     assert len(report) == 3 * 2  # the old failed cell keeps its own dir and rows
 
 
-def test_cache_key_is_the_whole_config(tmp_path):
+def test_cache_key_is_the_whole_config_but_the_seeds(tmp_path):
     sweep(tmp_path, "data.classes=3")
     sweep_dir = tmp_path / "sweep"
-    first = {p: p.read_bytes() for p in sweep_dir.glob("*/metrics.json")}
+    (cell,) = list(sweep_dir.glob("*/metrics.json"))
+    first = {p: p.read_bytes() for p in cell.parent.iterdir() if p.is_file()}
+    first.pop(cell.parent / "run.json")  # each run's own account of the cell
+    before = pd.read_csv(sweep_dir / "report.csv")
     proc = run_cli(
         ["-m", "data.classes=3", DEBUG_TINY, "seeds=[0,1,2]", f"hydra.sweep.dir={sweep_dir}"],
         cwd=tmp_path,
     )
     assert proc.returncode == 0, shown(proc)
     report = pd.read_csv(sweep_dir / "report.csv")
-    new = report[report["seeds"] == "[0, 1, 2]"]
-    assert list(new["status"]) == ["completed"] * 3  # other seeds: another cell, trained
-    # Each cell has its own dir: the earlier one is still there, untouched, in the report.
-    old = report[report["seeds"] == "[0, 1]"]
-    assert list(old["status"]) == ["completed"] * 2 and old["job"].iloc[0] != new["job"].iloc[0]
-    assert len(report) == 5
-    assert {p: p.read_bytes() for p in first} == first  # the earlier cell's result, as it was
+    # Seeds are not part of a cell (issue 21): the same cell grows by seed 2 alone, in its
+    # one dir; seeds 0 and 1 are reused with their numbers, their files untouched.
+    assert report["job"].nunique() == 1 and list(report["seed"]) == [0, 1, 2]
+    assert list(report["status"]) == ["cached", "cached", "completed"]
+    pd.testing.assert_frame_equal(
+        report[list(RUN_METRICS)].iloc[:2], before[list(RUN_METRICS)], check_dtype=False
+    )
+    assert {p: p.read_bytes() for p in first} == first  # the earlier files, as they were
+    # Any other value is another cell, in its own dir.
+    proc = run_cli(
+        ["-m", "data.classes=3", DEBUG_TINY, "data.features=16", f"hydra.sweep.dir={sweep_dir}"],
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, shown(proc)
+    report = pd.read_csv(sweep_dir / "report.csv")
+    assert report["job"].nunique() == 2
 
 
 def test_log_settings_do_not_make_a_new_cell(tmp_path):

@@ -2,7 +2,10 @@
 
 `run_experiment(cfg, out_dir)` is what a job and the Python API call; it never relies on
 the current directory. Files in out_dir: attention.csv, history.csv, attention.png, then
-metrics.json last, so a metrics.json on disk means the whole experiment finished.
+metrics.json last, so a metrics.json on disk means the whole experiment finished. A sweep
+that adds seeds to a finished cell (grow=True) writes each new seed into
+out_dir/seeds/<seed>/ instead: history.csv, attention.csv, then its own metrics.json; the
+cell's first files are never touched.
 """
 
 from __future__ import annotations
@@ -27,7 +30,10 @@ from attnlab.runs.records import (
     HISTORY_CSV,
     METRICS_FILE,
     RecordError,
+    seed_dir,
+    set_aside_broken_seed,
     write_result,
+    write_seed_result,
 )
 
 log = logging.getLogger(__name__)
@@ -44,6 +50,7 @@ def run_experiment(
     seed_lines: bool = False,
     on_epoch: Callable[[int], None] | None = None,
     cores: int | None = None,
+    grow: bool = False,
 ) -> dict[str, Any]:
     """Validate, train all seeds as replicas, measure, write the files; return metrics.json.
 
@@ -53,13 +60,17 @@ def run_experiment(
     run; in a sweep they go to the log file, unless trainer.verbose). on_epoch: fit's
     progress callback (attnlab.sweep.progress). cores: what the job resolved to train on
     (attnlab.sweep.launchers.apply_threads); None: the config's trainer.threads.
+    grow: out_dir may hold the cell's finished metrics.json (a sweep adding seeds to it):
+    then each seed goes into its own record (write_seed_outputs). Else a finished result
+    there is an error, as for a single run.
     """
     cfg.validate()
     if trained is None:  # memory is checked before training only: trained work is written
         check_fits(cfg)
     if out_dir.exists() and not out_dir.is_dir():  # found now, not after training
         raise ConfigError(f"out_dir={out_dir} is a file, not a directory: choose another")
-    if (out_dir / METRICS_FILE).exists():  # a finished result is never written over
+    adding = (out_dir / METRICS_FILE).exists()
+    if adding and not grow:  # a finished result is never written over
         raise RecordError(f"{out_dir} already holds a finished {METRICS_FILE}")
     result = trained or train_and_measure(cfg, on_epoch, cores)
     for record in result.records:
@@ -69,7 +80,10 @@ def run_experiment(
     revision = source_revision()  # run from a git checkout: which commit, dirty or not
     if revision is not None:
         doc["source"] = revision
-    write_outputs(out_dir, doc, result.attention, cfg, result.history)
+    if adding:
+        write_seed_outputs(out_dir, doc, result.attention, cfg, result.history)
+    else:
+        write_outputs(out_dir, doc, result.attention, cfg, result.history)
     return doc
 
 
@@ -135,3 +149,36 @@ def write_outputs(
     write_figure(out_dir / ATTENTION_PNG, figure)
     if not write_result(out_dir, doc):
         raise RecordError(f"{out_dir} already holds a finished {METRICS_FILE}")
+
+
+def write_seed_outputs(
+    cell_dir: Path,
+    doc: dict[str, Any],
+    attention: pd.DataFrame,
+    cfg: ExperimentConfig,
+    history: pd.DataFrame,
+) -> None:
+    """Seeds added to a finished cell: each into seeds/<seed>/ (history.csv, attention.csv,
+    then its own metrics.json, created once), so nothing already on disk changes. A broken
+    record of that seed is set aside first (renamed); one already finished is kept and
+    this training's numbers for it are dropped (RecordError after the other seeds)."""
+    kept = []
+    for record in doc["runs"]:
+        seed = int(record["seed"])
+        place = seed_dir(cell_dir, seed)
+        set_aside_broken_seed(cell_dir, seed, cell_dir.parent)
+        if (place / METRICS_FILE).exists():
+            kept.append(seed)
+            continue
+        write_csv(place / ATTENTION_CSV, attention[attention["seed"] == seed])
+        write_csv(place / HISTORY_CSV, history[history["seed"] == seed])
+        if cfg.logger.kind == "tensorboard":  # new seed dirs beside the first training's
+            from attnlab.runs.tensorboard import write_events
+
+            rows = history[history["seed"] == seed]
+            write_events(cell_dir, rows, doc["config"], cfg.logger.subdir)
+        one = {**doc, "config": {**doc["config"], "seeds": [seed]}, "runs": [record]}
+        if not write_seed_result(cell_dir, seed, one):
+            kept.append(seed)
+    if kept:
+        raise RecordError(f"{cell_dir} already holds finished records of seeds {kept}: kept")

@@ -14,11 +14,19 @@ nor Hydra, so it is testable on its own. A sweep dir holds:
         metrics.json   the finished result; written once, never replaced
         run.json       the latest run's account of the cell: completed, cached or failed
         attention.csv, attention.png, history.csv   written before metrics.json
+        seeds/<seed>/  a seed added by a later run: history.csv, attention.csv, then its
+                       own metrics.json (one run record), written once as metrics.json is
     report.csv, summary.csv, report.md, figures/   derived: rebuilt from the cells at will
 
-A cell's identity is its full config but for keys that cannot change its numbers; two
-different cells never share a dir, and the same cell always gets the same dir, however its
-overrides were spelled. metrics.json is created with a hard link, which fails if the file
+A cell's identity is its full config but for its seeds and keys that cannot change its
+numbers; two different cells never share a dir, and the same cell always gets the same dir,
+however its overrides were spelled. Its seeds are records of their own: the first training
+writes metrics.json (every seed it trained), a later run that asks for more seeds adds one
+seeds/<seed>/metrics.json per new seed, and read_cell merges them. A dir of an older
+attnlab (named by a hash that held the seeds) is found by its cell.json, not its name: it
+stays the cell's home, its bytes untouched (read_cells merges several homes of one cell).
+
+metrics.json is created with a hard link, which fails if the file
 exists, so no code path can overwrite a finished result; a failure goes to run.json.
 
 Reading is strict and safe for dirs of unknown origin: anything that is not what attnlab
@@ -63,8 +71,11 @@ REPORT_FILES = (
 )
 FIGURES_DIR = "figures"
 
-# Config keys that cannot change a cell's numbers: not part of its identity.
-NOT_IDENTITY = frozenset({"trainer.verbose", "trainer.threads", "objective", "claims"})
+SEEDS_DIR = "seeds"  # <cell>/seeds/<seed>/: a seed added after the cell's first training
+
+# Config keys that are not part of a cell's identity: those that cannot change its numbers,
+# and its seeds (each seed is a record of its own: a cell grows by seeds).
+NOT_IDENTITY = frozenset({"trainer.verbose", "trainer.threads", "objective", "claims", "seeds"})
 NOT_IDENTITY_PREFIXES = ("logger.",)
 
 # Run statuses a finished metrics.json may hold; a run counts in the summary unless diverged.
@@ -108,8 +119,8 @@ ADDED_KEYS: dict[str, Any] = {
 
 
 def cell_identity(config: dict[str, Any]) -> dict[str, Any]:
-    """The flat config values that make a cell: all but those that cannot change its numbers
-    (and ADDED_KEYS at the value their absence means)."""
+    """The flat config values that make a cell: all but its seeds, those that cannot change
+    its numbers, and ADDED_KEYS at the value their absence means."""
     return {
         k: v
         for k, v in as_json(config).items()
@@ -133,8 +144,9 @@ def cell_name(config: dict[str, Any], defaults: dict[str, Any]) -> str:
     (no `/`, `..` or control characters; capped), then a hash of its whole identity.
 
     The name depends on the cell alone, so `data.classes=20` and a preset that sets the same
-    value share a dir, and `seeds=[0]` and `seeds=[1]` (seeds are left out of the readable
-    part: lists run long) get two.
+    value share a dir, and so do `seeds=[0,1]` and `seeds=[0,1,2,3]`: seeds are not part of
+    a cell's identity (dirs of attnlab before seed records hashed them: read_cells finds
+    such a dir by its cell.json).
     """
     identity = cell_identity(config)
     parts = [
@@ -225,6 +237,41 @@ def set_aside_broken(cell_dir: Path, root: Path) -> Path | None:
         return None
     aside = cell_dir / f"metrics.broken-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.json"
     path.rename(aside)
+    return aside
+
+
+def seed_dir(cell_dir: Path, seed: int) -> Path:
+    """Where a seed added after the cell's first training keeps its record and CSVs."""
+    return cell_dir / SEEDS_DIR / str(int(seed))
+
+
+def write_seed_result(cell_dir: Path, seed: int, doc: dict[str, Any]) -> bool:
+    """seeds/<seed>/metrics.json, once (as write_result): True if written, False if that
+    seed already had one (kept as is). doc: metrics.json's shape for this seed alone."""
+    check_metrics(doc, f"{SEEDS_DIR}/{seed}/{METRICS_FILE}")
+    if doc["config"]["seeds"] != [seed]:
+        raise RecordError(f"{SEEDS_DIR}/{seed}/{METRICS_FILE}: its config 'seeds' is not [{seed}]")
+    try:
+        write_json(seed_dir(cell_dir, seed) / METRICS_FILE, doc, replace=False)
+    except FileExistsError:
+        return False
+    return True
+
+
+def set_aside_broken_seed(cell_dir: Path, seed: int, root: Path) -> Path | None:
+    """Move a seed's dir whose metrics.json is not a finished result of this cell out of
+    the way of retraining that seed: renamed (seeds/<seed>.broken-<time>-<pid>), never
+    deleted. A seed dir without metrics.json (a killed write) stays: retraining replaces
+    its CSVs, which no finished record vouches for."""
+    place = seed_dir(cell_dir, seed)
+    path = place / METRICS_FILE
+    if not (path.exists() or path.is_symlink()):
+        return None
+    runs, errors, _ = _seed_records(cell_dir, root, _held_config(cell_dir, root))
+    if seed in runs and seed not in errors:
+        return None
+    aside = place.with_name(f"{seed}.broken-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
+    place.rename(aside)
     return aside
 
 
@@ -333,6 +380,16 @@ class CellRecord:
     run_id: str | None = None  # the run that last touched it (run.json), if any
     attempt: str | None = None  # that run's outcome: completed, cached or failed
     result_run_id: str | None = None  # the run that wrote metrics.json
+    attempt_error: str = ""  # run.json's error of a finished cell's latest attempt
+    # Each recorded seed's run id (the run that wrote its record) and the dir of its record
+    # and CSVs (the cell dir for metrics.json's seeds, seeds/<seed>/ for a seed added later,
+    # or another dir of the same cell: read_cells).
+    seed_run_ids: dict[int, str | None] = field(default_factory=dict)
+    seed_sources: dict[int, Path] = field(default_factory=dict)
+    # Seeds whose own record (seeds/<seed>/metrics.json) is not what attnlab writes: why.
+    seed_errors: dict[int, str] = field(default_factory=dict)
+    duplicates: int = 0  # seed records ignored: the seed was recorded already (home wins)
+    merged: list[str] = field(default_factory=list)  # other dirs of this cell read into it
 
     @property
     def finished(self) -> bool:
@@ -372,6 +429,11 @@ def read_cell(cell_dir: Path, root: Path) -> CellRecord:
         record.result_run_id = doc.get("run_id") if isinstance(doc.get("run_id"), str) else None
         cached = isinstance(attempt, dict) and attempt.get("outcome") == "cached"
         record.status = "cached" if cached else "completed"
+        if isinstance(attempt, dict) and attempt.get("outcome") == "failed":
+            record.attempt_error = one_line(attempt.get("error") or "failed (no error recorded)")
+        record.seed_run_ids = {run["seed"]: record.result_run_id for run in record.runs}
+        record.seed_sources = {run["seed"]: cell_dir for run in record.runs}
+        add_seed_records(record, cell_dir, root, held_config or doc["config"])
         return record
     if isinstance(attempt, dict) and attempt.get("outcome") == "failed":
         record.error = one_line(attempt.get("error") or "failed (no error recorded)")
@@ -382,6 +444,77 @@ def read_cell(cell_dir: Path, root: Path) -> CellRecord:
             f"{METRICS_FILE} is missing (the job was killed, is still running, or crashed)"
         )
     return record
+
+
+def add_seed_records(
+    record: CellRecord, cell_dir: Path, root: Path, config: dict[str, Any]
+) -> None:
+    """Merge the cell's seeds/<seed>/ records into its finished record, in seed order: a
+    seed metrics.json holds already is a duplicate (metrics.json wins); a malformed seed
+    record is that seed's failure, never the cell's."""
+    runs, errors, run_ids = _seed_records(cell_dir, root, config)
+    held = {run["seed"] for run in record.runs}
+    for seed, run in runs.items():
+        if seed in held:
+            record.duplicates += 1
+            continue
+        record.runs.append(run)
+        record.seed_run_ids[seed] = run_ids[seed]
+        record.seed_sources[seed] = seed_dir(cell_dir, seed)
+    record.seed_errors.update({s: why for s, why in errors.items() if s not in held})
+    record.runs.sort(key=lambda run: run["seed"])
+    record.config = {**record.config, "seeds": [run["seed"] for run in record.runs]}
+
+
+def _seed_records(
+    cell_dir: Path, root: Path, config: dict[str, Any]
+) -> tuple[dict[int, dict[str, Any]], dict[int, str], dict[int, str | None]]:
+    """The seed records under cell_dir/seeds/: runs by seed, why each malformed one is not
+    a record, and each run's run id. Names other than a seed (a dir set aside as broken,
+    anything else) are not seed records; a seed dir without metrics.json (a killed write)
+    is no record either."""
+    runs: dict[int, dict[str, Any]] = {}
+    errors: dict[int, str] = {}
+    run_ids: dict[int, str | None] = {}
+    seeds_dir = cell_dir / SEEDS_DIR
+    if seeds_dir.is_symlink() or not seeds_dir.is_dir():
+        return runs, errors, run_ids
+    try:
+        names = sorted(os.listdir(seeds_dir))
+    except OSError:
+        return runs, errors, run_ids
+    for name in names:
+        if not name.isdigit() or str(int(name)) != name:
+            continue
+        seed, path = int(name), seeds_dir / name / METRICS_FILE
+        where = f"{SEEDS_DIR}/{name}/{METRICS_FILE}"
+        if not (path.exists() or path.is_symlink()):
+            continue
+        try:
+            doc = read_json(path, root)
+            check_metrics(doc, where)
+            if doc["config"]["seeds"] != [seed]:
+                raise RecordError(f"{where}: its config 'seeds' is not [{seed}]")
+            if config and identity_key(doc["config"]) != identity_key(config):
+                raise RecordError(f"{where} holds another cell than {CELL_FILE} says")
+        except RecordError as err:
+            text = str(err)
+            errors[seed] = text if text.startswith(where) else f"{SEEDS_DIR}/{name}/{text}"
+            continue
+        runs[seed] = doc["runs"][0]
+        run_ids[seed] = doc.get("run_id") if isinstance(doc.get("run_id"), str) else None
+    return runs, errors, run_ids
+
+
+def _held_config(cell_dir: Path, root: Path) -> dict[str, Any]:
+    """The config the cell dir holds: its cell.json's, else its metrics.json's, else {}."""
+    for name in (CELL_FILE, METRICS_FILE):
+        doc = _read_optional(cell_dir / name, root)
+        if isinstance(doc, dict):
+            config = _checked_or(doc.get("config"), {})
+            if config:
+                return config
+    return {}
 
 
 def _read_optional(path: Path, root: Path) -> dict[str, Any] | RecordError | None:
@@ -439,17 +572,68 @@ def cell_dirs(sweep_dir: Path) -> list[Path]:
     return sorted(dirs)
 
 
-def read_cells(sweep_dir: Path) -> list[CellRecord]:
+def read_cell_dirs(sweep_dir: Path) -> list[CellRecord]:
+    """Each cell dir's own record, by dir (several dirs of one cell stay apart): what each
+    dir's latest attempt says, for the end of a sweep and its progress lines."""
     return [read_cell(d, sweep_dir) for d in cell_dirs(sweep_dir)]
 
 
-def finished_cells(sweep_dir: Path) -> dict[str, Path]:
-    """identity_key -> dir of every finished cell in the sweep dir (first dir by name)."""
-    found: dict[str, Path] = {}
-    for record in read_cells(sweep_dir):
+def read_cells(sweep_dir: Path) -> list[CellRecord]:
+    """Every cell of the sweep dir once (merge_homes), with every seed recorded for it."""
+    return merge_homes(read_cell_dirs(sweep_dir))
+
+
+def merge_homes(cells: list[CellRecord]) -> list[CellRecord]:
+    """One record per cell: dirs that hold the same cell (older attnlab named dirs by a
+    hash that held the seeds, so `seeds=[0,1]` and later `seeds=[0..9]` made two) are read
+    as one, named by its home: the finished dir with the most seeds (tie: the first name).
+    The others' seeds join it (a seed recorded twice: the home's record wins, counted in
+    `duplicates`), and an unfinished dir of a cell that has a home adds nothing. Cells of
+    which no dir finished stay apart, each dir with its own failure."""
+    groups: dict[str, list[CellRecord]] = {}
+    for record in cells:
         if record.finished:
-            found.setdefault(identity_key(record.config), sweep_dir / record.name)
-    return found
+            groups.setdefault(identity_key(record.config), []).append(record)
+    homes: dict[str, CellRecord] = {}
+    for key, group in groups.items():
+        group.sort(key=lambda r: (-len(r.runs), r.name))
+        home = group[0]
+        for other in group[1:]:
+            _merge_into(home, other)
+        homes[key] = home
+    out = []
+    for record in cells:
+        its_home = homes.get(identity_key(record.config)) if record.config else None
+        if its_home is None or its_home is record:
+            out.append(record)
+    return out
+
+
+def _merge_into(home: CellRecord, other: CellRecord) -> None:
+    held = {run["seed"] for run in home.runs}
+    for run in other.runs:
+        seed = run["seed"]
+        if seed in held:
+            home.duplicates += 1
+            continue
+        held.add(seed)
+        home.runs.append(run)
+        home.seed_run_ids[seed] = other.seed_run_ids.get(seed)
+        home.seed_sources[seed] = other.seed_sources[seed]
+    home.seed_errors.update({s: e for s, e in other.seed_errors.items() if s not in held})
+    home.duplicates += other.duplicates
+    home.merged.append(other.name)
+    home.runs.sort(key=lambda run: run["seed"])
+    home.config = {**home.config, "seeds": [run["seed"] for run in home.runs]}
+
+
+def finished_cells(sweep_dir: Path) -> dict[str, Path]:
+    """identity_key -> home dir of every finished cell in the sweep dir (merge_homes)."""
+    return {
+        identity_key(record.config): sweep_dir / record.name
+        for record in read_cells(sweep_dir)
+        if record.finished
+    }
 
 
 # --- the sweep's own files ----------------------------------------------------------------
@@ -461,6 +645,21 @@ def read_state(sweep_dir: Path) -> dict[str, Any]:
         return read_json(sweep_dir / SWEEP_STATE, sweep_dir)
     except RecordError:
         return {}
+
+
+def requested_seeds(state: dict[str, Any]) -> dict[str, list[int]]:
+    """Each cell's seeds the run of .sweep.json asked for, by dir name (state["seeds"],
+    written by attnlab's sweeper); {} where it records none (older sweep dirs, other
+    sweepers): the report then uses every seed a cell holds. Entries that are not a list
+    of seeds are skipped."""
+    given = state.get("seeds")
+    if not isinstance(given, dict):
+        return {}
+    return {
+        str(name): sorted(set(seeds))
+        for name, seeds in given.items()
+        if isinstance(seeds, list) and seeds and all(_is_seed(s) for s in seeds)
+    }
 
 
 def new_state(command: str, cells: list[str]) -> dict[str, Any]:
@@ -661,7 +860,15 @@ def remove_temp_files(sweep_dir: Path) -> int:
         subdirs = [Path(e.path) for e in os.scandir(sweep_dir) if e.is_dir(follow_symlinks=False)]
     except OSError:
         subdirs = []
-    places = [sweep_dir, *subdirs]
+    seed_dirs = []  # a kill while a seed's record was being written
+    for sub in subdirs:
+        with contextlib.suppress(OSError):  # no seeds/, or an unreadable cell dir
+            if (sub / SEEDS_DIR).is_symlink():
+                continue
+            seed_dirs += [
+                Path(e.path) for e in os.scandir(sub / SEEDS_DIR) if e.is_dir(follow_symlinks=False)
+            ]
+    places = [sweep_dir, *subdirs, *seed_dirs]
     for place in places:
         if place.is_symlink() or not place.is_dir():
             continue

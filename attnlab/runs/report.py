@@ -40,36 +40,89 @@ USABLE = ("completed", "cached")  # statuses whose numbers enter the summary
 NOT_COLUMNS = ("claims",)
 
 
-def collect_runs(sweep_dir: Path) -> pd.DataFrame:
+def collect_runs(sweep_dir: Path, requested: dict[str, list[int]] | None = None) -> pd.DataFrame:
     """The tidy table: one row per (cell, seed), columns job, config..., seed, status, error,
     metrics...; a failed cell gets one row per seed it was asked to train (attnlab.runs.records
-    reads every cell dir, and makes anything unexpected a failed record saying why)."""
+    reads every cell dir, and makes anything unexpected a failed record saying why).
+
+    requested: each cell's seeds by dir name (None: the latest run's, from .sweep.json:
+    records.requested_seeds); a cell with more seeds recorded shows only those asked for
+    (the frame's attrs count what was left out), a cell not listed shows all it holds. A
+    seed asked for and not recorded is a failed row saying why. `seeds` in the config
+    columns is the cell's seeds shown.
+    """
+    if requested is None:
+        requested = records.requested_seeds(records.read_state(sweep_dir))
     rows, config_keys = [], {}
+    left_out: dict[str, int] = {}
+    duplicates = 0
     for record in records.read_cells(sweep_dir):
         config = {k: _cell(v) for k, v in record.config.items() if k not in NOT_COLUMNS}
         config_keys.update(dict.fromkeys(config))
+        asked = requested.get(record.name)
         if record.finished:
-            status = "cached" if record.status == "cached" else None
-            problem = csv_problems(sweep_dir, record.name)  # said in the row; numbers kept
-            runs = [
-                {
-                    **run,
-                    "status": status if status and run["status"] != "diverged" else run["status"],
-                    **({"error": problem} if problem else {}),
-                }
-                for run in record.runs
-            ]
+            runs = finished_rows(sweep_dir, record, asked)
+            recorded = {run["seed"] for run in record.runs}
+            if asked is not None and recorded - set(asked):
+                left_out[record.name] = len(recorded - set(asked))
+            duplicates += record.duplicates
         else:
-            seeds = record.config.get("seeds")
+            seeds = asked or record.config.get("seeds")
             if not isinstance(seeds, list) or not seeds:
                 seeds = [math.nan]
             runs = [{"seed": s, "status": "failed", "error": record.error} for s in seeds]
+        if "seeds" in config:
+            config["seeds"] = _cell([r["seed"] for r in runs if not _is_nan(r["seed"])])
         rows += [{"job": record.name, **config, **run} for run in runs]
     columns = ["job", *config_keys, "seed", "status", "error", *RUN_METRICS]
     extra = sorted({k for row in rows for k in row} - set(columns))
     frame = pd.DataFrame(rows, columns=[*columns, *extra])
     frame["error"] = [e if isinstance(e, str) else "" for e in frame["error"]]
-    return frame.sort_values(["job", "seed"], kind="stable", ignore_index=True)
+    frame = frame.sort_values(["job", "seed"], kind="stable", ignore_index=True)
+    frame.attrs["left_out"] = left_out
+    frame.attrs["duplicates"] = duplicates
+    return frame
+
+
+def _is_nan(value: Any) -> bool:
+    return isinstance(value, float) and math.isnan(value)
+
+
+def finished_rows(
+    sweep_dir: Path, record: records.CellRecord, asked: list[int] | None
+) -> list[dict[str, Any]]:
+    """A finished cell's rows: each seed asked for (None: every seed recorded) with its
+    record, `cached` where the cell's latest run did not train it; a seed without a record
+    is `failed` with the reason (its own record malformed, or the run that should have
+    added it failed)."""
+    problem = csv_problems(sweep_dir, record)  # said in the row; numbers kept
+    by_seed = {run["seed"]: run for run in record.runs}
+    seeds = sorted(set(asked)) if asked is not None else sorted({*by_seed, *record.seed_errors})
+    rows = []
+    for seed in seeds:
+        run = by_seed.get(seed)
+        if run is None:
+            why = record.seed_errors.get(seed) or (
+                f"seed {seed} has no record: "
+                + (record.attempt_error or "the job was killed, is still running, or crashed")
+            )
+            rows.append({"seed": seed, "status": "failed", "error": why})
+            continue
+        status = run["status"] if run["status"] == "diverged" else seed_status(record, seed)
+        rows.append({**run, "status": status, **({"error": problem} if problem else {})})
+    return rows
+
+
+def seed_status(record: records.CellRecord, seed: int) -> str:
+    """`cached` for a seed the cell's latest run reused (the cell was cached, or that run
+    completed the cell by training other seeds than this one), else `completed` (a failed
+    attempt never changes how a finished seed reads)."""
+    if record.status == "cached":
+        return "cached"
+    written_by = record.seed_run_ids.get(seed)
+    if record.attempt == "completed" and record.run_id and written_by != record.run_id:
+        return "cached"
+    return "completed"
 
 
 def _cell(value: Any) -> Any:
@@ -178,6 +231,29 @@ class Provenance(NamedTuple):
     date: str
     versions: dict[str, str]
     figures: list[tuple[str, str]]  # (path relative to the sweep dir, what it shows)
+    seeds: list[str] = []  # what report.md says of seeds left out or recorded twice
+
+
+def seed_notes(report: pd.DataFrame) -> list[str]:
+    """report.md's lines on the seeds the tables do not use: cells holding more seeds
+    than the latest run asked for (collect_runs' attrs), and seed records ignored because
+    the seed was recorded twice (dirs of one cell from older attnlab)."""
+    notes = []
+    left_out: dict[str, int] = report.attrs.get("left_out") or {}
+    if left_out:
+        notes.append(
+            f"{len(left_out)} cell(s) hold more seeds than the latest run asked for: the "
+            f"tables and figures use the seeds asked for, leaving out "
+            f"{sum(left_out.values())} recorded seed(s) (rerun with more seeds to use them)."
+        )
+    duplicates = int(report.attrs.get("duplicates") or 0)
+    if duplicates:
+        notes.append(
+            f"{duplicates} seed record(s) were ignored: the seed is recorded twice for its "
+            "cell (dirs of one cell made by an older attnlab), and the cell's home dir's "
+            "record is used."
+        )
+    return notes
 
 
 def markdown(
@@ -212,6 +288,7 @@ def markdown(
         "cell's numbers.",
         "",
         *summary_table(summary, swept),
+        *(["", *made.seeds] if made.seeds else []),
     ]
     if "model.attention" in summary and (summary["model.attention"] == "none").any():
         lines += [
@@ -374,6 +451,7 @@ def write_report(sweep_dir: Path, command: str | None = None) -> pd.DataFrame:
         date=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         versions=package_versions(),
         figures=figures,
+        seeds=seed_notes(report),
     )
     body = markdown(summary, report, made, claims_section(judged, disagree) if stated else [])
     body += boundary_md
@@ -563,12 +641,13 @@ def write_figures(
     if axes and (placed["n_seeds"] > 0).any():
         for name, figure, what in summary_figures(placed, axes):
             save(name, figure, what)
-    histories = cell_histories(sweep_dir, report, summary)
+    cells_read = finished_records(sweep_dir)
+    histories = cell_histories(sweep_dir, report, summary, cells_read)
     if histories:
         for name, figure, what in learning_curve_figures(histories, axes):
             save(name, figure, what)
     stale_grid_pages(sweep_dir / records.FIGURES_DIR)
-    cells = attention_cells(sweep_dir, placed, axes)
+    cells = attention_cells(sweep_dir, placed, axes, cells_read)
     if cells:
         combos = placed[axes[1:]].drop_duplicates() if len(axes) > 1 else placed.iloc[:1]
         ncols = len(combos) if len(combos) <= 6 else 4
@@ -674,13 +753,17 @@ HISTORY_METRICS = ("val_accuracy", "train_loss")
 
 
 def cell_histories(
-    sweep_dir: Path, report: pd.DataFrame, summary: pd.DataFrame
+    sweep_dir: Path,
+    report: pd.DataFrame,
+    summary: pd.DataFrame,
+    cells: dict[str, records.CellRecord] | None = None,
 ) -> list[tuple[pd.Series, pd.DataFrame]]:
     """(summary row, history.csv rows of its usable seeds) of each cell that has a
     readable history.csv; cells without one (older sweeps) are skipped."""
     out = []
+    cells = cells if cells is not None else finished_records(sweep_dir)
     for _, row in summary.iterrows():
-        history = cell_csv(sweep_dir, row, records.HISTORY_CSV)
+        history = cell_csv(sweep_dir, row, records.HISTORY_CSV, cells)
         if history is None:
             continue
         runs = report[(report["job"] == row["job"]) & report["status"].isin(USABLE)]
@@ -690,13 +773,53 @@ def cell_histories(
     return out
 
 
-def cell_csv(sweep_dir: Path, row: pd.Series, name: str) -> pd.DataFrame | None:
-    """A cell's CSV (history.csv, attention.csv) read through the strict reader; None for
-    a cell without results, or whose file is missing or not what attnlab writes (the
-    figure skips it; collect_runs puts the reason in the cell's rows)."""
+def cell_csv(
+    sweep_dir: Path,
+    row: pd.Series,
+    name: str,
+    cells: dict[str, records.CellRecord] | None = None,
+) -> pd.DataFrame | None:
+    """A cell's CSV (history.csv, attention.csv) read through the strict reader, every
+    recorded seed's rows merged (seed_csv); None for a cell without results, or whose file
+    is missing or not what attnlab writes (the figure skips it; collect_runs puts the
+    reason in the cell's rows). cells: the sweep's finished records by name
+    (finished_records), read here if not given."""
     if row["n_seeds"] == 0:
         return None
-    return read_cell_csv(sweep_dir / str(row["job"]), sweep_dir, name)[0]
+    record = (cells if cells is not None else finished_records(sweep_dir)).get(str(row["job"]))
+    if record is None:
+        return read_cell_csv(sweep_dir / str(row["job"]), sweep_dir, name)[0]
+    return seed_csv(sweep_dir, record, name)[0]
+
+
+def finished_records(sweep_dir: Path) -> dict[str, records.CellRecord]:
+    """The sweep's finished cells (records.read_cells: one per cell) by name."""
+    return {r.name: r for r in records.read_cells(sweep_dir) if r.finished}
+
+
+def seed_csv(
+    sweep_dir: Path, record: records.CellRecord, name: str
+) -> tuple[pd.DataFrame | None, str]:
+    """A finished cell's CSV with the rows of every recorded seed, each from the dir that
+    holds that seed's record (the cell dir, seeds/<seed>/, or another dir of the cell);
+    (None, "") if none has one (older sweeps), (None, why) if one is not what attnlab
+    writes."""
+    by_place: dict[Path, list[int]] = {}
+    for seed, place in record.seed_sources.items():
+        by_place.setdefault(place, []).append(seed)
+    frames = []
+    for place, seeds in sorted(by_place.items()):
+        frame, why = read_cell_csv(place, sweep_dir, name)
+        if why:
+            where = place.relative_to(sweep_dir) if place.is_relative_to(sweep_dir) else place
+            prefix = "" if place == sweep_dir / record.name else f"{where}/"
+            return None, f"{prefix}{why}"
+        if frame is not None:
+            frames.append(frame[frame["seed"].isin(seeds)])
+    if not frames:
+        return None, ""
+    merged = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    return merged.sort_values(list(CSV_COLUMNS[name][1]), kind="stable", ignore_index=True), ""
 
 
 # The columns each of a cell's CSVs must hold (numbers), and the ones that identify a row.
@@ -732,23 +855,30 @@ def read_cell_csv(cell_dir: Path, sweep_dir: Path, name: str) -> tuple[pd.DataFr
     return frame, ""
 
 
-def csv_problems(sweep_dir: Path, job: str) -> str:
+def csv_problems(sweep_dir: Path, record: records.CellRecord) -> str:
     """What is wrong with a finished cell's CSVs, or "" (every one is as attnlab writes)."""
-    whys = [read_cell_csv(sweep_dir / job, sweep_dir, name)[1] for name in CSV_COLUMNS]
+    whys = [seed_csv(sweep_dir, record, name)[1] for name in CSV_COLUMNS]
     return "; ".join(why for why in whys if why)
 
 
 def attention_cells(
-    sweep_dir: Path, summary: pd.DataFrame, swept: list[str]
+    sweep_dir: Path,
+    summary: pd.DataFrame,
+    swept: list[str],
+    records_read: dict[str, records.CellRecord] | None = None,
 ) -> list[tuple[str, pd.DataFrame, int]]:
     """(title, attention.csv frame, key column) for each cell that has an attention.csv,
     ordered by the swept axes (the first varies slowest); titles name every swept value."""
     cells = []
     ordered = summary.sort_values(swept, kind="stable") if swept else summary
+    records_read = records_read if records_read is not None else finished_records(sweep_dir)
     for _, row in ordered.iterrows():
-        frame = cell_csv(sweep_dir, row, records.ATTENTION_CSV)
+        frame = cell_csv(sweep_dir, row, records.ATTENTION_CSV, records_read)
         if frame is None:
             continue
+        shown = row.get("seeds")  # the seeds the report uses (collect_runs)
+        if isinstance(shown, str) and shown.startswith("["):
+            frame = frame[frame["seed"].isin(json.loads(shown))]
         title = " ".join(f"{c.split('.')[-1]}={row[c]}" for c in swept) or str(row["job"])
         cells.append((title, frame, key_of(row, frame)))
     return cells

@@ -146,7 +146,7 @@ def finish_sweep(sweep_dir: Path, lost_reason: str) -> None:
     planned: list[str] = cells_of_run if isinstance(cells_of_run, list) else []
     given = state.get("blocked")
     blocked: dict[str, str] = given if isinstance(given, dict) else {}
-    by_name = {r.name: r for r in records.read_cells(sweep_dir)}
+    by_name = {r.name: r for r in records.read_cell_dirs(sweep_dir)}
     for name in planned:
         record = by_name.get(name)
         if name in blocked and (record is None or (sweep_dir / name).is_symlink()):
@@ -156,7 +156,7 @@ def finish_sweep(sweep_dir: Path, lost_reason: str) -> None:
             error = "" if outcome_now == "completed" else blocked.get(name, lost_reason)
             with contextlib.suppress(OSError):
                 records.write_attempt(sweep_dir / name, outcome_now, run_id, error)
-    cells = {r.name: r for r in records.read_cells(sweep_dir) if run_id and r.run_id == run_id}
+    cells = {r.name: r for r in records.read_cell_dirs(sweep_dir) if run_id and r.run_id == run_id}
     blocked = {name: why for name, why in blocked.items() if name not in cells}
     outcome.cells = len(cells) + len(blocked)
     # A failed attempt counts even where an earlier run's result stands (a rerun with a bad

@@ -154,7 +154,10 @@ def run_single(cfg: DictConfig, out_dir: Path, hc: Any) -> None:
 
 
 def run_cell_job(cfg: DictConfig, sweep_dir: Path, out_dir: Path, hc: Any) -> float | None:
-    """One cell as its own job (sweepers other than attnlab's): reuse, train or fail."""
+    """One cell as its own job (sweepers other than attnlab's): reuse, train or fail. A cell
+    dir that holds some of the cell's seeds trains only the missing ones (as the planner)."""
+    import dataclasses
+
     from attnlab.runs.cell import run_experiment
     from attnlab.sweep.launchers import apply_threads
 
@@ -163,23 +166,29 @@ def run_cell_job(cfg: DictConfig, sweep_dir: Path, out_dir: Path, hc: Any) -> fl
     cell = make_cell(cfg, list(hc.overrides.task))
     objective = cell.exp.objective if cell.exp is not None else "val_accuracy"
     held = records.read_cell(out_dir, sweep_dir)
-    if held.finished and not cell.error:  # a bad value is an error even for a finished cell
+    asked = set(cell.exp.seeds) if cell.exp is not None else set()
+    missing = sorted(asked - {run["seed"] for run in held.runs}) if held.finished else []
+    if held.finished and not cell.error and not missing:  # a bad value is an error even
+        kept = [run for run in held.runs if run["seed"] in asked]  # for a finished cell
         records.write_attempt(out_dir, "cached", run_id)
-        log.info(progress_line(sweep_dir, cell.name, held.runs, "", start, cached=True))
-        return objective_value(held.runs, objective)
+        log.info(progress_line(sweep_dir, cell.name, kept, "", start, cached=True))
+        return objective_value(kept, objective)
     runs: list[dict[str, Any]] = []
     error = cell.error
     if cell.exp is not None:
+        exp = dataclasses.replace(cell.exp, seeds=missing) if missing else cell.exp
         try:
             records.write_cell(out_dir, cell.config)
             records.set_aside_broken(out_dir, sweep_dir)
-            cores = apply_threads(cell.exp.trainer.threads, hc)
-            runs = run_experiment(cell.exp, out_dir, run_id=run_id, cores=cores)["runs"]
+            cores = apply_threads(exp.trainer.threads, hc)
+            runs = run_experiment(exp, out_dir, run_id=run_id, cores=cores, grow=True)["runs"]
         except Exception as err:
             error = error_line(err)
             log.error("cell failed: %s", error, exc_info=not is_config_error(err))
     record_attempt(out_dir, "failed" if error else "completed", run_id, error)
     log.info(progress_line(sweep_dir, cell.name, runs, error, start))
+    if missing and not error:  # the objective is over every seed asked for
+        runs = [r for r in records.read_cell(out_dir, sweep_dir).runs if r["seed"] in asked]
     return objective_value(runs, objective)
 
 
@@ -238,7 +247,7 @@ def run_pack_job(sweep_dir: Path, pack_id: str, hc: Any) -> None:
         try:
             on_epoch = alone.epoch if alone is not None else None
             runs = run_experiment(
-                exp, cell_dir, trained, run_id=run_id, on_epoch=on_epoch, cores=cores
+                exp, cell_dir, trained, run_id=run_id, on_epoch=on_epoch, cores=cores, grow=True
             )["runs"]
         except Exception as err:
             error = error_line(err)

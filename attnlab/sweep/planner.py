@@ -20,6 +20,7 @@ and the report is written as for any sweep.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import logging
 import re
@@ -91,8 +92,6 @@ def job_memory(launcher_cfg: Any) -> int:
 
 def pack_fits(pack: list[ExperimentConfig], memory: int) -> bool:
     """The pack's cells, their heads padded to the widest, fit in one job's memory."""
-    import dataclasses
-
     widest = max(c.data.classes for c in pack)
     need = sum(
         estimate_bytes(dataclasses.replace(c, data=dataclasses.replace(c.data, classes=widest)))
@@ -150,6 +149,9 @@ class Plan:
     blocked: dict[str, str] = field(default_factory=dict)
     reused: int = 0
     invalid: int = 0
+    grown: int = 0  # pending cells that have a home: only their missing seeds train
+    # Each cell's requested seeds (sorted), by the name of its dir.
+    seeds: dict[str, list[int]] = field(default_factory=dict)
 
 
 def sweep(
@@ -242,6 +244,8 @@ def run_round(
         state["baselines"] = request.baselines()
     if plan.blocked:
         state["blocked"] = {**state.get("blocked", {}), **plan.blocked}
+    # The seeds each cell was asked for: the report uses these (records.requested_seeds).
+    state["seeds"] = {**(state.get("seeds") or {}), **plan.seeds}
     # Seed-epochs each cell to train takes: progress lines measure speed in these.
     state["work"] = {c.name: work(c.exp) for c in plan.pending if c.exp is not None}
     write_json(sweep_dir / records.SWEEP_STATE, state)
@@ -249,12 +253,13 @@ def run_round(
         sweep_dir, run_id, plan.pending, packs, state["work"], round_index
     )
     log.info(
-        "%s %d cells into %s: %d to train in %d job(s), %d reused, %d invalid",
+        "%s %d cells into %s: %d to train in %d job(s)%s, %d reused, %d invalid",
         "sweep of" if round_index == 0 else f"round {round_index + 1}:",
         len(plan.names),
         sweep_dir,
         len(plan.pending),
         len(batch),
+        f" ({plan.grown} of them only their missing seeds)" if plan.grown else "",
         plan.reused,
         plan.invalid,
     )
@@ -266,8 +271,6 @@ def run_round(
 def check_app(config: DictConfig) -> None:
     """ConfigError (one line, before anything is written) for another app's config: the
     sweeper composes and trains attnlab's cells, and would only fail every job there."""
-    import dataclasses
-
     keys = {str(k) for k in config if k != "hydra"}
     known = {f.name for f in dataclasses.fields(ExperimentConfig)}
     if {"data", "model", "trainer"} <= keys and keys <= known:
@@ -296,35 +299,77 @@ def refuse_hopeless(jobs: list[list[str]], cells: list[Cell]) -> None:
 
 
 def sort_cells(sweep_dir: Path, cells: list[Cell], run_id: str | None) -> Plan:
-    """Each distinct cell blocked, invalid (its failure recorded), reused or pending."""
-    finished = records.finished_cells(sweep_dir)
-    seen: set[str] = set()
+    """Each distinct cell blocked, invalid (its failure recorded), reused or pending.
+
+    A cell's seeds are not its identity: a cell listed with several seed lists asks for
+    their union; one whose seeds are all recorded in its home dir (records.read_cells) is
+    reused; one with some of them trains only the missing ones, into that home.
+    """
+    homes = {records.identity_key(r.config): r for r in records.read_cells(sweep_dir) if r.finished}
     plan = Plan()
-    for cell in cells:
+    for cell in merge_seed_lists(cells):
         key = records.identity_key(cell.config)
-        if key in seen:
-            continue  # a cell listed twice (say, a sweep over trainer.verbose) runs once
-        seen.add(key)
-        blocked = blocked_dir(sweep_dir / cell.name)
-        if not blocked and key not in finished:  # a cell.json edited by hand: this cell only
+        home = homes.get(key)
+        name = home.name if home is not None else cell.name
+        asked = requested_seeds(cell)
+        plan.seeds[name] = asked
+        blocked = blocked_dir(sweep_dir / name)
+        if not blocked and home is None:  # a cell.json edited by hand: this cell only
             blocked = records.other_cell(sweep_dir / cell.name, cell.config)
+        missing = sorted(set(asked) - {run["seed"] for run in home.runs} if home else asked)
         if blocked:  # nothing is written through it; the run fails with the reason
-            plan.names.append(cell.name)
-            plan.blocked[cell.name] = blocked
+            plan.names.append(name)
+            plan.blocked[name] = blocked
             log.error("%s", blocked)
             plan.invalid += 1
         elif cell.error:  # checked first: a bad value is an error even for a finished cell
-            plan.names.append(cell.name)
-            record_invalid(sweep_dir, cell, run_id)
+            plan.names.append(name)
+            record_invalid(sweep_dir, dataclasses.replace(cell, name=name), run_id)
             plan.invalid += 1
-        elif key in finished:
-            plan.names.append(finished[key].name)
-            records.write_attempt(finished[key], "cached", run_id)
+        elif home is not None and not missing:
+            plan.names.append(name)
+            records.write_attempt(sweep_dir / name, "cached", run_id)
             plan.reused += 1
         else:
-            plan.names.append(cell.name)
-            plan.pending.append(cell)
+            plan.names.append(name)
+            plan.pending.append(with_seeds(cell, name, missing))
+            if home is not None:
+                plan.grown += 1
     return plan
+
+
+def requested_seeds(cell: Cell) -> list[int]:
+    """The cell's seeds, sorted, each once (an invalid cell's as its config gives them)."""
+    seeds = cell.exp.seeds if cell.exp is not None else cell.config.get("seeds")
+    if not isinstance(seeds, list | tuple):
+        return []
+    return sorted({int(s) for s in seeds if isinstance(s, int) and not isinstance(s, bool)})
+
+
+def merge_seed_lists(cells: list[Cell]) -> list[Cell]:
+    """Each cell once, in order of first appearance; a cell listed again (a sweep over
+    trainer.verbose, or over seed lists: `seeds=[0,1],[2,3]`) asks for the union of its
+    lists' seeds."""
+    first: dict[str, Cell] = {}
+    for cell in cells:
+        key = records.identity_key(cell.config)
+        if key not in first:
+            first[key] = cell
+            continue
+        held = first[key]
+        union = sorted({*requested_seeds(held), *requested_seeds(cell)})
+        if held.exp is not None and union != requested_seeds(held):
+            first[key] = with_seeds(held, held.name, union)
+    return list(first.values())
+
+
+def with_seeds(cell: Cell, name: str, seeds: list[int]) -> Cell:
+    """The cell under name (its home dir) training these seeds."""
+    if cell.exp is None:
+        return cell
+    exp = dataclasses.replace(cell.exp, seeds=list(seeds))
+    config = {**cell.config, "seeds": list(seeds)}
+    return dataclasses.replace(cell, name=name, config=config, exp=exp)
 
 
 def write_packs(

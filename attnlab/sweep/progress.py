@@ -216,7 +216,8 @@ def progress_line(
     state = records.read_state(sweep_dir)
     run_id, cells = state.get("run_id"), state.get("cells")
     total = len(cells) if isinstance(cells, list) else 0
-    done_names = {r.name for r in records.read_cells(sweep_dir) if r.run_id == run_id and run_id}
+    cells_now = records.read_cell_dirs(sweep_dir)
+    done_names = {r.name for r in cells_now if r.run_id == run_id and run_id}
     seconds = time.perf_counter() - start
     left = time_left(state, done_names | trained)
     head = f"[{len(done_names)}/{total or '?'}] {display_name(name)}:"

@@ -134,3 +134,41 @@ if _kill:
 
     _mkstemp = tempfile.mkstemp
     tempfile.mkstemp = _mkstemp_and_kill
+
+
+# ATTNLAB_TEST_SEED_FILE=<seed>/<file name>: once, when the process starts writing that file
+# of a seed record (<cell>/seeds/<seed>/<file name>, attnlab.runs.cell.write_seed_outputs),
+# send ATTNLAB_TEST_SIGNAL to itself (the default launcher runs jobs in the sweep's own
+# process), or with ATTNLAB_TEST_SEED_FILL=<file> fill the disk by writing that file until
+# the disk is full.
+_seed_file = os.environ.get("ATTNLAB_TEST_SEED_FILE")
+
+
+def _seed_write_and_fault(*args, **kwargs):
+    seed, _, name = _seed_file.partition("/")
+    where = str(kwargs.get("dir") or "")
+    if (
+        not _fired
+        and (kwargs.get("prefix") or "").startswith(f".~attnlab.{name}.")
+        and where.endswith(os.path.join("seeds", seed))
+    ):
+        _fired.append(where)
+        filler = os.environ.get("ATTNLAB_TEST_SEED_FILL")
+        if filler:
+            with open(filler, "wb") as f:
+                try:
+                    while True:
+                        f.write(b"\0" * 65536)
+                        f.flush()
+                except OSError:
+                    pass
+        else:
+            os.kill(os.getpid(), int(os.environ["ATTNLAB_TEST_SIGNAL"]))
+    return _seed_mkstemp(*args, **kwargs)
+
+
+if _seed_file:
+    import tempfile
+
+    _seed_mkstemp = tempfile.mkstemp
+    tempfile.mkstemp = _seed_write_and_fault
