@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import FixedLocator, NullFormatter, ScalarFormatter
 from scipy import special
 
 from attnlab.engine.boundary import (
@@ -255,9 +256,13 @@ def boundary_figure(
             shown = f"{panel.boundary:.1f}"
         else:
             shown = "not in range"
-        ax.set_title(f"{panel.title}\nboundary {shown}", fontsize=TITLE)
+        interval = f"[{_fmt(panel.ci_low)}, {_fmt(panel.ci_high)}]"
+        ax.set_title(f"{panel.title}\nboundary {shown}, 95% {interval}", fontsize=TITLE)
         if log_axis:
             ax.set_xscale("log")
+            ax.xaxis.set_major_locator(FixedLocator(log_ticks(left, right)))
+            ax.xaxis.set_major_formatter(ScalarFormatter())
+            ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlim(left * (0.9 if log_axis else 1) - (0 if log_axis else 1), right * 1.05)
         ax.set_xlabel(short(axis), fontsize=SMALL)
         ax.set_ylabel(metric, fontsize=SMALL)
@@ -270,6 +275,13 @@ def boundary_figure(
         fontsize=TITLE,
     )
     return fig
+
+
+def log_ticks(low: float, high: float) -> list[float]:
+    """Ticks of a log axis at the range's ends and the powers of two between them."""
+    powers = [2.0**k for k in range(0, 31) if low < 2.0**k < high]
+    inner = [p for p in powers if p / low > 1.3 and high / p > 1.3]  # no crowding at the ends
+    return [low, *inner, high]
 
 
 def _fmt(value: float) -> str:
