@@ -244,6 +244,8 @@ def test_where_focus_breaks_reads_boundary_csv_and_says_what_moves_the_break(tmp
     assert "**Depth 2 vs 1, 32 features:** 24.0 vs 22.0 classes: not resolved" in page
     assert "**128 vs 32 features, depth 1:** 45.0 vs 22.0 classes: focus breaks **later**" in page
     assert "**128 vs 32 features, depth 2:** 30.0 vs 24.0 classes: not resolved" in page
+    assert "**128 features, depth 1** stopped at its cap (96 models)" in page
+    assert "**32 features, depth 1** stopped" not in page
     assert main(["--docs", str(docs)]) == 0  # from the committed copy alone
     assert (docs / "findings.md").read_text() == page
     assert main([str(sweep), "--docs", str(docs), "--boundary", str(tmp_path / "none")]) == 2
