@@ -20,7 +20,10 @@ same numbers, so they should all agree).
 Run (the peer's venv made by its setup.sh; see docs/performance.md):
 
     .venv/bin/python benchmarks/peer_compare.py --peers ../shared/peers \\
-        --peer-python ~/.cache/attnlab-peers/venv/bin/python       # ~10 min quiet
+        --peer-python ~/.cache/attnlab-peers/venv/bin/python       # ~5 min quiet
+
+--baseline DIR adds a third side, another checkout of attnlab timed the same way (e.g.
+`git archive <commit> | tar -x -C DIR`): a change's before/after beside the peer, in one run.
 
 --peers defaults to $ATTNLAB_PEERS; --peer-python to $PEERS_DIR/venv/bin/python (else
 ~/.cache/attnlab-peers/venv/bin/python). Without either the script says so and exits 0.
@@ -42,9 +45,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 REPO = Path(__file__).resolve().parent.parent
 # Run as a script, its folder is on sys.path, not the checkout: benchmarks.replicas_vs_fit
-# (the FLOP count and the matmul rate) and this checkout's attnlab come from REPO.
-sys.path.insert(0, str(REPO))
-SIDES = ("attnlab", "peer")
+# (the FLOP count and the matmul rate) and this checkout's attnlab come from REPO (a
+# --baseline child's attnlab from that checkout).
+sys.path.insert(0, os.environ.get("ATTNLAB_CHECKOUT", str(REPO)))
 
 
 def default_peer_python() -> Path:
@@ -58,6 +61,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--peers", type=Path, default=os.environ.get("ATTNLAB_PEERS"))
     p.add_argument("--peer-python", type=Path, default=default_peer_python())
+    p.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        help="another attnlab checkout (e.g. main's) timed as a third side, the same way",
+    )
     p.add_argument("--child", type=int, default=0, help=argparse.SUPPRESS)  # attnlab's side
     return p.parse_args(argv)
 
@@ -99,12 +108,11 @@ def attnlab_child(replicas: int) -> None:
 
 def run_side(side: str, replicas: int, args: argparse.Namespace) -> dict[str, Any]:
     """One run of one side in a fresh child; its JSON line (the last line it prints)."""
-    if side == "attnlab":
+    if side in ("attnlab", "baseline"):
+        # This script's child, importing attnlab from this checkout or the baseline's.
+        checkout = REPO if side == "attnlab" else args.baseline.resolve()
         cmd = [sys.executable, str(Path(__file__).resolve()), "--child", str(replicas)]
-        env = {
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-        }
+        env = {**os.environ, "PYTHONPATH": str(checkout), "ATTNLAB_CHECKOUT": str(checkout)}
     else:
         cmd = [str(args.peer_python), str(args.peers / "jax_vmap.py"), "--replicas", str(replicas)]
         env = dict(os.environ)
@@ -136,26 +144,40 @@ def agree(a: list[float], b: list[float]) -> float:
     return sum(abs(u - v) <= 0.005 for u, v in zip(a, b, strict=True)) / len(a)
 
 
+def identical(a: list[float], b: list[float]) -> float:
+    """Share of seeds whose val accuracy is exactly equal on both sides (the peer rounds its
+    to 4 decimals: compared at that)."""
+    return sum(round(u, 4) == round(v, 4) for u, v in zip(a, b, strict=True)) / len(a)
+
+
 def print_table(
-    runs: dict[tuple[str, int], list[dict[str, Any]]], replicas: list[int], limit_s: float
+    runs: dict[tuple[str, int], list[dict[str, Any]]],
+    replicas: list[int],
+    limit_s: float,
+    other: str,
 ) -> None:
     med = lambda rs, key: statistics.median(d[key] for d in rs)  # noqa: E731
+    o = other[:8]
     print(
-        f"{'R':>4} | {'attnlab s/model':>15} {'peer s/model':>12} {'peer/attnlab':>12} | "
-        f"{'attnlab FLOP%':>13} {'peer FLOP%':>10} | {'attnlab CPU':>11} {'peer CPU':>8} | "
-        f"{'same acc':>8}"
+        f"{'R':>4} | {'attnlab s/model':>15} {o + ' s/model':>16} {o + '/attnlab':>16} | "
+        f"{'attnlab FLOP%':>13} {o + ' FLOP%':>14} | {'attnlab CPU':>11} {o + ' CPU':>12} | "
+        f"{'same acc':>8} {'identical':>9}"
     )
     for r in replicas:
-        a, p = runs[("attnlab", r)], runs[("peer", r)]
+        a, p = runs[("attnlab", r)], runs[(other, r)]
         sa, sp = med(a, "s_per_model"), med(p, "s_per_model")
         print(
-            f"{r:>4} | {sa:>15.3f} {sp:>12.3f} {sp / sa:>11.2f}x | {limit_s / sa:>13.1%} "
-            f"{limit_s / sp:>10.1%} | {med(a, 'cpu_s_per_model'):>11.3f} "
-            f"{med(p, 'cpu_s_per_model'):>8.3f} | "
-            f"{agree(a[-1]['val_accuracy'], p[-1]['val_accuracy']):>8.0%}"
+            f"{r:>4} | {sa:>15.3f} {sp:>16.3f} {sp / sa:>15.2f}x | {limit_s / sa:>13.1%} "
+            f"{limit_s / sp:>14.1%} | {med(a, 'cpu_s_per_model'):>11.3f} "
+            f"{med(p, 'cpu_s_per_model'):>12.3f} | "
+            f"{agree(a[-1]['val_accuracy'], p[-1]['val_accuracy']):>8.0%} "
+            f"{identical(a[-1]['val_accuracy'], p[-1]['val_accuracy']):>9.0%}"
         )
-    print("(peer/attnlab > 1: attnlab is faster; CPU: s/model, all threads; same acc: share of")
-    print(" seeds whose val accuracy agrees within 0.005, last repeat)")
+    print(f"({o}/attnlab > 1: attnlab is faster; CPU: s/model, all threads; same acc: share of")
+    print(
+        " seeds whose val accuracy agrees within 0.005, last repeat; identical: equal to 4"
+        " decimals)"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -172,13 +194,15 @@ def main(argv: list[str] | None = None) -> None:
     print(f"R {args.replicas}, {args.repeats} repeats, load {os.getloadavg()[0]:.1f} at start")
     rate_start = machine_gflops()
     runs: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    sides = ["attnlab", *(["baseline"] if args.baseline else []), "peer"]
     for repeat in range(args.repeats):
         for r in args.replicas:
-            for side in SIDES:
+            # Alternating which side goes first, so a drift in load favours neither.
+            for side in sides if repeat % 2 == 0 else sides[::-1]:
                 doc = run_side(side, r, args)
                 runs.setdefault((side, r), []).append(doc)
                 print(
-                    f"  repeat {repeat + 1} R={r:>3} {side:<7}: {doc['s_per_model']:.3f} s/model, "
+                    f"  repeat {repeat + 1} R={r:>3} {side:<8}: {doc['s_per_model']:.3f} s/model, "
                     f"CPU {doc['cpu_s_per_model']:.3f}, val acc {doc['val_accuracy_mean']:.3f}, "
                     f"load {os.getloadavg()[0]:.1f}",
                     flush=True,
@@ -187,7 +211,10 @@ def main(argv: list[str] | None = None) -> None:
     limit_s = training_flops() / (rate * 1e9)
     print(f"\nfloat32 matmul rate {rate:.0f} GFLOP/s: FLOP limit {limit_s * 1e3:.1f} ms/model")
     print(f"median of {args.repeats}; s/model = the child's timed call / R")
-    print_table(runs, args.replicas, limit_s)
+    print_table(runs, args.replicas, limit_s, "peer")
+    if args.baseline:
+        print(f"\nthis checkout against the baseline ({args.baseline}), the same way:")
+        print_table(runs, args.replicas, limit_s, "baseline")
     print(f"load {os.getloadavg()[0]:.1f} at end")
 
 

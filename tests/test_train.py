@@ -3,8 +3,11 @@ the learning curves fit records."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import threading
+from typing import Any
+from unittest import mock
 
 import keras
 import numpy as np
@@ -16,11 +19,13 @@ from attnlab.engine.metrics import accuracy
 from attnlab.engine.models import ShardedModel, attention_model, build_model, logits_model
 from attnlab.engine.train import (
     CURVES,
+    EPOCH_GATHER_BYTES,
     FusedAdam,
     _history,
     fit,
     make_epoch_fn,
     predict,
+    replica_major_core,
     sample_orders,
     shard_slices,
 )
@@ -68,6 +73,20 @@ def test_fused_adam_trains_as_keras_adam(make_config, model):
         np.testing.assert_allclose(fused_w, keras_w, atol=1e-5)
 
 
+def test_the_replica_major_core_is_the_model_between_its_edge_swaps(make_config):
+    cfg = make_config("data.samples=500", "data.classes=5", "seeds=[0,1,2]")
+    model = logits_model(build_model(cfg.model, cfg.data, cfg.seeds))
+    core = replica_major_core(model)
+    assert core is not None and core.trainable_variables == model.trainable_variables
+    x = np.random.default_rng(0).standard_normal((7, 3, cfg.data.features)).astype(np.float32)
+    np.testing.assert_array_equal(
+        np.swapaxes(core(np.swapaxes(x, 0, 1)), 0, 1), np.asarray(model(x))
+    )
+    assert (
+        replica_major_core(keras.Sequential([keras.Input((3, 4)), keras.layers.Dense(2)])) is None
+    )
+
+
 def test_sample_orders_are_the_orders_drawn_up_front():
     seeds = [0, 3, 11]
     drawn = list(itertools.islice(sample_orders(seeds, 50), 4))
@@ -100,6 +119,80 @@ def test_fit_trains_bit_for_bit_as_with_the_orders_drawn_up_front(make_config, m
         orders = orders_up_front(cfg.seeds[part], len(data.y_train), epochs)
         reference.append(np.stack([epoch(tf.constant(o)).numpy() for o in orders]))
     np.testing.assert_array_equal(history.train_loss, np.concatenate(reference, axis=1))
+
+
+def reference_epoch_fn(model, apply, x, y, batch_size: int, whole_epoch: bool):
+    """The epoch as make_epoch_fn ran it at dd192c8 (an autograph loop, each batch a slice of
+    a dynamic shape): the reference the faster loop must train exactly as."""
+    n, replicas = (int(d) for d in y.shape)
+    cols = tf.range(replicas)
+
+    def train_step(xb, yb):
+        with tf.GradientTape() as tape:
+            per_replica = tf.reduce_mean(
+                tf.nn.sparse_softmax_cross_entropy_with_logits(yb, model(xb, training=True)), 0
+            )
+            loss = tf.reduce_sum(per_replica)
+        apply(tape.gradient(loss, model.trainable_variables))
+        return per_replica
+
+    def gather(rows):
+        idx = tf.stack([rows, tf.broadcast_to(cols, tf.shape(rows))], axis=-1)
+        return tf.gather_nd(x, idx), tf.gather_nd(y, idx)
+
+    @tf.function
+    def run_epoch(order):
+        total = tf.zeros([replicas], tf.float32)
+        if whole_epoch:
+            xs, ys = gather(order)
+        for step in tf.range(-(-n // batch_size)):
+            batch = slice(step * batch_size, (step + 1) * batch_size)
+            xb, yb = (xs[batch], ys[batch]) if whole_epoch else gather(order[batch])
+            total += train_step(xb, yb) * tf.cast(tf.shape(yb)[0], tf.float32)
+        return total / n
+
+    return run_epoch
+
+
+@pytest.mark.slow  # over 1 s on a quiet 2-core machine (docs/development.md)
+@pytest.mark.parametrize(
+    ("model", "whole_epoch", "replica_major"),
+    [
+        *itertools.product(["model=dense", "model=double", "model=lstm"], [True, False], [True]),
+        ("model=dense", True, False),  # a model without the edge swaps: trained batch-major
+    ],
+)
+def test_epoch_trains_bit_for_bit_as_the_dynamic_shape_loop(
+    make_config, model, whole_epoch, replica_major
+):
+    # 400 training samples: 6 batches of 64, then a partial one of 16. The reference trains
+    # the whole model, edge swaps included; make_epoch_fn the replica-major part between them.
+    cfg = make_config(model, "data.samples=500", "data.classes=5", "seeds=[0,1,2]")
+    data = make_replica_data(cfg.data, cfg.seeds, 0.2, cfg.model.sequence)
+    x, y = tf.constant(data.x_train), tf.constant(data.y_train)
+    orders = orders_up_front(cfg.seeds, len(data.y_train), 2)
+
+    def trained(make: Any) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        keras.backend.clear_session()
+        model = logits_model(build_model(cfg.model, cfg.data, cfg.seeds))
+        adam = FusedAdam(model.trainable_variables, cfg.trainer.learning_rate)
+        epoch = make(model, adam.apply)
+        losses = [epoch(tf.constant(order)).numpy() for order in orders]
+        return losses, [w.numpy() for w in model.trainable_variables]
+
+    gather_bytes = EPOCH_GATHER_BYTES if whole_epoch else 0
+    no_core = mock.patch("attnlab.engine.train.replica_major_core", return_value=None)
+    with (
+        mock.patch("attnlab.engine.train.EPOCH_GATHER_BYTES", gather_bytes),
+        contextlib.nullcontext() if replica_major else no_core,
+    ):
+        losses, weights = trained(lambda m, apply: make_epoch_fn(m, apply, x, y, 64))
+    ref_losses, ref_weights = trained(
+        lambda m, apply: reference_epoch_fn(m, apply, x, y, 64, whole_epoch)
+    )
+    np.testing.assert_array_equal(losses, ref_losses)
+    for w, ref_w in zip(weights, ref_weights, strict=True):
+        np.testing.assert_array_equal(w, ref_w)
 
 
 @pytest.mark.slow  # over 1 s on a quiet 2-core machine (docs/development.md)

@@ -329,18 +329,24 @@ def make_epoch_fn(
     """A tf.function running one epoch of minibatch steps; returns the mean loss per replica.
 
     apply: the optimizer's update from the gradients (FusedAdam.apply). The last, partial
-    batch counts, as in Keras' fit. jit_compile=True XLA-compiles the step, for
+    batch counts, as in Keras' fit. A model built by build_model trains between its edge
+    swaps (replica_major_core) on replica-major data: no transposes a step, the same numbers
+    bit for bit (docs/performance.md). jit_compile=True XLA-compiles the step, for
     benchmarks/train_step.py (slower here; and a partial last batch compiles it twice).
     """
     n, replicas = (int(d) for d in y.shape)
-    steps = -(-n // batch_size)
-    cols = tf.range(replicas)
     weights = model.trainable_variables
+    core = replica_major_core(model)
+    if core is not None:  # the model between its edge swaps: no transposes in the step
+        model = core
+        x, y = swap_batch_replica(x), swap_batch_replica(y)  # (replicas, n, ...), (replicas, n)
 
-    def train_step(xb, yb):  # (batch, replicas, ...), (batch, replicas)
+    def train_step(xb, yb):  # (batch, replicas, ...), (batch, replicas); replica-major if core
         with tf.GradientTape() as tape:
             logits = model(xb, training=True)  # (batch, replicas, classes)
             per_sample = tf.nn.sparse_softmax_cross_entropy_with_logits(yb, logits)
+            if core is not None:  # summed in the same order as (batch, replicas)
+                per_sample = tf.transpose(per_sample)
             per_replica = tf.reduce_mean(per_sample, axis=0)  # the batch's mean loss
             loss = tf.reduce_sum(per_replica)
         apply(tape.gradient(loss, weights))
@@ -350,24 +356,65 @@ def make_epoch_fn(
         train_step = tf.function(train_step, jit_compile=True)
 
     def gather(rows):  # (batch, replicas) sample indices -> their x and y, each replica's own
-        idx = tf.stack([rows, tf.broadcast_to(cols, tf.shape(rows))], axis=-1)
+        if core is not None:
+            rows = tf.transpose(rows)  # (replicas, batch)
+            return tf.gather(x, rows, axis=1, batch_dims=1), tf.gather(
+                y, rows, axis=1, batch_dims=1
+            )
+        idx = tf.stack([rows, tf.broadcast_to(tf.range(replicas), tf.shape(rows))], axis=-1)
         return tf.gather_nd(x, idx), tf.gather_nd(y, idx)
 
     whole_epoch = x.shape.num_elements() * x.dtype.size <= EPOCH_GATHER_BYTES
+    full, rest = divmod(n, batch_size)  # full batches, then a partial one of `rest` samples
+    axis = 1 if core is not None else 0  # the sample axis
 
-    @tf.function
+    def batch_at(xs, ys, order, start, size):
+        """The `size` samples from `start` on, a static shape: TensorFlow's graph optimiser
+        then folds the shape arithmetic of the step away (~10% of a small shard's step)."""
+        if whole_epoch:
+            corner = [0] * len(xs.shape)
+            corner[axis] = start
+            sizes = [*xs.shape]
+            sizes[axis] = size
+            return tf.slice(xs, corner, sizes), tf.slice(ys, corner[:2], sizes[:2])
+        return gather(tf.slice(order, [start, 0], [size, replicas]))
+
+    # No autograph: the loop is written as the tf.while_loop it would make, which saves
+    # converting these functions' source at every trace (~0.1 s a shard).
+    @tf.function(autograph=False)
     def run_epoch(order):  # (n, replicas): each replica's sample order
+        xs, ys = gather(order) if whole_epoch else (None, None)  # the epoch in batch order
+
+        def body(step, total):
+            per_replica = train_step(*batch_at(xs, ys, order, step * batch_size, batch_size))
+            return step + 1, total + per_replica * float(batch_size)
+
         total = tf.zeros([replicas], tf.float32)
-        if whole_epoch:  # the epoch's samples in batch order: each step a contiguous slice
-            xs, ys = gather(order)  # (n, replicas, ...), (n, replicas)
-        for step in tf.range(steps):
-            batch = slice(step * batch_size, (step + 1) * batch_size)
-            xb, yb = (xs[batch], ys[batch]) if whole_epoch else gather(order[batch])
-            per_replica = train_step(xb, yb)
-            total += per_replica * tf.cast(tf.shape(yb)[0], tf.float32)
+        _, total = tf.while_loop(lambda step, _: step < full, body, [tf.constant(0), total])
+        if rest:  # the last, partial batch, as Keras' fit trains it
+            per_replica = train_step(*batch_at(xs, ys, order, full * batch_size, rest))
+            total += per_replica * float(rest)
         return total / n
 
     return run_epoch
+
+
+def replica_major_core(model: keras.Model) -> keras.Model | None:
+    """The model between its edge swaps (attnlab.engine.models.build_model's
+    `to_replica_major` and the logits' swap back): (replicas, batch, ...) -> (replicas,
+    batch, classes), the same weights; None if the model is not built that way."""
+    names = {layer.name for layer in model.layers}
+    if not {"to_replica_major", "head", LOGITS_LAYER} <= names:
+        return None
+    swap_in, head = model.get_layer("to_replica_major"), model.get_layer("head")
+    if model.get_layer(LOGITS_LAYER).input is not head.output or swap_in.input is not model.input:
+        return None
+    return keras.Model(swap_in.output, head.output, name="replica_major")
+
+
+def swap_batch_replica(t: tf.Tensor) -> tf.Tensor:
+    """(a, b, ...) -> (b, a, ...)."""
+    return tf.transpose(t, [1, 0, *range(2, len(t.shape))])
 
 
 def make_eval_fn(
@@ -387,16 +434,28 @@ def make_eval_fn(
     n, replicas = (int(d) for d in y.shape)
     on_key = tf.one_hot(keys, int(both.outputs[1].shape[-1]))  # (replicas, key_axis)
 
-    @tf.function
+    full, rest = divmod(n, batch_size)  # static batch shapes, as make_epoch_fn's
+
+    def measured(start, size, correct, key_weight):  # the counts after one more batch
+        xb = tf.slice(x, [start] + [0] * (len(x.shape) - 1), [size, *x.shape[1:]])
+        logits, alpha = both(xb, training=False)
+        hits = tf.argmax(logits, axis=-1, output_type=tf.int32) == tf.slice(
+            y, [start, 0], [size, replicas]
+        )
+        correct += tf.reduce_sum(tf.cast(hits, tf.int32), axis=0)
+        on = tf.reduce_sum(alpha * on_key, axis=-1)  # (batch, replicas)
+        return correct, key_weight + tf.cast(tf.reduce_sum(on, axis=0), tf.float64)
+
+    @tf.function(autograph=False)
     def evaluate():
-        correct = tf.zeros([replicas], tf.int32)
-        key_weight = tf.zeros([replicas], tf.float64)
-        for start in tf.range(0, n, batch_size):
-            logits, alpha = both(x[start : start + batch_size], training=False)
-            hits = tf.argmax(logits, axis=-1, output_type=tf.int32) == y[start : start + batch_size]
-            correct += tf.reduce_sum(tf.cast(hits, tf.int32), axis=0)
-            on = tf.reduce_sum(alpha * on_key, axis=-1)  # (batch, replicas)
-            key_weight += tf.cast(tf.reduce_sum(on, axis=0), tf.float64)
+        def body(i, correct, key_weight):
+            return (i + 1, *measured(i * batch_size, batch_size, correct, key_weight))
+
+        counts = (tf.zeros([replicas], tf.int32), tf.zeros([replicas], tf.float64))
+        _, *counts = tf.while_loop(lambda i, *_: i < full, body, [tf.constant(0), *counts])
+        if rest:
+            counts = measured(full * batch_size, rest, *counts)
+        correct, key_weight = counts
         return correct, key_weight / n, n
 
     return evaluate
