@@ -200,3 +200,52 @@ def test_differences_pair_by_seed_and_are_holm_adjusted_over_the_page():
     assert family.size == 2
     assert min(first.p_adjusted, second.p_adjusted) == pytest.approx(2 * raw[0])
     assert first.above_zero and not second.above_zero
+
+
+def _boundary_csv():
+    rows = [  # features, depth, boundary, ci_low, ci_high
+        (32, 1, 22.0, 18.0, 26.0),
+        (32, 2, 24.0, 20.0, 28.5),
+        (128, 1, 45.0, 38.0, 52.0),
+        (128, 2, 30.0, 25.0, math.nan),
+    ]
+    return pd.DataFrame(
+        [
+            {
+                "model.attn_layers": d,
+                "data.features": f,
+                "metric": "focus_rate",
+                "level": 0.5,
+                "boundary": b,
+                "boundary_ci_low": lo,
+                "boundary_ci_high": hi,
+                "cells_probed": 9,
+                "models_trained": 96,
+            }
+            for f, d, b, lo, hi in rows
+        ]
+    )
+
+
+def test_where_focus_breaks_reads_boundary_csv_and_says_what_moves_the_break(tmp_path):
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    _summary().to_csv(sweep / "summary.csv", index=False)
+    search = tmp_path / "search"
+    search.mkdir()
+    _boundary_csv().to_csv(search / "boundary.csv", index=False)
+    docs = tmp_path / "docs"
+    assert main([str(sweep), "--docs", str(docs), "--boundary", str(search)]) == 0
+    page = (docs / "findings.md").read_text()
+    assert (docs / "data" / "blog_boundary.csv").exists()
+    assert "## Where focus breaks" in page
+    assert "| 32 | 1 | 22.0 | [18.0, 26.0] | 9 | 96 |" in page
+    assert "| 128 | 2 | 30.0 | [25.0, open] | 9 | 96 |" in page
+    assert "**Depth 2 vs 1, 32 features:** 24.0 vs 22.0 classes: not resolved" in page
+    assert "**128 vs 32 features, depth 1:** 45.0 vs 22.0 classes: focus breaks **later**" in page
+    assert "**128 vs 32 features, depth 2:** 30.0 vs 24.0 classes: not resolved" in page
+    assert "**128 features, depth 1** stopped at its cap (96 models)" in page
+    assert "**32 features, depth 1** stopped" not in page
+    assert main(["--docs", str(docs)]) == 0  # from the committed copy alone
+    assert (docs / "findings.md").read_text() == page
+    assert main([str(sweep), "--docs", str(docs), "--boundary", str(tmp_path / "none")]) == 2

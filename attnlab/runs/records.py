@@ -61,7 +61,14 @@ HISTORY_CSV = "history.csv"
 SWEEP_STATE = ".sweep.json"
 LOCK_FILE = ".attnlab.lock"
 JOBS_DIR = ".jobs"
-REPORT_FILES = ("report.csv", "summary.csv", "comparisons.csv", "claims.csv", "report.md")
+REPORT_FILES = (
+    "report.csv",
+    "summary.csv",
+    "comparisons.csv",
+    "claims.csv",
+    "boundary.csv",
+    "report.md",
+)
 FIGURES_DIR = "figures"
 
 SEEDS_DIR = "seeds"  # <cell>/seeds/<seed>/: a seed added after the cell's first training

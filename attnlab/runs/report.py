@@ -454,6 +454,8 @@ def write_report(sweep_dir: Path, command: str | None = None) -> pd.DataFrame:
         write_csv(sweep_dir / CLAIMS_CSV, judged)
     figures = write_figures(sweep_dir, report, summary)
     figures += write_difference_figures(sweep_dir, comparisons)
+    boundary_figures, boundary_md = write_boundary_outputs(sweep_dir)
+    figures += boundary_figures
     made = Provenance(
         command=command or sweep_command(sweep_dir),
         date=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -462,7 +464,7 @@ def write_report(sweep_dir: Path, command: str | None = None) -> pd.DataFrame:
         seeds=seed_notes(report),
     )
     claims_md = claims_section(judged, disagree, sequence) if stated else []
-    body = markdown(summary, report, made, claims_md) + adaptive_md
+    body = markdown(summary, report, made, claims_md) + adaptive_md + boundary_md
     write_text(sweep_dir / "report.md", body + comparisons_section(comparisons, note))
     return report
 
@@ -585,6 +587,14 @@ def adaptive_markdown(
 def adaptive_sweep(sweep_dir: Path) -> bool:
     """Whether the sweep ran with hydra.sweeper.adaptive (its .sweep.json records the rule)."""
     return isinstance(records.read_state(sweep_dir).get("adaptive"), dict)
+
+
+def write_boundary_outputs(sweep_dir: Path) -> tuple[list[tuple[str, str]], str]:
+    """A boundary search's boundary.csv and figure, and report.md's Boundary section (none
+    for a sweep without one: attnlab/runs/boundary.py)."""
+    from attnlab.runs.boundary import write_boundary
+
+    return write_boundary(sweep_dir)
 
 
 CLAIMS_CSV = "claims.csv"

@@ -41,7 +41,7 @@ from attnlab.engine.config import ConfigError, ExperimentConfig, dotted
 from attnlab.engine.resources import BASE_BYTES, GIB, USABLE_SHARE, available_memory, estimate_bytes
 from attnlab.runs import records
 from attnlab.runs.files import write_json, write_text
-from attnlab.sweep import adaptive
+from attnlab.sweep import adaptive, boundary_search
 from attnlab.sweep.callback import open_sweep_dir
 from attnlab.sweep.cells import PACK_ENV, Cell, hydra_value, make_cell, strip_hydra
 from attnlab.sweep.controllers import quiet_controllers
@@ -126,6 +126,11 @@ class SweepRequest:
     dry_run: bool = False
     # hydra.sweeper.adaptive: rounds of more seeds where the answer is undecided (off: unset).
     adaptive: adaptive.AdaptiveOptions = field(default_factory=adaptive.AdaptiveOptions)
+    # hydra.sweeper.boundary: search where a rate crosses a level along an integer key (off:
+    # every option unset).
+    boundary: boundary_search.BoundaryOptions = field(
+        default_factory=boundary_search.BoundaryOptions
+    )
 
     def baselines(self) -> dict[str, Any]:
         """The baselines by dotted key ({"model.attn_layers": 2})."""
@@ -174,14 +179,31 @@ def sweep(
     overrides = parser.parse_overrides(lines)
     check_baselines(overrides, request.baselines())
     jobs = expand(overrides)
-    cells = compose_all(hydra_context, config, jobs)
-    refuse_hopeless(jobs, cells)
+    if request.adaptive.on and request.boundary.on:
+        raise ConfigError(
+            "hydra.sweeper.adaptive and hydra.sweeper.boundary are not allowed together: a "
+            "boundary search chooses its own seeds per probe; set one of them"
+        )
+    if request.boundary.on:
+        search = prepare_boundary(overrides, jobs, request, config, hydra_context)
+        cells: list[Cell] = []
+    else:
+        cells = compose_all(hydra_context, config, jobs)
+        refuse_hopeless(jobs, cells)
     if request.adaptive.on:
         valid = [c.exp for c in cells if c.exp is not None]
         claims = sorted({text for c in cells for text in adaptive.cell_claims(c)})
         request.adaptive.check(max((len(e.seeds) for e in valid), default=1), claims)
     if request.dry_run:  # read only: no sweep dir is made, no file written
-        for line in dry_run_lines(sweep_dir, cells, request, config):
+        lines_out = (
+            [
+                "dry run: a boundary search chooses its cells round by round from the results of "
+                "the last; there is no plan to list before training"
+            ]
+            if request.boundary.on
+            else dry_run_lines(sweep_dir, cells, request, config)
+        )
+        for line in lines_out:
             log.info("%s", line)
         return []
     # Every check passed: now the sweep dir is made, locked and written (the sweeper's own
@@ -191,6 +213,14 @@ def sweep(
     write_text(sweep_dir / "multirun.yaml", OmegaConf.to_yaml(config))
 
     state = records.read_state(sweep_dir)
+    if request.boundary.on:
+        return search.run(
+            sweep_dir,
+            state,
+            lambda round_cells, index: run_round(
+                sweep_dir, round_cells, state, request, config, launcher, index
+            ),
+        )
     if not request.adaptive.on:
         return run_round(sweep_dir, cells, state, request, config, launcher)
     options = request.adaptive
@@ -207,6 +237,28 @@ def sweep(
             hydra_context, config, adaptive.with_seeds(jobs[position], seeds), position
         ),
     )
+
+
+def prepare_boundary(
+    overrides: list[Override],
+    jobs: list[list[str]],
+    request: SweepRequest,
+    config: DictConfig,
+    hydra_context: Any,
+) -> boundary_search.BoundarySearch:
+    """The boundary search, checked before any dir is made: its options, and every group's
+    opening cells composed (a value out of range in all of them is refused in one line)."""
+    options = request.boundary
+    rule = options.check(overrides)
+
+    def compose_cell(lines: list[str], index: int) -> Cell:
+        return compose(hydra_context, config, lines, index)
+
+    keys = boundary_search.swept_keys(overrides)
+    groups = boundary_search.make_groups(jobs, keys, compose_cell, rule.max_models)
+    search = boundary_search.BoundarySearch(options, rule, groups, compose_cell)
+    refuse_hopeless(*search.opening_cells())
+    return search
 
 
 def run_round(

@@ -22,11 +22,13 @@ class AttnlabSweeper(Sweeper):
         baseline: Any = None,
         dry_run: bool = False,
         adaptive: Any = None,
+        boundary: Any = None,
     ) -> None:
         self.params = dict(params) if params else {}
         self.pack, self.max_replicas = bool(pack), int(max_replicas)
         self.baseline, self.adaptive = baseline, adaptive
         self.dry_run = bool(dry_run)
+        self.boundary = boundary
         self.config: DictConfig | None = None
         self.hydra_context: HydraContext | None = None
         self.launcher: Any = None
@@ -41,6 +43,7 @@ class AttnlabSweeper(Sweeper):
 
     def sweep(self, arguments: list[str]) -> Sequence[Any]:
         from attnlab.sweep.adaptive import AdaptiveOptions
+        from attnlab.sweep.boundary_search import BoundaryOptions
         from attnlab.sweep.planner import SweepRequest, sweep
 
         assert self.config is not None and self.hydra_context is not None
@@ -52,6 +55,7 @@ class AttnlabSweeper(Sweeper):
             baseline=self.baseline,
             dry_run=self.dry_run,
             adaptive=AdaptiveOptions.from_config(self.adaptive),
+            boundary=BoundaryOptions.from_config(self.boundary),
         )
         return sweep(self.config, self.hydra_context, self.launcher, request)
 

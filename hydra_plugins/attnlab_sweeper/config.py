@@ -26,6 +26,37 @@ class AdaptiveConf:
     step: int | None = None
 
 
+class BoundaryConf:
+    """hydra.sweeper.boundary: search where a rate crosses a level along an integer config
+    key (attnlab/sweep/boundary_search.py; docs/boundary.md). Off while every field is null;
+    a null field takes the default named beside it."""
+
+    # The integer config key searched along, e.g. data.classes (not swept on the command
+    # line: the command's other swept keys make one boundary each).
+    axis: str | None = None
+    # The search range on the axis: integers, low < high (>= 1 on a log axis).
+    low: int | None = None
+    high: int | None = None
+    # focus_rate (share of seeds focused) or a per-seed metric's mean with a bounded range
+    # (attn_key_weight, val_accuracy, ...); null: focus_rate.
+    metric: str | None = None
+    # The boundary is where the metric crosses this level, strictly inside its range; null: 0.5.
+    level: float | None = None
+    # Stop once the boundary's 95% interval is narrower than this, in axis units; null: 8.
+    width: float | None = None
+    # Stop before a group's search trains more models than this; null: 200.
+    max_models: int | None = None
+    # Seeds per probe step (a new cell, or more seeds for a probed one); null: 8.
+    seeds_per_probe: int | None = None
+    # Cells probed first, evenly over [low, high] (>= 3); null: 4.
+    initial_cells: int | None = None
+    # Fit the curve in log(axis) (class counts act multiplicatively) or in axis; null: true.
+    log_axis: bool | None = None
+    # falling (the metric drops as the axis grows, as focus with classes) or rising; null:
+    # falling.
+    direction: str | None = None
+
+
 @dataclass
 class AttnlabSweeperConf:
     _target_: str = "hydra_plugins.attnlab_sweeper.attnlab_sweeper.AttnlabSweeper"
@@ -47,6 +78,8 @@ class AttnlabSweeperConf:
     # Adaptive seeds: rounds of training until each cell's interval is narrow enough or its
     # claims are decided (AdaptiveConf); off by default.
     adaptive: AdaptiveConf = field(default_factory=AdaptiveConf)
+    # A boundary search instead of a grid (BoundaryConf); off by default.
+    boundary: BoundaryConf = field(default_factory=BoundaryConf)
 
 
 def register() -> None:
