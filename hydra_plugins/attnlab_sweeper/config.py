@@ -26,6 +26,7 @@ class AdaptiveConf:
     step: int | None = None
 
 
+@dataclass
 class BoundaryConf:
     """hydra.sweeper.boundary: search where a rate crosses a level along an integer config
     key (attnlab/sweep/boundary_search.py; docs/boundary.md). Off while every field is null;
