@@ -417,6 +417,10 @@ def test_a_bad_boundary_option_exits_2_in_one_line_and_makes_no_dir(tmp_path) ->
         (f"{KEY}.metric=train_loss", ["metric=train_loss"]),
         (f"{KEY}.level=2", ["level=2", "(0, 1)"]),
         ("data.classes=2,5", ["data.classes=2,5", "search chooses"]),
+        (  # two modes that choose the next cells from results: one at a time
+            "hydra.sweeper.adaptive.half_width=0.2",
+            ["hydra.sweeper.adaptive and hydra.sweeper.boundary", "not allowed together"],
+        ),
     ]:
         args = [a for a in SEARCH if not a.startswith(f"{KEY}.axis")]
         args = [*args, f"{KEY}.axis=data.classes", bad, f"hydra.sweep.dir={sweep_dir}"]
