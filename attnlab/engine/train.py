@@ -339,7 +339,11 @@ def make_epoch_fn(
     core = replica_major_core(model)
     if core is not None:  # the model between its edge swaps: no transposes in the step
         model = core
-        x, y = swap_batch_replica(x), swap_batch_replica(y)  # (replicas, n, ...), (replicas, n)
+        x = swap_batch_replica(x)  # (replicas, n, ...)
+        # The int labels are swapped in numpy: an int32 Transpose in TensorFlow makes oneDNN
+        # print a one-time error line on a CPU without full AVX-512 (harmless, but on the
+        # console of every run); the sample orders below are swapped in numpy for the same reason.
+        y = tf.constant(np.ascontiguousarray(np.swapaxes(np.asarray(y), 0, 1)))  # (replicas, n)
 
     def train_step(xb, yb):  # (batch, replicas, ...), (batch, replicas); replica-major if core
         with tf.GradientTape() as tape:
@@ -356,8 +360,7 @@ def make_epoch_fn(
         train_step = tf.function(train_step, jit_compile=True)
 
     def gather(rows):  # (batch, replicas) sample indices -> their x and y, each replica's own
-        if core is not None:
-            rows = tf.transpose(rows)  # (replicas, batch)
+        if core is not None:  # rows (replicas, batch): the orders come replica-major
             return tf.gather(x, rows, axis=1, batch_dims=1), tf.gather(
                 y, rows, axis=1, batch_dims=1
             )
@@ -377,12 +380,14 @@ def make_epoch_fn(
             sizes = [*xs.shape]
             sizes[axis] = size
             return tf.slice(xs, corner, sizes), tf.slice(ys, corner[:2], sizes[:2])
+        if core is not None:  # order (replicas, n)
+            return gather(tf.slice(order, [0, start], [replicas, size]))
         return gather(tf.slice(order, [start, 0], [size, replicas]))
 
     # No autograph: the loop is written as the tf.while_loop it would make, which saves
     # converting these functions' source at every trace (~0.1 s a shard).
     @tf.function(autograph=False)
-    def run_epoch(order):  # (n, replicas): each replica's sample order
+    def run_epoch(order):  # (n, replicas): each replica's sample order; (replicas, n) if core
         xs, ys = gather(order) if whole_epoch else (None, None)  # the epoch in batch order
 
         def body(step, total):
@@ -396,7 +401,23 @@ def make_epoch_fn(
             total += per_replica * float(rest)
         return total / n
 
-    return run_epoch
+    return run_epoch if core is None else ReplicaMajorOrders(run_epoch)
+
+
+class ReplicaMajorOrders:
+    """A replica-major epoch function called as any other: with the (n, replicas) sample
+    orders, which it swaps in numpy (an int32 Transpose in the graph would print oneDNN's
+    one-time error line on CPUs without full AVX-512)."""
+
+    def __init__(self, run_epoch: Any) -> None:
+        self.run_epoch = run_epoch
+
+    def __call__(self, order: Any) -> tf.Tensor:
+        return self.run_epoch(tf.constant(np.ascontiguousarray(np.asarray(order).T)))
+
+    def get_concrete_function(self, spec: tf.TensorSpec) -> Any:
+        swapped = tf.TensorSpec(tuple(reversed(spec.shape)), spec.dtype)
+        return self.run_epoch.get_concrete_function(swapped)
 
 
 def replica_major_core(model: keras.Model) -> keras.Model | None:
