@@ -7,7 +7,9 @@ seeds and why, and those cells run again with their seed list extended by `step`
 taken in one fixed order: the config's list, then the next integers), through the planner's
 `run_round` like any grid: packs, any launcher, cached seeds reused. It stops when no cell
 needs more; a cell at max_seeds says so. The intervals judged are anytime-valid confidence
-sequences (attnlab.engine.sequential), so stopping on them keeps their coverage.
+sequences (attnlab.engine.sequential), so stopping on them keeps their coverage; or with
+`interval=looks` the fixed-n interval at 1 - alpha/K for the K seed counts a cell can stop
+at (valid by the union bound where t is valid at each count).
 
 Resuming is rerunning the command: round 1 reuses every recorded seed, the plan is made from
 every seed recorded in the fixed order, and only missing seeds are trained. Ctrl-C between
