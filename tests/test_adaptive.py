@@ -62,6 +62,8 @@ def test_adaptive_is_off_until_an_option_is_set():
         (AdaptiveOptions(until="claims"), [], ["until=claims", "without claims"]),
         (AdaptiveOptions(metric=ACC), [], ["metric=val_accuracy", "alone", "until=claims"]),
         (AdaptiveOptions(max_seeds=20), [], ["max_seeds=20", "alone", "half_width"]),
+        (AdaptiveOptions(ACC, 0.1, interval="t"), [], ["interval=t", "betting, looks"]),
+        (AdaptiveOptions(interval="looks"), [], ["interval=looks", "alone", "half_width"]),
     ],
 )
 def test_each_bad_option_is_refused_in_one_line_naming_key_and_value(options, claims, words):
@@ -85,6 +87,15 @@ def test_good_options_pass_and_give_the_schedule():
     schedule = AdaptiveOptions(ACC, 0.1, max_seeds=6, step=2).schedule(2)
     assert (schedule.min_seeds, schedule.step, schedule.max_seeds) == (2, 2, 6)
     assert AdaptiveOptions(ACC, 0.1).schedule(5).max_seeds == 40  # defaults: 40, step 5
+
+
+def test_the_interval_rule_is_betting_unless_looks_is_chosen():
+    assert AdaptiveOptions(ACC, 0.1).schedule(5).interval == "betting"
+    AdaptiveOptions(ACC, 0.1, interval="looks").check(5, [])
+    looks = AdaptiveOptions(ACC, 0.1, interval="looks").schedule(5)
+    assert looks.interval == "looks" and looks.looks() == [5, 10, 15, 20, 25, 30, 35, 40]
+    with pytest.raises(ValueError, match="interval"):
+        Schedule(5, 5, 40, interval="t")
 
 
 def test_attn_entropy_is_bounded_by_one_as_attention_metrics_computes_it():
@@ -231,6 +242,67 @@ def test_the_sweepers_rule_keeps_coverage_on_known_distributions():
     assert rates.mean_seeds["y"] < rates.mean_seeds["x"]  # seeds go where it is undecided
 
 
+def test_the_looks_rule_decides_where_t_at_one_minus_alpha_over_k_does():
+    """Under looks a cell is judged by the fixed report's t interval at 1 - 0.05/K (K = 4
+    looks of SCHEDULE): a tight cell far above the threshold is decided at 5 seeds, where
+    the betting sequence is still too wide."""
+    from attnlab.engine.claims import fixed_interval
+
+    tight = [0.80, 0.81, 0.80, 0.79, 0.80]
+    target = Target(("a",), ACC, Claim(ACC, ">", 0.75), None, "a > 0.75")
+    looks = Schedule(min_seeds=5, step=5, max_seeds=20, interval="looks")
+    [betting] = plan_cells(cells_of(a=tight), [target], SCHEDULE, BOUNDS)
+    [judged] = plan_cells(cells_of(a=tight), [target], looks, BOUNDS)
+    assert betting.add == 5 and "unresolved" in betting.reason
+    assert judged.add == 0 and "holds" in judged.reason
+    low, high, _ = fixed_interval(ACC, np.array(tight), None, 1 - 0.05 / 4)
+    assert f"[{low:.3g}, {high:.3g}]" in judged.reason
+
+
+def test_the_looks_rule_keeps_coverage_on_known_distributions():
+    """The same scenarios as the betting test, under interval=looks (t, Wilson, paired t at
+    1 - alpha/K per look): coverage >= 0.93 of 500 studies, wrong decisions <= 0.05, and far
+    fewer seeds for the means than betting needs."""
+    normal, normal_mean = clipped_normal(0.75, 0.1)
+    ceiling, ceiling_mean = beta(20.0, 1.0)
+    schedule = Schedule(min_seeds=5, step=5, max_seeds=40, interval="looks")
+    targets = [
+        Target(("normal",), ACC, None, 0.15, "normal ±0.15"),
+        Target(("ceiling",), ACC, Claim(ACC, ">=", 0.9), None, "ceiling >= 0.9"),
+        Target(("normal", "ceiling"), ACC, Claim(ACC, "<", 0.0), None, "normal - ceiling < 0"),
+    ]
+    draws = {"normal": normal, "ceiling": ceiling}
+    means = {"normal": normal_mean, "ceiling": ceiling_mean}
+    result = simulate_rounds(draws, means, targets, schedule, BOUNDS, studies=500)
+    assert min(result.coverage.values()) >= 0.93, result
+    assert max(result.wrong_decisions.values()) <= 0.05, result
+    assert result.mean_seeds["normal"] < 15 and result.mean_seeds["ceiling"] < 20  # betting: 30, 40
+
+    same = [Target(("a", "b"), ACC, Claim(ACC, ">", 0.0), None, "a - b > 0")]
+    equal = simulate_rounds(
+        {"a": normal, "b": normal},
+        {"a": normal_mean, "b": normal_mean},
+        same,
+        schedule,
+        BOUNDS,
+        studies=500,
+    )  # the true difference at the threshold: every "holds" is wrong
+    assert equal.coverage["a - b > 0"] >= 0.93 and equal.wrong_decisions["a - b > 0"] <= 0.05
+
+    at_threshold, half = bernoulli(0.5)
+    rate = Claim("focus_rate", ">", 0.5)
+    rates = simulate_rounds(
+        {"x": at_threshold},
+        {"x": half},
+        [Target(("x",), "focus_rate", rate, None, "x focus_rate > 0.5")],
+        schedule,
+        BOUNDS,
+        studies=500,
+    )
+    assert rates.coverage["x focus_rate > 0.5"] >= 0.93, rates
+    assert rates.wrong_decisions["x focus_rate > 0.5"] <= 0.05, rates
+
+
 # --- what a round reads ------------------------------------------------------------------------
 
 
@@ -298,6 +370,61 @@ def test_an_adaptive_sweeps_report_gives_sequences_and_a_section(tmp_path):
     assert "confidence sequences" in section and "reached max_seeds=4" in section
 
 
+def test_a_looks_sweeps_report_names_its_rule_in_every_output(tmp_path):
+    """interval=looks: summary.csv's _cs_ columns are the t interval at 1 - 0.05/K (K = the
+    recorded looks), summary and report.md name the rule, claims.csv's interval and level
+    say the looks' Bonferroni; a .sweep.json without the field reads as betting."""
+    from attnlab.engine.stats import t_interval
+    from attnlab.runs.report import write_report
+
+    accs = [0.9, 0.7, 0.8, 0.85]
+    claims = [f"{ACC} > 0.5"]
+    for name, classes, values in (("a", 2, accs), ("b", 5, [0.3, 0.32])):
+        config = write_cell(tmp_path, name, classes, [_run(s, v) for s, v in enumerate(values)])
+        for path in (tmp_path / name / "cell.json", tmp_path / name / "metrics.json"):
+            data = json.loads(path.read_text())
+            data["config"] = {**config, "claims": claims}
+            path.write_text(json.dumps(data))
+    rule = {"metric": None, "half_width": None, "until": "claims", "max_seeds": 6, "step": 2}
+    state = {
+        "command": "attnlab -m ...",
+        "adaptive": {
+            "rule": {**rule, "interval": "looks"},
+            "looks": [2, 4, 6],
+            "targets": claims,
+            "metrics": [ACC],
+            "rounds": 2,
+            "cells": {
+                "a": {"seeds": [0, 1, 2, 3], "at_cap": False, "reason": "x"},
+                "b": {"seeds": [0, 1], "at_cap": False, "reason": "y"},
+            },
+        },
+    }
+    (tmp_path / ".sweep.json").write_text(json.dumps(state))
+    write_report(tmp_path)
+    summary = pd.read_csv(tmp_path / "summary.csv").set_index("job")
+    low, high = t_interval(np.array(accs), 1 - 0.05 / 3, (0.0, 1.0))
+    assert summary.loc["a", f"{ACC}_cs_low"] == pytest.approx(low)
+    assert summary.loc["a", f"{ACC}_cs_high"] == pytest.approx(high)
+    assert set(summary["adaptive_interval"]) == {"looks"}
+    section = (tmp_path / "report.md").read_text().split("## Adaptive seeds", 1)[1]
+    assert "`interval=looks`" in section and "(2, 4, 6)" in section
+    assert "confidence sequence" not in section
+    judged = pd.read_csv(tmp_path / "claims.csv")
+    assert set(judged["interval"]) == {"Student t, Bonferroni over 3 looks"}
+    assert judged["level"].tolist() == pytest.approx([1 - 0.05 / 2 / 3] * 2)  # 2 cells, 3 looks
+    assert "`interval=looks`" in (tmp_path / "report.md").read_text().split("## Claims")[1]
+
+    del state["adaptive"]["rule"]["interval"]  # written before the choice: betting
+    (tmp_path / ".sweep.json").write_text(json.dumps(state))
+    write_report(tmp_path)
+    assert set(pd.read_csv(tmp_path / "summary.csv")["adaptive_interval"]) == {"betting"}
+    assert set(pd.read_csv(tmp_path / "claims.csv")["interval"]) == {
+        "confidence sequence (betting)"
+    }
+    assert "`interval=betting`" in (tmp_path / "report.md").read_text()
+
+
 def test_a_fixed_seed_sweeps_report_has_no_adaptive_columns_or_section(tmp_path):
     from attnlab.runs.report import write_report
 
@@ -352,6 +479,7 @@ def recorded_seeds(sweep_dir: Path) -> dict[str, list[int]]:
         ("hydra.sweeper.adaptive.half_width=0", ["half_width=0", "> 0"]),
         ("hydra.sweeper.adaptive.until=claims", ["until=claims", "without claims"]),
         ("hydra.sweeper.adaptive.metric=accuracy", ["metric=accuracy", "one of"]),
+        ("hydra.sweeper.adaptive.interval=wald", ["interval=wald", "betting, looks"]),
     ],
 )
 def test_a_bad_adaptive_option_exits_2_in_one_line_before_any_dir(tmp_path, option, words):

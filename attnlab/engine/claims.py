@@ -25,7 +25,10 @@ the claim's side, fails when it lies wholly on the other side, unresolved otherw
 interval rule is a parameter: "fixed" gives summary.csv's intervals (Student-t of a mean,
 Wilson of focus_rate) and for comparisons paired t (Newcombe's paired score interval for
 focus_rate, as comparisons.csv); "sequence" gives the anytime-valid confidence sequence of
-attnlab.engine.sequential, valid however the seed count was chosen (adaptive seeds).
+attnlab.engine.sequential, valid however the seed count was chosen (adaptive seeds);
+"looks" gives the fixed intervals at 1 - alpha/K for an adaptive sweep that could stop at K
+seed counts (`hydra.sweeper.adaptive.interval=looks`: Bonferroni over the looks, on top of
+the family correction below).
 
 Multiplicity: a claim judged at k cells is a family of k statements. Each of its intervals
 is made at level 1 - alpha/k (Bonferroni), so with probability >= 1 - alpha every one of
@@ -50,7 +53,13 @@ import pandas as pd
 
 from attnlab.engine import paired
 from attnlab.engine.metrics import RUN_METRICS, metric_bounds
-from attnlab.engine.sequential import Claim, ascii_ops, claim_verdict, confidence_sequence
+from attnlab.engine.sequential import (
+    Claim,
+    ascii_ops,
+    claim_verdict,
+    confidence_sequence,
+    look_level,
+)
 from attnlab.engine.stats import LEVEL, t_interval
 
 RATE = "focus_rate"  # a share of seeds: the mean of their attn_focused flags
@@ -63,8 +72,8 @@ FORMS = (
     "a claim reads '[at KEY=VALUE, ...:] METRIC OP NUMBER' or "
     "'[at KEY=VALUE, ...:] METRIC of KEY=A OP B', OP one of > >= < <= ≥ ≤"
 )
-Intervals = Literal["fixed", "sequence"]
-INTERVALS: tuple[Intervals, ...] = ("fixed", "sequence")
+Intervals = Literal["fixed", "sequence", "looks"]
+INTERVALS: tuple[Intervals, ...] = ("fixed", "sequence", "looks")
 Verdict = Literal["holds", "fails", "unresolved"]
 
 _KEY = r"[A-Za-z_][\w.]*"
@@ -204,7 +213,8 @@ def judge_values(
         values: finite per-seed values (focus_rate: 0/1 flags), or per-seed differences
             A - B when `differences`.
         intervals: "fixed" (summary.csv's intervals, paired t for differences) or
-            "sequence" (the anytime-valid confidence sequence).
+            "sequence" (the anytime-valid confidence sequence); "looks" is "fixed" at the
+            level given (the caller has corrected it for the looks: `evaluate_claims`).
         level: the interval's level (already corrected for the claim's family).
     """
     values = np.asarray(values, dtype=float)
@@ -227,15 +237,35 @@ def _interval(
             return math.nan, math.nan, f"confidence sequence: {metric} has no finite range"
         low, high = confidence_sequence(values, bounds, level)
         return low, high, "confidence sequence (betting)"
-    if intervals != "fixed":
+    if intervals not in ("fixed", "looks"):
         raise ValueError(f"intervals must be one of {INTERVALS}, got {intervals!r}")
     if differences:  # of focus_rate flags: judge_rate_pairs (Newcombe) instead
         result = paired.paired_t(values, level)
         return float(result.ci_low), float(result.ci_high), "paired t"
+    return fixed_interval(metric, values, None, level)
+
+
+def fixed_interval(
+    metric: str, x: np.ndarray, y: np.ndarray | None = None, level: float = LEVEL
+) -> tuple[float, float, str]:
+    """The fixed report's interval of a cell's mean, or with y of the mean difference x - y
+    over paired seeds: Student t (Wilson for focus_rate), paired t (Newcombe's paired score
+    interval for focus_rate). (low, high, its name); NaN where none can be made. The
+    adaptive `looks` rule (attnlab.engine.rounds) judges with this at 1 - alpha/K."""
+    x = np.asarray(x, dtype=float)
+    rate = metric == RATE
+    if y is not None:
+        if rate:
+            if len(x) == 0:
+                return math.nan, math.nan, "Newcombe paired"
+            result = paired.paired_rate_difference(*paired.paired_counts(x, y), level=level)
+            return float(result.ci_low), float(result.ci_high), "Newcombe paired"
+        result = paired.paired_t(x - np.asarray(y, dtype=float), level)
+        return float(result.ci_low), float(result.ci_high), "paired t"
     if rate:  # the closed form of stats.wilson_interval (summary.csv's), ~100x faster
-        wilson = paired.wilson_bounds(values.sum(), len(values), level)
+        wilson = paired.wilson_bounds(x.sum(), len(x), level)
         return float(wilson[0]), float(wilson[1]), "Wilson"
-    low, high = t_interval(values, level, metric_bounds(metric))
+    low, high = t_interval(x, level, metric_bounds(metric))
     return low, high, "Student t"
 
 
@@ -345,6 +375,7 @@ def evaluate_claims(
     shown: Sequence[str] | None = None,
     intervals: Intervals = "fixed",
     level: float = LEVEL,
+    looks: int = 1,
 ) -> pd.DataFrame:
     """claims.csv: one row per claim and cell (comparison: pair of cells) it applies to.
 
@@ -356,8 +387,10 @@ def evaluate_claims(
         keys: the config columns that make a cell (not `seeds`).
         shown: the config columns claims.csv names a cell by (the swept ones); default:
             the keys with more than one value.
-        intervals: "fixed" or "sequence" (module docstring).
+        intervals: "fixed", "sequence" or "looks" (module docstring).
         level: the family-wise level of each claim's verdicts.
+        looks: with "looks", K, the seed counts an adaptive cell could stop at: each
+            interval is at 1 - alpha/(members K).
 
     Returns:
         Columns `claim`, the shown config columns, FIXED_COLUMNS, EXTRA_COLUMNS. A claim
@@ -378,7 +411,7 @@ def evaluate_claims(
                 continue
         else:
             stated = given
-        rows += _claim_rows(stated, cells, keys, shown, intervals, level)
+        rows += _claim_rows(stated, cells, keys, shown, intervals, level, looks)
     columns = ["claim", *shown, *FIXED_COLUMNS, *EXTRA_COLUMNS]
     frame = pd.DataFrame(rows, columns=columns)
     for key in shown:  # as given (20, not 20.0 from a column with blanks)
@@ -407,8 +440,10 @@ def _claim_rows(
     shown: list[str],
     intervals: Intervals,
     level: float,
+    looks: int = 1,
 ) -> list[dict[str, Any]]:
-    """The rows of one claim, its intervals corrected for the family of its rows."""
+    """The rows of one claim, its intervals corrected for the family of its rows (and for
+    the looks under "looks")."""
     missing = [k for k, _ in stated.at if k not in keys] + (
         [stated.key] if stated.key and stated.key not in keys else []
     )
@@ -432,11 +467,13 @@ def _claim_rows(
     samples = [_sample(stated, rows, other) for _, rows, other in members]
     with_values = sum(1 for x, _y, _u in samples if len(x))
     each = family_level(level, with_values)
+    if intervals == "looks":
+        each = look_level(each, looks)
     out = []
     for (config, _, _), (x, y, unpaired) in zip(members, samples, strict=True):
         judged = _judge(stated, x, y, intervals, each)
         note = "" if len(x) else "no usable seed" + (" pairs" if stated.comparison else "s")
-        if stated.comparison and len(x) == 1 and intervals == "fixed":
+        if stated.comparison and len(x) == 1 and intervals != "sequence":
             note = "one pair: no interval"
         out.append(
             {
@@ -448,7 +485,8 @@ def _claim_rows(
                 "ci_high": judged.ci_high,
                 "n_seeds": judged.n_seeds,
                 "verdict": judged.verdict,
-                "interval": judged.interval,
+                "interval": judged.interval
+                + (f", Bonferroni over {looks} looks" if intervals == "looks" else ""),
                 "level": round(judged.level, 6),
                 "correction": correction_text(with_values),
                 "paired": "by seed" if stated.comparison else "",

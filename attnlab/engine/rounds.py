@@ -24,10 +24,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Literal, overload
 
 import numpy as np
 
 from attnlab.engine.sequential import (
+    INTERVAL_RULES,
     LEVEL,
     CellNeed,
     Claim,
@@ -35,6 +37,10 @@ from attnlab.engine.sequential import (
     _checked_bounds,
     claim_verdict,
     confidence_sequence,
+    look_counts,
+    look_level,
+    t_paths,
+    wilson_paths,
 )
 
 # cell key -> seed -> metric -> value, seeds in the cell's seed order (dicts keep it).
@@ -50,16 +56,26 @@ class Schedule:
         step: seeds a cell that needs more gets per round.
         max_seeds: cap on a cell's seeds.
         level: simultaneous coverage of each interval.
+        interval: "betting" (the confidence sequence, valid at every seed count) or
+            "looks" (the fixed-n interval at each of the K possible looks at level
+            1 - alpha/K: valid at the looks only, which are the only counts a cell stops at).
     """
 
     min_seeds: int
     step: int
     max_seeds: int
     level: float = LEVEL
+    interval: str = "betting"
 
     def __post_init__(self) -> None:
         if not 1 <= self.min_seeds <= self.max_seeds or self.step < 1:
             raise ValueError("need 1 <= min_seeds <= max_seeds and step >= 1")
+        if self.interval not in INTERVAL_RULES:
+            raise ValueError(f"interval must be one of {INTERVAL_RULES}, got {self.interval!r}")
+
+    def looks(self) -> list[int]:
+        """The seed counts a cell can stop at: min_seeds, + step, ..., max_seeds."""
+        return look_counts(self.min_seeds, self.step, self.max_seeds)
 
     def seeds_to_add(self, seeds: int) -> int:
         """Up to min_seeds first, then a step, never past max_seeds."""
@@ -103,18 +119,33 @@ def difference_bounds(bounds: tuple[float, float]) -> tuple[float, float]:
     return lo - hi, hi - lo
 
 
-def target_values(target: Target, cells: CellSeeds) -> np.ndarray:
+@overload
+def target_values(target: Target, cells: CellSeeds) -> np.ndarray: ...
+@overload
+def target_values(
+    target: Target, cells: CellSeeds, split: Literal[True]
+) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+def target_values(
+    target: Target, cells: CellSeeds, split: bool = False
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """The values a target's interval is built from, in seed order: one cell's metric, or
-    A - B over the seeds both cells have (in A's order); NaN where a seed has no value."""
+    A - B over the seeds both cells have (in A's order); NaN where a seed has no value.
+    split: (A's values, B's values) over the common seeds instead, both finite only (B's
+    empty for one cell)."""
     first = cells.get(target.cells[0], {})
     if not target.paired:
-        return np.array([_value(first[s], target.metric) for s in first], dtype=float)
+        x = np.array([_value(first[s], target.metric) for s in first], dtype=float)
+        return (x[np.isfinite(x)], np.empty(0)) if split else x
     second = cells.get(target.cells[1], {})
     common = [s for s in first if s in second]
-    return np.array(
-        [_value(first[s], target.metric) - _value(second[s], target.metric) for s in common],
-        dtype=float,
-    )
+    x = np.array([_value(first[s], target.metric) for s in common], dtype=float)
+    y = np.array([_value(second[s], target.metric) for s in common], dtype=float)
+    if split:
+        both = np.isfinite(x) & np.isfinite(y)
+        return x[both], y[both]
+    return x - y
 
 
 def _value(record: Mapping[str, float], metric: str) -> float:
@@ -123,9 +154,22 @@ def _value(record: Mapping[str, float], metric: str) -> float:
 
 
 def target_interval(
-    target: Target, cells: CellSeeds, bounds: Mapping[str, tuple[float, float]], level: float
+    target: Target,
+    cells: CellSeeds,
+    bounds: Mapping[str, tuple[float, float]],
+    level: float,
+    rule: Schedule | None = None,
 ) -> tuple[float, float]:
-    """The target's anytime-valid interval after the seeds so far."""
+    """The target's interval after the seeds so far: the confidence sequence, or with a
+    rule whose interval is "looks" the fixed-n interval (t, Wilson, paired t, Newcombe: the
+    fixed report's, attnlab.engine.claims.fixed_interval) at 1 - alpha/K for its K looks."""
+    if rule is not None and rule.interval == "looks":
+        from attnlab.engine.claims import fixed_interval
+
+        x, y = target_values(target, cells, split=True)
+        each = look_level(target.level or level, len(rule.looks()))
+        low, high, _ = fixed_interval(target.metric, x, y if target.paired else None, each)
+        return low, high
     metric_range = _checked_bounds(bounds.get(target.metric, (-math.inf, math.inf)), target.metric)
     span = difference_bounds(metric_range) if target.paired else metric_range
     values = target_values(target, cells)
@@ -178,7 +222,7 @@ def plan_cells(
     if interval is None:
 
         def interval(target: Target, seen: CellSeeds) -> tuple[float, float]:
-            return target_interval(target, seen, bounds, rule.level)
+            return target_interval(target, seen, bounds, rule.level, rule)
 
     for target in targets:
         _checked_bounds(bounds.get(target.metric, (-math.inf, math.inf)), target.metric)
@@ -253,7 +297,7 @@ def simulate_rounds(
         cell: np.asarray(draw(rng, (studies, rule.max_seeds))) for cell, draw in draws.items()
     }
     paths = {
-        target: _paths(target, values, bounds[metric], target.level or rule.level)
+        target: _paths(target, values, bounds[metric], target.level or rule.level, rule)
         for target in targets
     }
     covered = {t.label: 0 for t in targets}
@@ -296,7 +340,11 @@ def simulate_rounds(
 
 
 def _paths(
-    target: Target, values: Mapping[str, np.ndarray], bounds: tuple[float, float], level: float
+    target: Target,
+    values: Mapping[str, np.ndarray],
+    bounds: tuple[float, float],
+    level: float,
+    rule: Schedule,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The target's interval after each seed count, every study at once: (low, high), each
     (studies, max_seeds); what `target_interval` gives after the first n seeds."""
@@ -306,6 +354,13 @@ def _paths(
         if target.paired
         else values[target.cells[0]]
     )
+    if rule.interval == "looks":
+        each = look_level(level, len(rule.looks()))
+        if target.metric == "focus_rate":
+            if target.paired:  # the sweeper's is Newcombe's paired interval: not vectorised
+                raise ValueError("simulate_rounds: a focus_rate comparison under looks")
+            return wilson_paths(x, each)
+        return t_paths(x, (lo, hi), each)
     low01, high01 = _betting_paths((x - lo) / (hi - lo), level)
     return lo + (hi - lo) * low01, lo + (hi - lo) * high01
 

@@ -444,8 +444,9 @@ def write_report(sweep_dir: Path, command: str | None = None) -> pd.DataFrame:
     summary, adaptive_md = adaptive_summary(sweep_dir, report, summary)
     comparisons, note = sweep_comparisons(sweep_dir, report)
     stated, disagree = sweep_claims(sweep_dir)
-    sequence = adaptive_sweep(sweep_dir)  # its claims are judged by confidence sequences
-    judged = judge_claims(report, stated, "sequence" if sequence else "fixed")
+    rule, looks = adaptive_interval(sweep_dir)  # "" for a fixed-seed sweep
+    intervals: Intervals = "looks" if rule == "looks" else "sequence" if rule else "fixed"
+    judged = judge_claims(report, stated, intervals, len(looks))
     write_csv(sweep_dir / "report.csv", report)
     write_csv(sweep_dir / "summary.csv", summary)
     if not comparisons.empty:
@@ -463,7 +464,7 @@ def write_report(sweep_dir: Path, command: str | None = None) -> pd.DataFrame:
         figures=figures,
         seeds=seed_notes(report),
     )
-    claims_md = claims_section(judged, disagree, sequence) if stated else []
+    claims_md = claims_section(judged, disagree, rule, len(looks)) if stated else []
     body = markdown(summary, report, made, claims_md) + adaptive_md + boundary_md
     write_text(sweep_dir / "report.md", body + comparisons_section(comparisons, note))
     return report
@@ -473,29 +474,64 @@ def adaptive_summary(
     sweep_dir: Path, report: pd.DataFrame, summary: pd.DataFrame
 ) -> tuple[pd.DataFrame, str]:
     """For a sweep run with hydra.sweeper.adaptive (its .sweep.json says so): summary.csv's
-    `<metric>_cs_low` / `<metric>_cs_high`, the confidence sequence of each judged metric
-    over the cell's seeds in the order they were taken (valid however the rounds stopped),
-    and report.md's "Adaptive seeds" section. Any other sweep: unchanged, no section."""
-    from attnlab.engine.sequential import confidence_sequence
-
+    `<metric>_cs_low` / `<metric>_cs_high`, the interval of each judged metric under the
+    sweep's rule (`adaptive_interval`: the confidence sequence over the cell's seeds in the
+    order they were taken, or the fixed-n interval at 1 - alpha/K), both valid however the
+    rounds stopped, `adaptive_interval` naming the rule, and report.md's "Adaptive seeds"
+    section. Any other sweep: unchanged, no section."""
     state = records.read_state(sweep_dir).get("adaptive")
     if not isinstance(state, dict) or summary.empty:
         return summary, ""
     rule: dict[str, Any] = _object(state.get("rule"))
     cells: dict[str, Any] = _object(state.get("cells"))
     metrics = adaptive_metrics(rule, state.get("metrics"))
+    interval, looks = adaptive_interval(sweep_dir)
     summary = summary.copy()
     for metric in metrics:
         lows, highs = [], []
         for job in summary["job"]:
             values = adaptive_values(report, str(job), metric, cells.get(job))
-            bounds = (0.0, 1.0) if metric == "focus_rate" else metric_bounds(metric)
-            low, high = confidence_sequence(np.clip(values, *bounds), bounds, LEVEL)
+            low, high = adaptive_bounds(metric, values, interval, len(looks))
             usable = np.isfinite(values).any()
             lows.append(low if usable else math.nan)
             highs.append(high if usable else math.nan)
         summary[f"{metric}_cs_low"], summary[f"{metric}_cs_high"] = lows, highs
-    return summary, adaptive_markdown(summary, report, state, rule, cells, metrics)
+    if metrics:
+        summary["adaptive_interval"] = interval
+    md = adaptive_markdown(summary, report, state, rule, cells, metrics, interval, looks)
+    return summary, md
+
+
+def adaptive_interval(sweep_dir: Path) -> tuple[str, list[int]]:
+    """The interval rule an adaptive sweep ran with ("betting" or "looks"; "betting" for a
+    .sweep.json written before the choice existed) and the seed counts a cell could stop
+    at; ("", []) for a sweep without adaptive seeds."""
+    state = records.read_state(sweep_dir).get("adaptive")
+    if not isinstance(state, dict):
+        return "", []
+    rule = _object(state.get("rule")).get("interval")
+    looks = state.get("looks")
+    counts = [int(n) for n in looks] if isinstance(looks, list) else []
+    if rule != "looks":
+        return "betting", counts
+    if not counts:  # no list: every count up to the cap (more looks: a wider, safe interval)
+        counts = list(range(1, int(_object(state.get("rule")).get("max_seeds") or 40) + 1))
+    return "looks", counts
+
+
+def adaptive_bounds(
+    metric: str, values: np.ndarray, interval: str, looks: int
+) -> tuple[float, float]:
+    """A cell's interval of metric under the sweep's rule, from its values in seed order."""
+    from attnlab.engine.claims import fixed_interval
+    from attnlab.engine.sequential import confidence_sequence, look_level
+
+    bounds = (0.0, 1.0) if metric == "focus_rate" else metric_bounds(metric)
+    if interval == "looks":
+        finite = values[np.isfinite(values)]
+        low, high, _ = fixed_interval(metric, finite, None, look_level(LEVEL, looks))
+        return low, high
+    return confidence_sequence(np.clip(values, *bounds), bounds, LEVEL)
 
 
 def adaptive_metrics(rule: dict[str, Any], judged: Any) -> list[str]:
@@ -545,9 +581,13 @@ def adaptive_markdown(
     rule: dict[str, Any],
     cells: dict[str, Any],
     metrics: list[str],
+    interval: str = "betting",
+    looks: Sequence[int] = (),
 ) -> str:
     """report.md's "Adaptive seeds" section: the rule, the rounds, each cell's seeds, its
-    confidence sequences and why it stopped, and the cells at the cap."""
+    intervals (named by the rule used) and why it stopped, and the cells at the cap."""
+    from attnlab.engine.sequential import look_level
+
     targets = [f"`{t}`" for t in state.get("targets") or []] if state.get("targets") else []
     swept = [c for c in swept_columns(report) if c in summary and c != "seeds"] or ["job"]
     at_cap = [job for job, c in cells.items() if isinstance(c, dict) and c.get("at_cap")]
@@ -560,15 +600,16 @@ def adaptive_markdown(
         + f"; {rule.get('step')} seeds a round, at most {rule.get('max_seeds')} a cell"
         + (", until every claim is decided" if rule.get("until") == "claims" else "")
         + f" ({state.get('rounds', '?')} round(s)).",
-        f"- Intervals here, and `<metric>_cs_low` / `<metric>_cs_high` in summary.csv, are "
-        f"{LEVEL:.0%} confidence sequences (betting; anytime-valid), which stay valid when the "
-        "seed count depends on the results. The t and Wilson intervals of the Cells table "
-        "are fixed-n intervals: they do not account for the stopping rule.",
+        "- Intervals here, and `<metric>_cs_low` / `<metric>_cs_high` in summary.csv, are "
+        + _adaptive_interval_text(interval, looks)
+        + " The t and Wilson intervals of the Cells table are fixed-n intervals at "
+        f"{LEVEL:.0%}: they do not account for the stopping rule.",
         f"- Cells at the cap ({rule.get('max_seeds')} seeds, a target unmet): "
         + (", ".join(f"`{job}`" for job in sorted(at_cap)) or "none"),
         "",
     ]
-    head = [*swept, "seeds", *[f"{m} [95% CS]" for m in metrics], "stopped because"]
+    tag = "95% CS" if interval == "betting" else f"{look_level(LEVEL, len(looks)):.2%} t/Wilson"
+    head = [*swept, "seeds", *[f"{m} [{tag}]" for m in metrics], "stopped because"]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for _, row in summary.iterrows():
         standing = _object(cells.get(row["job"]))
@@ -582,6 +623,26 @@ def adaptive_markdown(
             )
         lines.append("| " + " | ".join([*shown, why]) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _adaptive_interval_text(interval: str, looks: Sequence[int]) -> str:
+    """How the Adaptive seeds section names the rule its intervals come from."""
+    from attnlab.engine.sequential import look_level
+
+    if interval == "betting":
+        return (
+            f"{LEVEL:.0%} confidence sequences (`interval=betting`; anytime-valid), which "
+            "stay valid when the seed count depends on the results."
+        )
+    many = len(looks) > 12
+    shown = f"{looks[0]}, ..., {looks[-1]}" if many else ", ".join(str(n) for n in looks)
+    return (
+        f"fixed-n intervals at each look (`interval=looks`): Student t of a mean, Wilson of "
+        f"focus_rate, at {look_level(LEVEL, len(looks)):.4g} = 1 − {1 - LEVEL:.2f}/"
+        f"{len(looks)} for the {len(looks)} seed counts a cell could stop at ({shown}); "
+        f"by the union bound all of them hold the mean together with probability "
+        f"≥ {LEVEL:.0%}, so the one a cell stopped at does whatever the stopping rule."
+    )
 
 
 def adaptive_sweep(sweep_dir: Path) -> bool:
@@ -617,7 +678,7 @@ def sweep_claims(sweep_dir: Path) -> tuple[list[str], int]:
 
 
 def judge_claims(
-    report: pd.DataFrame, stated: Sequence[str], intervals: Intervals = "fixed"
+    report: pd.DataFrame, stated: Sequence[str], intervals: Intervals = "fixed", looks: int = 1
 ) -> pd.DataFrame:
     """claims.csv's rows (attnlab.engine.claims) from report.csv's per-seed rows: a cell is
     a combination of the config columns (the seeds list aside), claims.csv names it by the
@@ -626,24 +687,41 @@ def judge_claims(
 
     keys = [c for c in config_columns(report) if c != "seeds"]
     shown = [c for c in keys if report[c].nunique(dropna=True) > 1]
-    return evaluate_claims(list(stated), report, keys, shown, intervals)
+    return evaluate_claims(list(stated), report, keys, shown, intervals, looks=max(looks, 1))
 
 
-def claims_section(judged: pd.DataFrame, lists: int, sequence: bool = False) -> list[str]:
+def claims_section(
+    judged: pd.DataFrame, lists: int, adaptive: str = "", looks: int = 0
+) -> list[str]:
     """report.md's "Claims" lines: each claim with its verdict per cell, compactly;
-    sequence: an adaptive sweep's, judged by confidence sequences."""
+    adaptive: the interval rule of an adaptive sweep ("betting" or "looks" over `looks`
+    seed counts), "" for fixed seeds."""
     from attnlab.engine.claims import claim_summary
 
-    intervals = (
-        "seeds may decide it). Intervals: this sweep chose its seed counts from the results "
-        "(adaptive seeds), so every interval is a confidence sequence (betting), valid "
-        "however the rounds stopped; a comparison `METRIC of KEY=A OP B` is judged on the "
-        "per-seed differences A − B over the seeds both cells ran. "
-        if sequence
-        else "seeds may decide it). Intervals: Student-t of a mean, Wilson of focus_rate; a "
-        "comparison `METRIC of KEY=A OP B` is the mean per-seed difference A − B over the "
-        "seeds both cells ran (paired t; Newcombe's paired interval for focus_rate). "
+    paired = (
+        "a comparison `METRIC of KEY=A OP B` is judged on the per-seed differences A − B "
+        "over the seeds both cells ran. "
     )
+    if adaptive == "betting":
+        intervals = (
+            "seeds may decide it). Intervals: this sweep chose its seed counts from the "
+            "results (adaptive seeds), so every interval is a confidence sequence (betting, "
+            "`interval=betting`), valid however the rounds stopped; " + paired
+        )
+    elif adaptive == "looks":
+        intervals = (
+            "seeds may decide it). Intervals: this sweep chose its seed counts from the "
+            f"results (adaptive seeds, `interval=looks`), so each interval is the fixed one "
+            f"(Student-t, Wilson of focus_rate; paired t, Newcombe for focus_rate) at a level "
+            f"further corrected by Bonferroni over the {looks} seed counts a cell could stop "
+            "at, valid however the rounds stopped; " + paired
+        )
+    else:
+        intervals = (
+            "seeds may decide it). Intervals: Student-t of a mean, Wilson of focus_rate; a "
+            "comparison `METRIC of KEY=A OP B` is the mean per-seed difference A − B over the "
+            "seeds both cells ran (paired t; Newcombe's paired interval for focus_rate). "
+        )
     lines = [
         "## Claims",
         "",

@@ -7,7 +7,9 @@ seeds and why, and those cells run again with their seed list extended by `step`
 taken in one fixed order: the config's list, then the next integers), through the planner's
 `run_round` like any grid: packs, any launcher, cached seeds reused. It stops when no cell
 needs more; a cell at max_seeds says so. The intervals judged are anytime-valid confidence
-sequences (attnlab.engine.sequential), so stopping on them keeps their coverage.
+sequences (attnlab.engine.sequential), so stopping on them keeps their coverage; or with
+`interval=looks` the fixed-n interval at 1 - alpha/K for the K seed counts a cell can stop
+at (valid by the union bound where t is valid at each count).
 
 Resuming is rerunning the command: round 1 reuses every recorded seed, the plan is made from
 every seed recorded in the fixed order, and only missing seeds are trained. Ctrl-C between
@@ -31,7 +33,7 @@ from omegaconf import OmegaConf
 from attnlab.engine.config import ConfigError
 from attnlab.engine.metrics import SUMMARY_METRICS, metric_bounds
 from attnlab.engine.rounds import Schedule, Target, plan_cells
-from attnlab.engine.sequential import LEVEL, CellNeed
+from attnlab.engine.sequential import INTERVAL_RULES, LEVEL, CellNeed
 from attnlab.runs import records
 from attnlab.runs.files import write_json
 from attnlab.sweep.cells import Cell
@@ -42,6 +44,15 @@ log = logging.getLogger(__name__)
 KEY = "hydra.sweeper.adaptive"
 DEFAULT_MAX_SEEDS = 40
 DEFAULT_STEP = 5
+# The interval rule when hydra.sweeper.adaptive.interval is null. betting assumes only the
+# metric's range; looks (fixed-n t/Wilson at 1 - alpha/K per look) needs 2-5x fewer seeds
+# for means in docs/statistics-adaptive.md's simulation but inherits the t interval's
+# assumption: a metric with rare far-off seeds drops its coverage to 0.41 there.
+DEFAULT_INTERVAL = "betting"
+INTERVAL_NAMES = {
+    "betting": "confidence sequence (betting; Waudby-Smith & Ramdas 2023)",
+    "looks": "fixed-n interval at each look, Bonferroni over the looks",
+}
 RATE = "focus_rate"  # the share of seeds focused: attn_focused as 0/1 values
 METRICS = (*SUMMARY_METRICS, RATE)
 
@@ -60,6 +71,7 @@ class AdaptiveOptions:
     until: str | None = None
     max_seeds: int | None = None
     step: int | None = None
+    interval: str | None = None
 
     @classmethod
     def from_config(cls, node: Any) -> AdaptiveOptions:
@@ -108,6 +120,11 @@ class AdaptiveOptions:
                 )
         if self.until not in (None, "claims"):
             raise ConfigError(f"{KEY}.until={self.until} is not allowed: null or claims")
+        if self.interval is not None and self.interval not in INTERVAL_RULES:
+            raise ConfigError(
+                f"{KEY}.interval={self.interval} is not allowed: one of "
+                f"{', '.join(INTERVAL_RULES)} (null: {DEFAULT_INTERVAL})"
+            )
         if self.until == "claims" and not claims:
             raise ConfigError(
                 f"{KEY}.until=claims is not allowed without claims: the config's `claims` is "
@@ -133,10 +150,14 @@ class AdaptiveOptions:
     def cap(self) -> int:
         return DEFAULT_MAX_SEEDS if self.max_seeds is None else int(self.max_seeds)
 
+    def rule(self) -> str:
+        """The interval rule: betting or looks (null: DEFAULT_INTERVAL)."""
+        return DEFAULT_INTERVAL if self.interval is None else str(self.interval)
+
     def schedule(self, seed_count: int) -> Schedule:
         """The round schedule: the config's seeds first, then `step` more per round."""
         step = DEFAULT_STEP if self.step is None else int(self.step)
-        return Schedule(min_seeds=seed_count, step=step, max_seeds=self.cap(), level=LEVEL)
+        return Schedule(seed_count, step, self.cap(), LEVEL, self.rule())
 
 
 @dataclass
@@ -354,9 +375,16 @@ def run_adaptive(
     targets = targets_of({key: a.cell for key, a in adaptive.items()})
     bounds = {t.metric: bounds_of(t.metric) for t in targets}
     state["adaptive"] = {
-        "rule": {**asdict(options), "max_seeds": schedule.max_seeds, "step": schedule.step},
+        "rule": {
+            **asdict(options),
+            "max_seeds": schedule.max_seeds,
+            "step": schedule.step,
+            "interval": schedule.interval,
+        },
         "level": schedule.level,
-        "interval": "confidence sequence (betting; Waudby-Smith & Ramdas 2023)",
+        "interval": INTERVAL_NAMES[schedule.interval],
+        # The seed counts a cell could stop at: the report's looks intervals use K = len.
+        "looks": schedule.looks(),
         "targets": list(dict.fromkeys(t.label for t in targets)),
         "metrics": list(dict.fromkeys(t.metric for t in targets)),
         "rounds": 1,

@@ -24,6 +24,11 @@ class AdaptiveConf:
     max_seeds: int | None = None
     # Seeds a cell that needs more gets per round (>= 1); null: 5.
     step: int | None = None
+    # The interval judged: betting (the anytime-valid confidence sequence: needs only the
+    # metric's range) or looks (t / Wilson / paired t at 1 - alpha/K for the K seed counts a
+    # cell can stop at: far fewer seeds, assumes near-normal seed values as t does); null:
+    # betting.
+    interval: str | None = None
 
 
 @dataclass
