@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import itertools
 import logging
 import os
@@ -346,6 +347,10 @@ def refuse_hopeless(jobs: list[list[str]], cells: list[Cell]) -> None:
             raise ConfigError((named or [its_cells[0].error])[0])
 
 
+# A dir that refuses writes (mode bits, a read-only mount): a finished cell there is reused.
+READ_ONLY_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
+
+
 def sort_cells(sweep_dir: Path, cells: list[Cell], run_id: str | None) -> Plan:
     """Each distinct cell blocked, invalid (its failure recorded), reused or pending.
 
@@ -378,8 +383,11 @@ def sort_cells(sweep_dir: Path, cells: list[Cell], run_id: str | None) -> Plan:
             plan.invalid += 1
         elif home is not None and not missing:
             plan.names.append(name)
-            with contextlib.suppress(OSError):  # a read-only dir: its result is reused all the same
+            try:
                 records.write_attempt(sweep_dir / name, "cached", run_id)
+            except OSError as err:  # a read-only dir: its result is reused all the same
+                if err.errno not in READ_ONLY_ERRNOS:  # e.g. run.json a directory: say so
+                    raise
             plan.reused += 1
         else:
             plan.names.append(name)
