@@ -28,8 +28,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
-
 from attnlab.engine.config import ConfigError
 from attnlab.engine.metrics import SUMMARY_METRICS, metric_bounds
 from attnlab.engine.rounds import Schedule, Target, plan_cells
@@ -37,6 +35,7 @@ from attnlab.engine.sequential import INTERVAL_RULES, LEVEL, CellNeed
 from attnlab.runs import records
 from attnlab.runs.files import write_json
 from attnlab.sweep.cells import Cell
+from attnlab.sweep.options import OptionsNode
 from attnlab.sweep.signals import raise_if_stopped
 
 log = logging.getLogger(__name__)
@@ -63,7 +62,7 @@ def bounds_of(metric: str) -> tuple[float, float]:
 
 
 @dataclass
-class AdaptiveOptions:
+class AdaptiveOptions(OptionsNode):
     """hydra.sweeper.adaptive, typed (hydra_plugins/attnlab_sweeper/config.py documents each)."""
 
     metric: str | None = None
@@ -72,20 +71,6 @@ class AdaptiveOptions:
     max_seeds: int | None = None
     step: int | None = None
     interval: str | None = None
-
-    @classmethod
-    def from_config(cls, node: Any) -> AdaptiveOptions:
-        """From the sweeper's `adaptive` node (a DictConfig, a dict or None)."""
-        if node is None:
-            return cls()
-        tree = OmegaConf.to_container(node) if OmegaConf.is_config(node) else dict(node)
-        assert isinstance(tree, dict)
-        return cls(**{str(k): v for k, v in tree.items()})
-
-    @property
-    def on(self) -> bool:
-        """Adaptive mode is on once any of its options is set."""
-        return any(value is not None for value in asdict(self).values())
 
     def check(self, seed_count: int, claims: Sequence[str]) -> None:
         """ConfigError (one line: the key, the value, what is allowed) for an option out of

@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any
 
 from hydra.core.override_parser.types import Override
-from omegaconf import OmegaConf
 
 from attnlab.engine.boundary import (
     BoundaryError,
@@ -57,6 +56,7 @@ from attnlab.runs.boundary import (
 )
 from attnlab.runs.files import write_json
 from attnlab.sweep.cells import Cell
+from attnlab.sweep.options import OptionsNode
 from attnlab.sweep.signals import raise_if_stopped
 
 log = logging.getLogger(__name__)
@@ -82,7 +82,7 @@ def integer_keys() -> list[str]:
 
 
 @dataclass
-class BoundaryOptions:
+class BoundaryOptions(OptionsNode):
     """hydra.sweeper.boundary, typed (hydra_plugins/attnlab_sweeper/config.py documents each;
     unset fields take attnlab.engine.boundary.BoundaryRule's defaults)."""
 
@@ -97,20 +97,6 @@ class BoundaryOptions:
     initial_cells: int | None = None
     log_axis: bool | None = None
     direction: str | None = None
-
-    @classmethod
-    def from_config(cls, node: Any) -> BoundaryOptions:
-        """From the sweeper's `boundary` node (a DictConfig, a dict or None)."""
-        if node is None:
-            return cls()
-        tree = OmegaConf.to_container(node) if OmegaConf.is_config(node) else dict(node)
-        assert isinstance(tree, dict)
-        return cls(**{str(k): v for k, v in tree.items()})
-
-    @property
-    def on(self) -> bool:
-        """A boundary search runs once any of its options is set."""
-        return any(value is not None for value in asdict(self).values())
 
     @property
     def metric_name(self) -> str:
