@@ -115,3 +115,25 @@ def test_a_seed_trained_among_others_keeps_its_numbers(make_config):
         own = alone.history.reset_index(drop=True)
         gaps = (curves[own.columns] - own).abs().fillna(0.0)
         assert float(gaps.to_numpy().max()) <= 1e-5, gaps.max()
+
+
+def test_two_jobs_of_one_cell_under_a_parallel_launcher_run_one_after_the_other(tmp_path):
+    """Seeds are not part of a cell, so `seeds=[0,1],[2,3]` under the basic sweeper is two
+    jobs of one cell dir: with two joblib workers they would both write the first training's
+    files. The cell's lock runs them in turn: one writes metrics.json with its seeds, the other
+    adds its seeds as seed records, and the cell's history.csv holds the seeds of its
+    metrics.json only."""
+    sweep_dir = tmp_path / "sweep"
+    args = ["-m", "data.classes=2", DEBUG_TINY, "seeds=[0,1],[2,3]", "hydra/sweeper=basic"]
+    args += ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={sweep_dir}"]
+    proc = run_cli(args, cwd=tmp_path)
+    assert proc.returncode == 0, shown(proc)
+    (home,) = records.cell_dirs(sweep_dir)
+    first = json.loads((home / records.METRICS_FILE).read_text())
+    first_seeds = sorted(run["seed"] for run in first["runs"])
+    assert first_seeds in ([0, 1], [2, 3])
+    added = sorted(int(p.parent.name) for p in home.glob("seeds/*/metrics.json"))
+    assert sorted(first_seeds + added) == [0, 1, 2, 3]
+    assert sorted(pd.read_csv(home / "history.csv")["seed"].unique()) == first_seeds
+    assert sorted(pd.read_csv(home / "attention.csv")["seed"].unique()) == first_seeds
+    assert sorted(r["seed"] for r in records.read_cell(home, sweep_dir).runs) == [0, 1, 2, 3]

@@ -818,6 +818,27 @@ def worker_share(sweep_dir: Path) -> Iterator[None]:
         os.close(fd)
 
 
+CELL_LOCK = ".attnlab.cell.lock"
+
+
+@contextlib.contextmanager
+def cell_lock(cell_dir: Path) -> Iterator[None]:
+    """Held (an exclusive flock in the cell's dir) by a job that trains one cell under a
+    sweeper other than attnlab's: two jobs of one cell (`seeds=[0,1],[2,3]` under the basic
+    sweeper and a parallel launcher; a seed list is not part of the cell) then run one after
+    the other, and the second trains only the seeds the first did not, as seed records,
+    instead of both writing the first training's files."""
+    import fcntl
+
+    cell_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(cell_dir / CELL_LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 def wait_for_workers(sweep_dir: Path, timeout: float = 120.0) -> None:
     """Wait until no worker of an earlier sweep runs a job in sweep_dir (they end with
     their sweep: attnlab.sweep.jobs.die_with_sweep); RecordError after timeout seconds."""

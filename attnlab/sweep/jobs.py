@@ -156,15 +156,30 @@ def run_single(cfg: DictConfig, out_dir: Path, hc: Any) -> None:
 def run_cell_job(cfg: DictConfig, sweep_dir: Path, out_dir: Path, hc: Any) -> float | None:
     """One cell as its own job (sweepers other than attnlab's): reuse, train or fail. A cell
     dir that holds some of the cell's seeds trains only the missing ones (as the planner)."""
-    import dataclasses
-
-    from attnlab.runs.cell import run_experiment
-    from attnlab.sweep.launchers import apply_threads
 
     run_id = records.read_state(sweep_dir).get("run_id")
     start = time.perf_counter()
     cell = make_cell(cfg, list(hc.overrides.task))
     objective = cell.exp.objective if cell.exp is not None else "val_accuracy"
+    with records.cell_lock(out_dir):  # another job of this cell trains first
+        return _run_cell_locked(sweep_dir, out_dir, hc, cell, objective, run_id, start)
+
+
+def _run_cell_locked(
+    sweep_dir: Path,
+    out_dir: Path,
+    hc: Any,
+    cell: Any,
+    objective: str,
+    run_id: str | None,
+    start: float,
+) -> float | None:
+    """run_cell_job's reuse, training or failure, with the cell's lock held."""
+    import dataclasses
+
+    from attnlab.runs.cell import run_experiment
+    from attnlab.sweep.launchers import apply_threads
+
     held = records.read_cell(out_dir, sweep_dir)
     asked = set(cell.exp.seeds) if cell.exp is not None else set()
     missing = sorted(asked - {run["seed"] for run in held.runs}) if held.finished else []
