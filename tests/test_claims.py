@@ -29,7 +29,7 @@ from attnlab.engine.claims import (
 )
 from attnlab.engine.config import ConfigError, flatten
 from attnlab.engine.metrics import RUN_METRICS
-from attnlab.engine.sequential import Claim, confidence_sequence
+from attnlab.engine.sequential import Claim, confidence_sequence, snap_to_bounds
 from attnlab.engine.stats import t_interval, wilson_interval
 from attnlab.runs.records import NOT_IDENTITY, REPORT_FILES, cell_name, identity_key
 from attnlab.runs.report import main, write_report
@@ -255,6 +255,19 @@ def test_the_sequence_rule_is_the_confidence_sequence():
         confidence_sequence([1, 0, 1, 0, 1], (0.0, 1.0))
     )
     assert set(judged["interval"]) == {"confidence sequence (betting)"}
+
+
+def test_a_value_past_its_bound_by_float32_rounding_is_judged_not_refused():
+    """Uniform attention's normalised entropy comes out as 1 + 2e-8 (float32): the sequence
+    takes it as 1, as the metric's range says (a traceback before); a value really out of
+    range is still refused."""
+    entropy = [1.0 + 2.2e-8, 1.0 + 8e-9, 1.0, 1.0 + 1e-8, 1.0] * 4  # 20 seeds
+    table = pd.DataFrame(rows({"data.classes": 2}, {"attn_entropy": entropy}))
+    judged = evaluate_claims(["attn_entropy < 0.7"], table, ["data.classes"], intervals="sequence")
+    assert judged["verdict"].iloc[0] == "fails"  # the sequence of 20 ones: [0.787, 1]
+    assert judged["ci_high"].iloc[0] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="outside the metric's bounds"):
+        confidence_sequence(snap_to_bounds([1.01, 1.0], (0.0, 1.0)), (0.0, 1.0))
 
 
 # --- comparisons: pairing by seed --------------------------------------------------------

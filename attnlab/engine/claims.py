@@ -59,6 +59,7 @@ from attnlab.engine.sequential import (
     claim_verdict,
     confidence_sequence,
     look_level,
+    snap_to_bounds,
 )
 from attnlab.engine.stats import LEVEL, t_interval
 
@@ -235,7 +236,7 @@ def _interval(
         bounds = (lo - hi, hi - lo) if differences else (lo, hi)
         if not (math.isfinite(bounds[0]) and math.isfinite(bounds[1])):
             return math.nan, math.nan, f"confidence sequence: {metric} has no finite range"
-        low, high = confidence_sequence(values, bounds, level)
+        low, high = confidence_sequence(snap_to_bounds(values, bounds), bounds, level)
         return low, high, "confidence sequence (betting)"
     if intervals not in ("fixed", "looks"):
         raise ValueError(f"intervals must be one of {INTERVALS}, got {intervals!r}")

@@ -39,6 +39,7 @@ from attnlab.engine.sequential import (
     confidence_sequence,
     look_counts,
     look_level,
+    snap_to_bounds,
     t_paths,
     wilson_paths,
 )
@@ -173,12 +174,9 @@ def target_interval(
     metric_range = _checked_bounds(bounds.get(target.metric, (-math.inf, math.inf)), target.metric)
     span = difference_bounds(metric_range) if target.paired else metric_range
     values = target_values(target, cells)
-    # A value past its bound by float rounding (a uniform attention's entropy, 1 + 1e-16)
-    # is the bound; anything further stays an error (confidence_sequence raises).
-    slack = 1e-9 * (span[1] - span[0])
-    edge = (values >= span[0] - slack) & (values <= span[1] + slack)
-    values = np.where(edge, np.clip(values, *span), values)
-    return confidence_sequence(values, span, target.level or level)
+    # A value past its bound by float rounding (a uniform attention's entropy, 1 + 2e-8) is
+    # the bound; anything further stays an error (confidence_sequence raises).
+    return confidence_sequence(snap_to_bounds(values, span), span, target.level or level)
 
 
 Interval = Callable[[Target, CellSeeds], tuple[float, float]]

@@ -100,6 +100,21 @@ def confidence_sequence(
     return lo + (hi - lo) * float(low01[0, -1]), lo + (hi - lo) * float(high01[0, -1])
 
 
+# How far past a bound a value may lie and still be the bound: float32 rounding of a metric
+# computed at its edge (uniform attention's normalised entropy is 1 + 2e-8 at 48 columns).
+ROUNDING_SLACK = 1e-6
+
+
+def snap_to_bounds(values: Values, bounds: tuple[float, float]) -> np.ndarray:
+    """values with those past a bound by float rounding (ROUNDING_SLACK of the range) set to
+    the bound; values further out stay as they are (confidence_sequence refuses them)."""
+    lo, hi = bounds
+    array = np.asarray(values, dtype=float)
+    slack = ROUNDING_SLACK * (hi - lo)
+    edge = (array >= lo - slack) & (array <= hi + slack)
+    return np.where(edge, np.clip(array, lo, hi), array)
+
+
 def _checked_bounds(bounds: tuple[float, float], metric: str = "the metric") -> tuple[float, float]:
     """The bounds as floats, or a clear refusal for a metric without a finite range."""
     lo, hi = float(bounds[0]), float(bounds[1])
