@@ -106,6 +106,19 @@ def test_a_dry_run_lists_cells_packs_and_memory_and_writes_nothing(tmp_path, mon
     assert job.startswith("  job 1: 2 cell(s), 4 seed(s), ~") and " GiB: " in job
     assert all(name in job for name in to_train)
 
+    # More seeds than recorded: the cell trains only the missing ones, as the real run would.
+    caplog.clear()
+    grown = SweepRequest(arguments=[DEBUG_TINY, "data.classes=2", "seeds=[0,1,2]"], dry_run=True)
+    with caplog.at_level(logging.INFO, logger="attnlab.sweep.planner"):
+        assert sweep(config, context, NoLauncher(), grown) == []
+    lines = [r.getMessage() for r in caplog.records]
+    assert "1 to train in 1 job(s), 0 cached, 0 invalid" in lines[0]
+    assert f"  to train  {cached} (seeds [2]: the rest are recorded)" in lines
+    assert [line for line in lines if line.startswith("  job ")][0].startswith(
+        "  job 1: 1 cell(s), 1 seed(s), ~"
+    )
+    assert snapshot(tmp_path) == before
+
 
 def test_a_dry_run_of_a_new_dir_makes_no_dir(tmp_path, monkeypatch):
     """A dry run into a dir that does not exist yet leaves no dir behind."""

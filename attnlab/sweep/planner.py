@@ -720,26 +720,31 @@ def dry_run_lines(
     """What the sweep would do, read only (hydra.sweeper.dry_run=true): each cell's status
     (cached, to train, invalid with its reason), each pack's cells and seeds, and each job's
     estimated peak memory. Nothing is written: no record, no cell.json, no sweep dir."""
-    finished = records.finished_cells(sweep_dir) if sweep_dir.is_dir() else {}
-    seen: set[str] = set()
+    # As sort_cells decides, without its writes: a cell's home, its missing seeds.
+    found = records.read_cells(sweep_dir) if sweep_dir.is_dir() else []
+    homes = {records.identity_key(r.config): r for r in found if r.finished}
     statuses, pending = [], []
-    for cell in cells:
+    for cell in merge_seed_lists(cells):
         key = records.identity_key(cell.config)
-        if key in seen:
-            continue
-        seen.add(key)
-        cell_dir = sweep_dir / cell.name
+        home = homes.get(key)
+        name = home.name if home is not None else cell.name
+        asked = requested_seeds(cell)
+        missing = sorted(set(asked) - {run["seed"] for run in home.runs} if home else asked)
+        cell_dir = sweep_dir / name
         why = blocked_dir(cell_dir)
-        if not why and key not in finished and cell_dir.is_dir():
-            why = records.other_cell(cell_dir, cell.config) or unwritable_dir(cell_dir)
+        if not why and home is None and cell_dir.is_dir():
+            why = records.other_cell(cell_dir, cell.config)
+        if not why and missing:
+            why = unwritable_dir(cell_dir)
         why = why or cell.error
         if why:
-            statuses.append(f"  invalid   {cell.name}: {why}")
-        elif key in finished:
-            statuses.append(f"  cached    {finished[key].name}")
+            statuses.append(f"  invalid   {name}: {why}")
+        elif home is not None and not missing:
+            statuses.append(f"  cached    {name}")
         else:
-            statuses.append(f"  to train  {cell.name}")
-            pending.append(cell)
+            grown = f" (seeds {missing}: the rest are recorded)" if home is not None else ""
+            statuses.append(f"  to train  {name}{grown}")
+            pending.append(with_seeds(cell, name, missing))
     memory = job_memory(OmegaConf.select(config, "hydra.launcher"))
     exps = [c.exp for c in pending if c.exp is not None]
     packs = plan_packs(
