@@ -235,3 +235,25 @@ def test_a_cell_listed_with_several_seed_lists_asks_for_their_union(make_config)
     (cell,) = merge_seed_lists(cells)
     assert cell.exp is not None and cell.exp.seeds == [0, 1, 2, 5]
     assert cell.config["seeds"] == [0, 1, 2, 5] and cell.name == cells[0].name
+
+
+def test_a_result_too_big_to_read_is_never_set_aside_nor_retrained(tmp_path, monkeypatch):
+    """A metrics.json that cannot be read whole (over the reader's cap; or its permissions)
+    may be a finished result: set_aside_broken refuses to move it (before, it was renamed
+    and every seed retrained over the cell's CSVs), and the planner blocks its cell."""
+    sweep_dir = tmp_path / "sweep"
+    cell_dir = _cell(sweep_dir / "cell")
+    before = _bytes(cell_dir)
+    monkeypatch.setattr(records, "MAX_JSON_BYTES", 64)
+    assert not records.read_cell(cell_dir, sweep_dir).finished
+    try:
+        records.set_aside_broken(cell_dir, sweep_dir)
+    except records.RecordError as err:
+        assert "over the 64 byte limit" in str(err)
+    else:
+        raise AssertionError("an unreadable result was set aside")
+    assert _bytes(cell_dir) == before
+    cell = Cell(name="cell", config={**CONFIG, "seeds": [0, 1]}, overrides=[], exp=None)
+    plan = sort_cells(sweep_dir, [cell], "run2")
+    assert plan.pending == [] and "over the 64 byte limit" in plan.blocked["cell"]
+    assert _bytes(cell_dir) == before

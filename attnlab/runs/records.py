@@ -235,9 +235,33 @@ def set_aside_broken(cell_dir: Path, root: Path) -> Path | None:
     path = cell_dir / METRICS_FILE
     if not (path.exists() or path.is_symlink()) or read_cell(cell_dir, root).finished:
         return None
+    unread = unreadable_result(cell_dir)
+    if unread:  # maybe a finished result: never moved, and the cell is not retrained
+        raise RecordError(unread)
     aside = cell_dir / f"metrics.broken-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.json"
     path.rename(aside)
     return aside
+
+
+def unreadable_result(cell_dir: Path) -> str:
+    """Why the cell's metrics.json, a regular file, cannot be read as a whole (its
+    permissions, over MAX_JSON_BYTES), or "". Such a file may be a finished result: it is
+    never set aside, and its cell is not retrained until the user fixes it."""
+    path = cell_dir / METRICS_FILE
+    try:
+        info = path.stat()
+    except OSError:
+        return ""
+    if not stat.S_ISREG(info.st_mode):
+        return ""
+    if info.st_size > MAX_JSON_BYTES:
+        return (
+            f"{path} is {info.st_size} bytes, over the {MAX_JSON_BYTES} byte limit: "
+            "move it away to run this cell"
+        )
+    if not os.access(path, os.R_OK):
+        return f"{path} cannot be read (permission denied): make it readable to reuse it"
+    return ""
 
 
 def seed_dir(cell_dir: Path, seed: int) -> Path:

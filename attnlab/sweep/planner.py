@@ -371,7 +371,9 @@ def sort_cells(sweep_dir: Path, cells: list[Cell], run_id: str | None) -> Plan:
             blocked = records.other_cell(sweep_dir / cell.name, cell.config)
         missing = sorted(set(asked) - {run["seed"] for run in home.runs} if home else asked)
         if not blocked and missing:  # seeds to write: the dir must take them
-            blocked = unwritable_dir(sweep_dir / name)
+            blocked = unwritable_dir(sweep_dir / name) or records.unreadable_result(
+                sweep_dir / name
+            )
         if blocked:  # nothing is written through it; the run fails with the reason
             plan.names.append(name)
             plan.blocked[name] = blocked
