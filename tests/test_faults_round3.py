@@ -444,7 +444,9 @@ def test_ctrl_c_under_submitit_local_prints_one_line_and_no_traceback(tmp_path):
     to resume, exit 130, no KeyboardInterrupt traceback from submitit's controllers; the
     finished cell is kept and reported."""
     sweep_dir = tmp_path / "sweep"
-    args = ["-m", DEBUG_TINY, "seeds=[0]", "trainer.epochs=1,20", "hydra.sweeper.pack=false"]
+    # The second cell trains for minutes, so it still runs when the first is done and the
+    # signal comes (with 20 epochs it sometimes finished first on a loaded machine).
+    args = ["-m", DEBUG_TINY, "seeds=[0]", "trainer.epochs=1,2000", "hydra.sweeper.pack=false"]
     args += ["hydra/launcher=submitit_local", f"hydra.sweep.dir={sweep_dir}"]
     proc = subprocess.Popen(
         [sys.executable, "-m", "attnlab", *args],
