@@ -348,3 +348,21 @@ def test_the_controllers_ctrl_c_tracebacks_are_dropped_and_other_lines_kept():
     keep.feed("last words\n")
     keep.flush()
     assert "".join(out) == "a note\n" + other + "last words\n"
+
+
+def test_a_controller_killed_mid_traceback_leaves_no_fragment():
+    """A controller the sweep's stop kills while it prints its KeyboardInterrupt traceback
+    ends its stream without the exception line: the held fragment is dropped at the end
+    (seen in a full run: two controllers' fragments, interleaved mid-line through one shared
+    pipe, reached the console); any other held line is passed on."""
+    from attnlab.sweep.controllers import InterruptFilter
+
+    out: list[str] = []
+    keep = InterruptFilter(out.append)
+    for line in ["a note\n", "Traceback (most recent call last):\n", '  File "x.py", line 1\n']:
+        keep.feed(line)
+    keep.end()
+    assert out == ["a note\n"]
+    keep.feed("  an indented line, not a traceback\n")
+    keep.end()
+    assert out[-1] == "  an indented line, not a traceback\n"

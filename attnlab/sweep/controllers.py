@@ -48,6 +48,14 @@ class InterruptFilter:
         self.flush()
         self.write(line)
 
+    def end(self) -> None:
+        """The controller is gone: a traceback it had not finished (no exception line: it
+        was killed while printing one, as the sweep's stop kills it) is dropped; any other
+        held line is passed on."""
+        if self.held and self.held[0].startswith("Traceback (most recent call last):"):
+            self.held.clear()
+        self.flush()
+
     def flush(self) -> None:
         for line in self.held:
             self.write(line)
@@ -65,7 +73,7 @@ def _forward(read_fd: int, out_fd: int) -> None:
     with os.fdopen(read_fd, "r", encoding="utf-8", errors="replace") as lines:
         for line in lines:
             keep.feed(line)
-    keep.flush()
+    keep.end()
     os.close(out_fd)
 
 
@@ -86,12 +94,14 @@ def quiet_controllers(launcher_cfg: Any) -> Iterator[None]:
     if original is None:
         yield
         return
-    read_fd, write_fd = os.pipe()
-    threading.Thread(
-        target=_forward, args=(read_fd, os.dup(2)), name="attnlab-controllers", daemon=True
-    ).start()
 
     def start_controller(*args: Any, **kwargs: Any) -> Any:
+        # A pipe and a filter per controller: two controllers' tracebacks through one pipe
+        # interleave mid-line, and no filter can then tell where either ends.
+        read_fd, write_fd = os.pipe()
+        threading.Thread(
+            target=_forward, args=(read_fd, os.dup(2)), name="attnlab-controller", daemon=True
+        ).start()
         console = os.dup(2)
         os.dup2(write_fd, 2)  # inherited by the controller as its stderr
         try:
@@ -99,10 +109,10 @@ def quiet_controllers(launcher_cfg: Any) -> Iterator[None]:
         finally:
             os.dup2(console, 2)
             os.close(console)
+            os.close(write_fd)  # the controller holds its own copy until it ends
 
     local.start_controller = start_controller
     try:
         yield
     finally:
         local.start_controller = original
-        os.close(write_fd)  # the controllers hold their own copies until they end
