@@ -15,7 +15,8 @@ above 1 attnlab is faster), each side's fraction of the FLOP limit (the training
 this machine's float32 matmul rate, measured in TensorFlow at the start and the end), the
 CPU seconds per model (all threads; steadier than wall time on a shared machine) and the
 share of seeds whose val accuracy agrees within 0.005 (both train the same seeds on the
-same numbers, so they should all agree).
+same numbers, so they should all agree). Last, where each side's call goes: data, compile
+(attnlab: building and tracing its shards; the peer: XLA's compile), train and measure.
 
 Run (the peer's venv made by its setup.sh; see docs/performance.md):
 
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -89,6 +91,7 @@ def attnlab_child(replicas: int) -> None:
         trainer=TrainerConfig(),
         seeds=list(range(replicas)),
     )
+    phases = PhaseTimer()  # wraps the phases before the call
     start, cpu_start = time.perf_counter(), time.process_time()
     records = train_and_measure(cfg).records
     seconds, cpu_s = time.perf_counter() - start, time.process_time() - cpu_start
@@ -99,8 +102,55 @@ def attnlab_child(replicas: int) -> None:
         "cpu_s_per_model": cpu_s / replicas,
         "val_accuracy_mean": float(np.mean(accuracy)),
         "val_accuracy": accuracy,
+        **phases.seconds(seconds),
     }
     print(json.dumps(doc))
+
+
+class PhaseTimer:
+    """Wall seconds of train_and_measure's phases, named as the peer names its own: data
+    (drawing every seed's data), compile (building the shards' models and tracing their
+    epoch and validation functions: attnlab's counterpart of the peer's XLA compile),
+    train (the epochs, each with its validation pass, and the first call's graph
+    optimisation) and measure (the rest: probe accuracy, attention, ablations, records).
+
+    It wraps attnlab.engine's module functions, which train_cells imports when it runs; a
+    --baseline checkout without one of them leaves that phase in the next.
+    """
+
+    def __init__(self) -> None:
+        import attnlab.engine.data as data
+        import attnlab.engine.models as models
+        import attnlab.engine.train as train
+
+        self.spent = {"data": 0.0, "build": 0.0, "trace": 0.0, "fit": 0.0}
+        for module, name, phase in (
+            (data, "make_replica_data", "data"),
+            (models, "build_model", "build"),
+            (train, "_prepare", "trace"),
+            (train, "fit", "fit"),
+        ):
+            if hasattr(module, name):
+                setattr(module, name, self._timed(getattr(module, name), phase))
+
+    def _timed(self, function: Any, phase: str) -> Any:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self.spent[phase] += time.perf_counter() - start
+
+        return timed
+
+    def seconds(self, total: float) -> dict[str, float]:
+        s = self.spent
+        return {
+            "data_s": s["data"],
+            "compile_s": s["build"] + s["trace"],
+            "train_s": s["fit"] - s["trace"],  # fit traces the shards, then trains them
+            "measure_s": total - s["data"] - s["build"] - s["fit"],
+        }
 
 
 # --- the parent: both sides in turn --------------------------------------------------------
@@ -178,6 +228,18 @@ def print_table(
         " seeds whose val accuracy agrees within 0.005, last repeat; identical: equal to 4"
         " decimals)"
     )
+    print(f"where the time goes, s a call (median): {' / '.join(PHASES)}")
+    for r in replicas:
+        for side in ("attnlab", other):
+            cells = [
+                f"{statistics.median(d.get(f'{phase}_s', math.nan) for d in runs[(side, r)]):.2f}"
+                for phase in PHASES
+            ]
+            print(f"{r:>4} {side:<8} " + " / ".join(cells))
+
+
+# The phases both sides report (PhaseTimer; the peer's own keys).
+PHASES = ("data", "compile", "train", "measure")
 
 
 def main(argv: list[str] | None = None) -> None:

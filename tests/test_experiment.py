@@ -147,3 +147,22 @@ def test_run_writes_history_csv_whose_last_epoch_is_metrics_json(make_config, tm
         assert isinstance(record["still_improving"], bool)
     first = history[history["epoch"] == 1].set_index("seed")
     assert (last["train_loss"] < first["train_loss"]).all()  # it trained
+
+
+@pytest.mark.slow  # over 1 s on a quiet 2-core machine (docs/development.md)
+def test_training_freezes_the_imported_heap_and_shards_measure_as_one(make_config):
+    """The first training of a process takes what is alive then out of the cyclic garbage
+    collector (gc.freeze: each full collection walked all of TensorFlow and Keras, ~0.2 s).
+    And shards measured side by side on their own threads give what one shard gives: 8 seeds
+    as two shards (trainer.threads=2) against one (threads=1)."""
+    import gc
+
+    seeds = "seeds=[0,1,2,3,4,5,6,7]"
+    two = train_and_measure(make_config(seeds, "data.classes=5", "trainer.threads=2"))[0]
+    assert gc.get_freeze_count() > 100_000  # TensorFlow and Keras at least: ~400,000 objects
+    one = train_and_measure(make_config(seeds, "data.classes=5", "trainer.threads=1"))[0]
+    assert [r["seed"] for r in two] == [r["seed"] for r in one] == list(range(8))
+    for a, b in zip(two, one, strict=True):
+        # Bit for bit on this machine; ~2e-8 allowed for a matmul library that sums in another
+        # order for another number of replicas (docs/sweeps-and-files.md).
+        assert _numbers(a) == pytest.approx(_numbers(b), abs=1e-5, nan_ok=True)

@@ -6,6 +6,7 @@ Pure of files: it returns each cell's records, attention and learning curves
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
 import time
@@ -33,6 +34,19 @@ log = logging.getLogger(__name__)
 seed_log = logging.getLogger("attnlab.detail")
 
 HISTORY_COLUMNS = ["seed", "epoch", "train_loss", "val_accuracy", "attn_key_weight"]
+
+
+def freeze_imported_heap() -> None:
+    """Exclude every object alive now from Python's cyclic garbage collection, once a
+    process (gc.freeze): what TensorFlow and Keras imported stays alive for the process
+    anyway, and each full collection walked all of it, 0.18-0.25 s (measured on the 2-core
+    machine: one gen-2 collection in every 20-class call, clear_session's or, without it,
+    one while tracing; ~8% of the call at 32 seeds). Objects freed later by reference
+    counting are freed as before; only cycles already garbage at this moment are kept
+    (in a single run, ~1,600 of the ~400,000 objects then alive).
+    """
+    if gc.get_freeze_count() == 0:
+        gc.freeze()
 
 
 class CellResult(NamedTuple):
@@ -75,6 +89,7 @@ def train_cells(
 
     first = cfgs[0]
     cores = configure_tensorflow(first.trainer.threads if cores is None else cores)
+    freeze_imported_heap()
     keras.backend.clear_session()  # jobs of a sweep share this process
     seeds = [seed for cfg in cfgs for seed in cfg.seeds]
     data_cfgs = [cfg.data for cfg in cfgs for _ in cfg.seeds]  # replica r's own
