@@ -155,6 +155,9 @@ class PhaseTimer:
 
 # --- the parent: both sides in turn --------------------------------------------------------
 
+# The phases both sides report (PhaseTimer; the peer's own keys).
+PHASES = ("data", "compile", "train", "measure")
+
 
 def run_side(side: str, replicas: int, args: argparse.Namespace) -> dict[str, Any]:
     """One run of one side in a fresh child; its JSON line (the last line it prints)."""
@@ -236,10 +239,6 @@ def print_table(
                 for phase in PHASES
             ]
             print(f"{r:>4} {side:<8} " + " / ".join(cells))
-
-
-# The phases both sides report (PhaseTimer; the peer's own keys).
-PHASES = ("data", "compile", "train", "measure")
 
 
 def main(argv: list[str] | None = None) -> None:
