@@ -834,12 +834,8 @@ def worker_share(sweep_dir: Path) -> Iterator[None]:
     killed sweep never races its resume."""
     import fcntl
 
-    fd = os.open(sweep_dir / WORKERS_LOCK, os.O_RDWR | os.O_CREAT, 0o666)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH)
+    with _flocked(sweep_dir / WORKERS_LOCK, fcntl.LOCK_SH):
         yield
-    finally:
-        os.close(fd)
 
 
 CELL_LOCK = ".attnlab.cell.lock"
@@ -855,9 +851,20 @@ def cell_lock(cell_dir: Path) -> Iterator[None]:
     import fcntl
 
     cell_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(cell_dir / CELL_LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+    with _flocked(cell_dir / CELL_LOCK, fcntl.LOCK_EX):
+        yield
+
+
+@contextlib.contextmanager
+def _flocked(path: Path, mode: int) -> Iterator[None]:
+    """An flock of mode (fcntl.LOCK_SH or LOCK_EX) on path, made if missing, held until the
+    block ends; released by closing the file (the kernel also releases it when the process
+    dies)."""
+    import fcntl
+
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        fcntl.flock(fd, mode)
         yield
     finally:
         os.close(fd)
